@@ -1,0 +1,105 @@
+"""Why a kernel container stopped, in words a user can act on.
+
+Pure: built from the engine's inspect data and the container's last log lines.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+_NO_IPYKERNEL = ("No module named ipykernel_launcher", "No module named ipykernel")
+_NO_PYTHON = ("executable file not found", "no such file or directory")
+
+
+def _size(n: int) -> str:
+    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= factor:
+            return f"{n / factor:g} {unit}"
+    return f"{n} bytes"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+@dataclass(frozen=True)
+class ContainerExit:
+    """The end of one kernel container."""
+
+    name: str
+    image: str
+    exit_code: int
+    oom_killed: bool = False
+    mem_limit: int = 0
+    error: str = ""
+    log_tail: str = ""
+
+    @classmethod
+    def from_inspect(cls, data: dict[str, Any], log_tail: str = "") -> ContainerExit:
+        state = data.get("State") or {}
+        host = data.get("HostConfig") or {}
+        return cls(
+            name=str(data.get("Name", "")).lstrip("/"),
+            image=str((data.get("Config") or {}).get("Image", "")),
+            exit_code=int(state.get("ExitCode") or 0),
+            oom_killed=bool(state.get("OOMKilled")),
+            mem_limit=int(host.get("Memory") or 0),
+            error=str(state.get("Error") or ""),
+            log_tail=log_tail,
+        )
+
+    @property
+    def reason(self) -> str:
+        """One sentence: how it ended."""
+        if self.oom_killed:
+            limit = (
+                f"its memory limit of {_size(self.mem_limit)} (mem_limit)"
+                if self.mem_limit
+                else "the memory available to the engine"
+            )
+            return f"killed by the out-of-memory killer: the kernel used more than {limit}"
+        if self.exit_code > 128:
+            name = _signal_name(self.exit_code - 128)
+            if name == "SIGKILL":
+                return (
+                    f"killed with SIGKILL (exit code {self.exit_code}), from outside the "
+                    "kernel: `docker kill`, `docker rm -f`, the engine or the host"
+                )
+            return f"terminated by {name} (exit code {self.exit_code})"
+        if self.error:
+            return f"failed: {self.error}"
+        return f"exited with code {self.exit_code}"
+
+    @property
+    def hint(self) -> str:
+        """What to do about it, when we can tell."""
+        text = f"{self.log_tail}\n{self.error}"
+        if any(marker in text for marker in _NO_IPYKERNEL):
+            return (
+                f"The image {self.image!r} has no ipykernel: install it in the image "
+                "(`pip install ipykernel`) or choose an image that has it."
+            )
+        if self.exit_code == 127 or any(m in self.error for m in _NO_PYTHON):
+            return (
+                f"The image {self.image!r} has no Python at the configured path: set the "
+                "provisioner's `python` to the image's interpreter, or choose an image with Python."
+            )
+        if self.oom_killed:
+            return "Raise mem_limit for this kernel or use less memory; the kernel's variables are lost."
+        return ""
+
+    def message(self) -> str:
+        """The full text for logs and error dialogs."""
+        lines = [f"Kernel container {self.name} (image {self.image}) {self.reason}."]
+        if self.hint:
+            lines.append(self.hint)
+        tail = self.log_tail.strip()
+        if tail:
+            lines.append("Last lines of the container's log:")
+            lines.extend("    " + line for line in tail.splitlines())
+        return "\n".join(lines)

@@ -1,0 +1,295 @@
+"""The one door to the Docker engine.
+
+Every Docker call of the package goes through :class:`Engine`: it runs the blocking SDK call
+on a background executor (never on the event loop) and turns SDK errors into the package's
+own exceptions, whose messages say what to do. Nothing here assumes that the engine runs on
+this machine: it may be a remote ``DOCKER_HOST`` or a docker context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar, TypeVar
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from .exceptions import (
+    EngineError,
+    EngineUnavailableError,
+    GPUUnavailableError,
+    ImageNotFoundError,
+    ImagePullError,
+)
+from .progress import PullProgress
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+_NO_GPU_MARKERS = (
+    'could not select device driver ""',
+    "could not select device driver",
+    "unresolvable CDI devices",
+    "nvidia-container-cli",
+)
+
+
+def _default_base_url() -> str | None:
+    """DOCKER_HOST wins (docker-py reads it); otherwise the current docker context's host."""
+    import os
+
+    if os.environ.get("DOCKER_HOST"):
+        return None
+    try:
+        from docker.context import ContextAPI
+
+        context = ContextAPI.get_current_context()
+    except Exception:  # a broken ~/.docker/config.json must not stop kernels
+        return None
+    host = getattr(context, "Host", None) if context is not None else None
+    return str(host) if host else None
+
+
+def _engine_unavailable(where: str, error: Exception) -> EngineUnavailableError:
+    msg = (
+        f"Cannot reach the Docker engine at {where}: {error}. "
+        "Start the engine (for example `sudo systemctl start docker`, or Docker Desktop), "
+        "make sure this user may use it (the `docker` group), or point DOCKER_HOST / "
+        "MLContainerProvisioner.docker_host at a running engine."
+    )
+    return EngineUnavailableError(msg)
+
+
+def _explain_api_error(error: docker.errors.APIError, what: str) -> Exception:
+    text = str(error.explanation or error)
+    if any(marker in text for marker in _NO_GPU_MARKERS):
+        msg = (
+            f"GPUs were requested but the Docker engine cannot provide them ({text}). "
+            "Install the NVIDIA Container Toolkit on the engine's host and register it "
+            "(`sudo nvidia-ctk runtime configure --runtime=docker` then restart dockerd), "
+            "or enable CDI (`nvidia-ctk cdi generate`); or set gpus='none' (or 'auto') "
+            "to run this kernel on the CPU."
+        )
+        return GPUUnavailableError(msg)
+    if "no space left on device" in text:
+        msg = (
+            f"The Docker engine's disk is full while trying to {what} ({text}). "
+            "Free space with `docker system prune` (or remove unused images) and try again."
+        )
+        return EngineError(msg)
+    if isinstance(error, docker.errors.ImageNotFound):
+        return ImageNotFoundError(f"Could not {what}: {text}")
+    msg = f"The Docker engine refused to {what}: {text}"
+    return EngineError(msg)
+
+
+class Engine:
+    """An async façade over one Docker engine.
+
+    Instances are shared per engine address (:meth:`for_url`), so all kernels of a server
+    use one HTTP connection pool and one executor.
+    """
+
+    _instances: ClassVar[dict[str | None, Engine]] = {}
+    _instances_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, base_url: str | None = None, timeout: float = 60, max_workers: int = 16):
+        self.base_url = base_url
+        self.timeout = timeout
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="mlc-docker")
+        self._client: docker.APIClient | None = None
+        self._client_lock = threading.Lock()
+
+    @classmethod
+    def for_url(cls, base_url: str | None = None) -> Engine:
+        """The shared engine for ``base_url`` (None: DOCKER_HOST, docker context, default socket)."""
+        with cls._instances_lock:
+            if base_url not in cls._instances:
+                cls._instances[base_url] = cls(base_url)
+            return cls._instances[base_url]
+
+    @property
+    def address(self) -> str:
+        return self.base_url or _default_base_url() or "the default Docker socket"
+
+    # --- plumbing -------------------------------------------------------------------
+
+    def _api(self) -> docker.APIClient:
+        """The SDK client, made on first use (its version negotiation is a blocking call)."""
+        with self._client_lock:
+            if self._client is None:
+                kwargs: dict[str, Any] = docker.utils.kwargs_from_env()
+                base_url = self.base_url or _default_base_url()
+                if base_url:
+                    kwargs["base_url"] = base_url
+                try:
+                    self._client = docker.APIClient(version="auto", timeout=self.timeout, **kwargs)
+                except docker.errors.DockerException as e:
+                    raise _engine_unavailable(self.address, e) from e
+            return self._client
+
+    async def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(api, *args, **kwargs)`` on the executor; map SDK errors to ours.
+
+        ``what`` completes the sentence "could not ..." in error messages.
+        """
+
+        def run() -> T:
+            api = self._api()
+            try:
+                return fn(api, *args, **kwargs)
+            except docker.errors.APIError as e:
+                raise _explain_api_error(e, what) from e
+            except (requests.exceptions.ConnectionError, ConnectionError) as e:
+                raise _engine_unavailable(self.address, e) from e
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, run)
+
+    # --- engine ---------------------------------------------------------------------
+
+    async def info(self) -> dict[str, Any]:
+        return await self.call("read the engine's info", lambda api: api.info())
+
+    async def version(self) -> dict[str, Any]:
+        return await self.call("read the engine's version", lambda api: api.version())
+
+    # --- images ---------------------------------------------------------------------
+
+    async def image_inspect(self, ref: str) -> dict[str, Any] | None:
+        """The image's inspect data, or None when the engine does not have it."""
+
+        def inspect(api: docker.APIClient) -> dict[str, Any] | None:
+            try:
+                return api.inspect_image(ref)  # type: ignore[no-any-return]
+            except docker.errors.ImageNotFound:
+                return None
+
+        return await self.call(f"inspect image {ref!r}", inspect)
+
+    async def pull(
+        self,
+        ref: str,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = log,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Pull ``ref``, logging progress every few seconds; return the image's inspect data."""
+        progress = PullProgress(ref)
+
+        def pull(api: docker.APIClient) -> dict[str, Any]:
+            repository, tag = docker.utils.parse_repository_tag(ref)
+            logger.info("Pulling image %s", ref)
+            try:
+                stream = api.pull(repository, tag=tag or "latest", stream=True, decode=True)
+                for event in stream:
+                    if "error" in event:
+                        raise ImagePullError(_pull_failed(ref, str(event["error"])))
+                    if on_event is not None:
+                        on_event(event)
+                    line = progress.feed(event)
+                    if line:
+                        logger.info("%s", line)
+            except docker.errors.APIError as e:
+                raise ImagePullError(_pull_failed(ref, str(e.explanation or e))) from e
+            logger.info("Pulled image %s (%s)", ref, progress.digest or "no digest reported")
+            return api.inspect_image(ref)  # type: ignore[no-any-return]
+
+        return await self.call(f"pull image {ref!r}", pull)
+
+    # --- containers -----------------------------------------------------------------
+
+    async def create_container(self, create_args: dict[str, Any], host_config: dict[str, Any]) -> str:
+        def create(api: docker.APIClient) -> str:
+            hc = api.create_host_config(**host_config)
+            created = api.create_container(host_config=hc, **create_args)
+            for warning in created.get("Warnings") or []:
+                log.warning("Docker: %s", warning)
+            return str(created["Id"])
+
+        return await self.call(f"create a container of image {create_args.get('image')!r}", create)
+
+    async def put_archive(self, container_id: str, path: str, data: bytes) -> None:
+        def put(api: docker.APIClient) -> None:
+            if not api.put_archive(container_id, path, io.BytesIO(data).getvalue()):
+                msg = f"The engine did not accept files for {path} in container {container_id[:12]}"
+                raise EngineError(msg)
+
+        await self.call(f"copy the kernel's files to {path} in the container", put)
+
+    async def start(self, container_id: str) -> None:
+        await self.call("start the kernel's container", lambda api: api.start(container_id))
+
+    async def inspect(self, container_id: str) -> dict[str, Any] | None:
+        """The container's inspect data, or None when it is gone."""
+
+        def inspect(api: docker.APIClient) -> dict[str, Any] | None:
+            try:
+                return api.inspect_container(container_id)  # type: ignore[no-any-return]
+            except docker.errors.NotFound:
+                return None
+
+        return await self.call("inspect the kernel's container", inspect)
+
+    async def kill(self, container_id: str, signal: str = "SIGKILL") -> bool:
+        """Send ``signal``; False when the container is gone or not running (not an error)."""
+
+        def kill(api: docker.APIClient) -> bool:
+            try:
+                api.kill(container_id, signal=signal)
+            except docker.errors.NotFound:
+                return False
+            except docker.errors.APIError as e:
+                if e.status_code == 409:  # not running
+                    return False
+                raise
+            return True
+
+        return await self.call(f"send {signal} to the kernel's container", kill)
+
+    async def remove(self, container_id: str) -> None:
+        """Remove the container, running or not; already gone is fine."""
+
+        def remove(api: docker.APIClient) -> None:
+            try:
+                api.remove_container(container_id, force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as e:
+                if e.status_code == 409 and "already in progress" in str(e.explanation):
+                    return
+                raise
+
+        await self.call("remove the kernel's container", remove)
+
+    async def logs(self, container_id: str, tail: int = 20) -> str:
+        """The last ``tail`` lines of the container's output ('' when it is gone)."""
+
+        def logs(api: docker.APIClient) -> str:
+            try:
+                raw = api.logs(container_id, stdout=True, stderr=True, tail=tail)
+            except docker.errors.NotFound:
+                return ""
+            return bytes(raw).decode("utf-8", errors="replace")
+
+        return await self.call("read the kernel container's log", logs)
+
+    async def list_containers(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        return await self.call(
+            "list containers", lambda api: list(api.containers(all=True, filters=filters))
+        )
+
+
+def _pull_failed(ref: str, reason: str) -> str:
+    return (
+        f"Could not pull image {ref!r}: {reason}. Check the image name and tag, "
+        "`docker login` if the registry is private, or build/load the image on the engine "
+        "and set pull_policy to 'never' or 'missing'."
+    )
+
+

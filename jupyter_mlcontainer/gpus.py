@@ -1,0 +1,139 @@
+"""GPU settings: parse what the user asked for and turn it into Docker device requests.
+
+Pure functions; the provisioner feeds them the engine's ``info`` and applies the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from docker.types import DeviceRequest
+
+NVIDIA_CDI_KIND = "nvidia.com/gpu"
+
+
+@dataclass(frozen=True)
+class GPURequest:
+    """A normalized ``gpus`` setting.
+
+    ``mode`` is one of ``auto`` (every GPU if the engine has any, else CPU), ``all``,
+    ``count`` (the first ``count`` GPUs), ``ids`` (device indexes or UUIDs) or ``none``.
+    """
+
+    mode: str
+    count: int = 0
+    ids: tuple[str, ...] = ()
+
+    @property
+    def explicit(self) -> bool:
+        """True when the user asked for GPUs, so that having none is an error."""
+        return self.mode in {"all", "count", "ids"}
+
+    def describe(self) -> str:
+        if self.mode == "count":
+            return f"{self.count} GPU{'s' if self.count != 1 else ''}"
+        if self.mode == "ids":
+            return "GPUs " + ",".join(self.ids)
+        return {"auto": "GPUs if available", "all": "all GPUs", "none": "no GPU"}[self.mode]
+
+
+def parse_gpus(value: Any) -> GPURequest:
+    """Parse a ``gpus`` setting; raise ValueError with the accepted forms on bad input.
+
+    Accepted: ``"auto"``, ``"all"``, ``"none"`` (also ``0``, ``False``, ``""``), a count
+    (``2`` or ``"2"``), a list of device indexes or UUIDs (``["0", "GPU-3f2…"]``) or the same
+    as a comma-separated string (``"0,1"``; ``"device=0,1"`` as ``docker run --gpus`` takes it).
+    """
+    if value is None or value is False or value == "":
+        return GPURequest("none")
+    if value is True:
+        return GPURequest("all")
+    if isinstance(value, int):
+        if value < 0:
+            return GPURequest("all")
+        return GPURequest("count", count=value) if value else GPURequest("none")
+    if isinstance(value, str):
+        text = value.strip().strip("\"'")
+        lowered = text.lower()
+        if lowered in {"auto", "all", "none"}:
+            return GPURequest(lowered)
+        if lowered.startswith("device="):
+            text = text.split("=", 1)[1]
+        elif text.isdigit():
+            return parse_gpus(int(text))
+        return _ids(text.split(","), value)
+    if isinstance(value, (list, tuple)):
+        return _ids([str(v) for v in value], value)
+    msg = (
+        f"Invalid gpus setting {value!r}: use 'auto', 'all', 'none', a count such as 2, "
+        "or a list of device indexes or UUIDs such as ['0', '1']."
+    )
+    raise ValueError(msg)
+
+
+def _ids(items: list[str], original: Any) -> GPURequest:
+    ids = tuple(i.strip() for i in items if i.strip())
+    bad = [i for i in ids if not (i.isdigit() or i.startswith(("GPU-", "MIG-")) or "=" in i)]
+    if not ids or bad:
+        msg = (
+            f"Invalid gpus setting {original!r}: device ids are indexes ('0') or UUIDs "
+            "('GPU-…', 'MIG-…'); other accepted values are 'auto', 'all', 'none' or a count."
+        )
+        raise ValueError(msg)
+    return GPURequest("ids", ids=ids)
+
+
+@dataclass(frozen=True)
+class GPUSupport:
+    """What the engine can do for GPUs, read from its ``info``."""
+
+    nvidia_runtime: bool = False
+    cdi_devices: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any]) -> GPUSupport:
+        runtimes = info.get("Runtimes") or {}
+        cdi = tuple(
+            str(d.get("ID"))
+            for d in info.get("DiscoveredDevices") or []
+            if d.get("Source") == "cdi" and str(d.get("ID", "")).startswith(NVIDIA_CDI_KIND)
+        )
+        return cls(nvidia_runtime="nvidia" in runtimes, cdi_devices=cdi)
+
+    @property
+    def available(self) -> bool:
+        return self.nvidia_runtime or bool(self.cdi_devices)
+
+    def describe(self) -> str:
+        if self.cdi_devices:
+            return "CDI devices " + ", ".join(self.cdi_devices)
+        if self.nvidia_runtime:
+            return "NVIDIA runtime"
+        return "no GPU support (no NVIDIA runtime, no CDI GPU devices)"
+
+
+def resolve(request: GPURequest, support: GPUSupport) -> GPURequest:
+    """Settle ``auto`` against what the engine offers."""
+    if request.mode != "auto":
+        return request
+    return GPURequest("all") if support.available else GPURequest("none")
+
+
+def device_requests(request: GPURequest, support: GPUSupport) -> list[DeviceRequest]:
+    """Docker device requests for a resolved request (CDI names where the engine lists them)."""
+    if request.mode in {"none", "auto"}:
+        return []
+    if support.cdi_devices:
+        if request.mode == "all":
+            names = [f"{NVIDIA_CDI_KIND}=all"]
+        elif request.mode == "count":
+            names = [f"{NVIDIA_CDI_KIND}={i}" for i in range(request.count)]
+        else:
+            names = [i if "=" in i else f"{NVIDIA_CDI_KIND}={i}" for i in request.ids]
+        return [DeviceRequest(driver="cdi", device_ids=names)]
+    if request.mode == "all":
+        return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    if request.mode == "count":
+        return [DeviceRequest(count=request.count, capabilities=[["gpu"]])]
+    return [DeviceRequest(device_ids=list(request.ids), capabilities=[["gpu"]])]

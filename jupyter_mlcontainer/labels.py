@@ -1,0 +1,61 @@
+"""Labels stamped on every container this package creates.
+
+Everything under :data:`PREFIX` is ours: the reaper, the REST API and the tests find our
+containers by these labels and never by name.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import uuid
+from functools import cache
+
+from ._version import __version__
+
+PREFIX = "org.jupyter-mlcontainer"
+
+MANAGED = f"{PREFIX}.managed"
+KERNEL_ID = f"{PREFIX}.kernel-id"
+KERNEL_NAME = f"{PREFIX}.kernel-name"
+SERVER_INSTANCE = f"{PREFIX}.server-instance"
+SERVER_HOST = f"{PREFIX}.server-host"
+SERVER_PID = f"{PREFIX}.server-pid"
+OWNER = f"{PREFIX}.owner"
+VERSION = f"{PREFIX}.version"
+NETWORK_MODE = f"{PREFIX}.network"
+
+
+@cache
+def server_instance_id() -> str:
+    """A random id for this process, the same for every kernel it starts."""
+    return uuid.uuid4().hex
+
+
+def _owner() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+def kernel_labels(kernel_id: str, kernel_name: str, network: str) -> dict[str, str]:
+    """The labels of one kernel's container."""
+    return {
+        MANAGED: "true",
+        KERNEL_ID: kernel_id,
+        KERNEL_NAME: kernel_name,
+        SERVER_INSTANCE: server_instance_id(),
+        SERVER_HOST: socket.gethostname(),
+        SERVER_PID: str(os.getpid()),
+        OWNER: _owner(),
+        VERSION: __version__,
+        NETWORK_MODE: network,
+    }
+
+
+def managed_filter(**extra: str) -> dict[str, list[str]]:
+    """A ``filters`` argument for the engine's container list: our containers only."""
+    wanted = [f"{MANAGED}=true"] + [f"{key}={value}" for key, value in extra.items()]
+    return {"label": wanted}

@@ -1,0 +1,520 @@
+"""The ``mlcontainer`` kernel provisioner: one kernel, one container.
+
+jupyter_client drives it (see ``jupyter_client/provisioning`` and ``manager.py``):
+
+- ``pre_launch`` runs before every start *and restart*, on the same instance. The host side
+  (ports, the connection file, CurveZMQ keys) is :class:`LocalProvisioner`'s, reused as is.
+- ``launch_kernel`` makes sure the image is there, creates the container from the pure
+  :func:`~jupyter_mlcontainer.spec.build_plan`, copies the container's own connection file in
+  and starts it, then waits for the kernel's heartbeat so that a kernel dying at start
+  fails the start with the container's reason instead of a silent timeout.
+- ``poll`` / ``wait`` / ``send_signal`` / ``terminate`` / ``kill`` map onto inspect and kill;
+  ``cleanup`` removes the container and may be called more than once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import tempfile
+import time
+from typing import Any
+
+import docker.utils
+from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.provisioning import KernelProvisionerBase, LocalProvisioner
+from traitlets import (
+    Any as AnyTrait,
+)
+from traitlets import (
+    Bool,
+    CaselessStrEnum,
+    Dict,
+    Float,
+    Int,
+    List,
+    TraitError,
+    Unicode,
+    validate,
+)
+
+from . import gpus as gpu
+from .diagnostics import ContainerExit
+from .engine import Engine
+from .exceptions import EngineError, EngineUnavailableError, ImageNotFoundError, KernelStartError
+from .readiness import HeartbeatProbe
+from .spec import NETWORK_MODES, KernelLaunch, build_plan, parse_mount, select_env
+
+DEFAULT_ENV_ALLOWLIST = ["LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "JPY_SESSION_NAME"]
+
+
+class MLContainerProvisioner(LocalProvisioner):  # type: ignore[misc]
+    """Start, signal, restart and stop a Jupyter kernel inside a Docker container."""
+
+    # --- configuration ----------------------------------------------------------------
+
+    image = Unicode(
+        "",
+        help="""The kernel's container image, e.g. ``pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime``
+        or an image pinned by digest (``repo@sha256:…``). Required.""",
+    ).tag(config=True)
+
+    pull_policy = CaselessStrEnum(
+        ["missing", "always", "never"],
+        default_value="missing",
+        help="""When to pull the image: ``missing`` (only when the engine lacks it),
+        ``always`` (before every start; fails when the registry cannot be reached), or
+        ``never`` (a missing image is an error). Pulls log their progress.""",
+    ).tag(config=True)
+
+    gpus = AnyTrait(
+        "auto",
+        help="""GPUs for the kernel: ``auto`` (every GPU when the engine can provide them,
+        otherwise CPU with a warning), ``all``, a count (``2``), a list of device indexes or
+        UUIDs (``["0", "GPU-…"]``) or ``none``. Explicit requests fail clearly on an engine
+        without GPU support.""",
+    ).tag(config=True)
+
+    shm_size = Unicode(
+        "2g",
+        allow_none=True,
+        help="""Size of ``/dev/shm``. Docker's 64 MB default kills PyTorch DataLoader workers
+        ("bus error"); memory in it counts against ``mem_limit``. None keeps Docker's default.""",
+    ).tag(config=True)
+
+    mem_limit = Unicode(
+        None,
+        allow_none=True,
+        help="""Memory limit of the container (``"8g"``, ``"512m"``). A kernel that exceeds it
+        is killed by the out-of-memory killer and the reason is reported. None: no limit.""",
+    ).tag(config=True)
+
+    cpus = Float(
+        None,
+        allow_none=True,
+        help="""CPU share of the container, in CPUs (``1.5``). None: no limit.""",
+    ).tag(config=True)
+
+    pids_limit = Int(
+        None,
+        allow_none=True,
+        help="""Maximum number of processes and threads in the container. None: no limit.""",
+    ).tag(config=True)
+
+    network = CaselessStrEnum(
+        list(NETWORK_MODES),
+        default_value="bridge",
+        help="""How the server reaches the kernel: ``bridge`` (the container's own network,
+        kernel ports published on 127.0.0.1 only), ``host`` (the engine host's network; the
+        kernel binds 127.0.0.1; local engines on Linux only) or ``none`` (no network at all;
+        ZMQ over ipc sockets in a directory shared with the container; local engines only).""",
+    ).tag(config=True)
+
+    mount_cwd = Bool(
+        True,
+        help="""Mount the notebook's directory at the same path in the container and start the
+        kernel there, so relative paths and tracebacks match the host.""",
+    ).tag(config=True)
+
+    mounts = List(
+        [],
+        help="""Extra mounts: ``"SOURCE:TARGET"``, ``"SOURCE:TARGET:ro"`` or
+        ``{"source": …, "target": …, "read_only": true}``. A source that is not an absolute
+        path names a Docker volume.""",
+    ).tag(config=True)
+
+    path_map = Dict(
+        {},
+        help="""Paths as the server sees them → paths on the engine's host, for bind mounts
+        when the server itself runs in a container or the engine is remote
+        (``{"/home/jovyan/work": "/srv/users/alice/work"}``). Longest prefix wins.""",
+    ).tag(config=True)
+
+    env = Dict(
+        {},
+        help="""Extra environment variables for the kernel (after the kernelspec's ``env``).""",
+    ).tag(config=True)
+
+    env_allowlist = List(
+        DEFAULT_ENV_ALLOWLIST,
+        help="""Names of the server's environment variables passed to the kernel. Nothing
+        else of the server's environment reaches the container (tokens, credentials, host
+        paths) unless the kernelspec's ``env`` names it.""",
+    ).tag(config=True)
+
+    uid = Int(
+        None,
+        allow_none=True,
+        help="""User id the kernel runs as. None: the server's uid; when the server runs as
+        root, the owner of the notebook's directory (root only if root owns it).""",
+    ).tag(config=True)
+
+    gid = Int(
+        None,
+        allow_none=True,
+        help="""Group id the kernel runs as. None: the group that goes with ``uid``.""",
+    ).tag(config=True)
+
+    python = Unicode(
+        "python3",
+        help="""The image's Python: replaces ``python``/``python3`` at the start of the
+        kernelspec's argv (jupyter_client would put the *server's* interpreter there).""",
+    ).tag(config=True)
+
+    docker_host = Unicode(
+        None,
+        allow_none=True,
+        help="""Address of the Docker engine (``unix:///var/run/docker.sock``,
+        ``tcp://host:2376``, ``ssh://user@host``). None: ``DOCKER_HOST``, then the current
+        docker context, then the default socket.""",
+    ).tag(config=True)
+
+    ready_timeout = Float(
+        60.0,
+        help="""Seconds to wait, after the container starts, for the kernel to answer its
+        heartbeat. A container that exits meanwhile fails the start with its reason; past
+        the timeout the start goes on and Jupyter's own timeouts apply.""",
+    ).tag(config=True)
+
+    log_tail = Int(
+        30,
+        help="""Lines of the container's log quoted when a kernel dies or fails to start.""",
+    ).tag(config=True)
+
+    @validate("gpus")
+    def _validate_gpus(self, proposal: dict[str, Any]) -> Any:
+        try:
+            gpu.parse_gpus(proposal["value"])
+        except ValueError as e:
+            raise TraitError(str(e)) from e
+        return proposal["value"]
+
+    @validate("shm_size", "mem_limit")
+    def _validate_size(self, proposal: dict[str, Any]) -> Any:
+        value = proposal["value"]
+        if value is not None:
+            try:
+                docker.utils.parse_bytes(value)
+            except Exception as e:
+                msg = (
+                    f"Invalid {proposal['trait'].name} {value!r}: use a size such as "
+                    "'512m', '2g' or a number of bytes."
+                )
+                raise TraitError(msg) from e
+        return value
+
+    @validate("cpus")
+    def _validate_cpus(self, proposal: dict[str, Any]) -> Any:
+        value = proposal["value"]
+        if value is not None and value <= 0:
+            msg = f"Invalid cpus {value!r}: use a positive number of CPUs such as 0.5 or 2."
+            raise TraitError(msg)
+        return value
+
+    @validate("mounts")
+    def _validate_mounts(self, proposal: dict[str, Any]) -> Any:
+        for item in proposal["value"]:
+            try:
+                parse_mount(item)
+            except ValueError as e:
+                raise TraitError(str(e)) from e
+        return proposal["value"]
+
+    # --- state --------------------------------------------------------------------------
+
+    container_id: str | None = None
+    container_name: str | None = None
+    #: How the last container ended (set when it is seen to have stopped).
+    last_exit: ContainerExit | None = None
+    #: The GPUs the last start resolved to.
+    granted_gpus: gpu.GPURequest | None = None
+    _running = False
+    _stopping = False
+    _exit_code: int | None = None
+    _launches = 0
+    _ipc_dir: str | None = None
+    _engine_warned = False
+
+    @property
+    def has_process(self) -> bool:
+        return self.container_id is not None and self._running
+
+    @property
+    def engine(self) -> Engine:
+        return Engine.for_url(self.docker_host or None)
+
+    # --- start --------------------------------------------------------------------------
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        """Prepare the host side; runs again before every restart on this instance."""
+        self._running = False
+        self._stopping = False
+        self._exit_code = None
+        if not self.image:
+            msg = (
+                "This container kernel has no image: set 'image' in the kernelspec's "
+                "metadata.kernel_provisioner.config (or MLContainerProvisioner.image)."
+            )
+            raise KernelStartError(msg)
+        km = self.parent
+        if self.network == "none" and km is not None:
+            # ZMQ over ipc sockets in a directory that the container mounts.
+            if self._ipc_dir is None:
+                self._ipc_dir = tempfile.mkdtemp(prefix="mlc-")
+            km.transport = "ipc"
+            km.cache_ports = False
+            km.ip = os.path.join(self._ipc_dir, "k")
+        return await super().pre_launch(**kwargs)  # type: ignore[no-any-return]
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        """Create and start the kernel's container; return when its heartbeat answers."""
+        engine = self.engine
+        self._launches += 1
+        await self._ensure_image()
+        request = await self._resolve_gpus()
+        uid, gid = self._container_user(kwargs.get("cwd"))
+        if self._ipc_dir is not None and os.getuid() == 0:
+            os.chown(self._ipc_dir, uid, gid)
+        self.cwd = os.path.abspath(kwargs.get("cwd") or os.getcwd())
+        env = select_env(
+            kwargs.get("env") or {},
+            self.env_allowlist,
+            (self.kernel_spec.env or {}).keys() if self.kernel_spec else (),
+            self.env,
+        )
+        plan = build_plan(
+            KernelLaunch(
+                kernel_id=str(self.kernel_id),
+                kernel_name=getattr(self.parent, "kernel_name", "") or "",
+                image=self.image,
+                argv=list(self.kernel_spec.argv) + list(kwargs.get("extra_arguments") or []),
+                connection_info=self.connection_info,
+                cwd=self.cwd if self.mount_cwd else "",
+                env=env,
+                network=self.network,
+                uid=uid,
+                gid=gid,
+                gpus=request,
+                gpu_support=self._gpu_support or gpu.GPUSupport(),
+                python=self.python,
+                shm_size=self.shm_size,
+                mem_limit=self.mem_limit,
+                cpus=self.cpus,
+                pids_limit=self.pids_limit,
+                mounts=[parse_mount(m) for m in self.mounts],
+                ipc_dir=self._ipc_dir,
+                path_map=self.path_map,
+                container_name=f"mlc-{self.kernel_id}-{self._launches}",
+            )
+        )
+        for note in plan.notes:
+            self.log.warning("Kernel %s: %s", self.kernel_id, note)
+        self.container_name = plan.name
+        self.container_id = await engine.create_container(plan.create_args, plan.host_config)
+        self.log.info(
+            "Kernel %s: starting container %s (%s, image %s, %s, user %s:%s)",
+            self.kernel_id,
+            plan.name,
+            self.container_id[:12],
+            self.image,
+            request.describe(),
+            uid,
+            gid,
+        )
+        try:
+            await engine.put_archive(self.container_id, plan.archive_path, plan.archive)
+            try:
+                await engine.start(self.container_id)
+            except EngineError as e:
+                raise KernelStartError(self._start_refused(e)) from e
+            self._running = True
+            await self._wait_until_up()
+        except BaseException:
+            await self._discard_container()
+            raise
+        return self.connection_info
+
+    async def _ensure_image(self) -> None:
+        engine = self.engine
+        if self.pull_policy == "always":
+            await engine.pull(self.image, self.log)
+            return
+        if await engine.image_inspect(self.image) is not None:
+            return
+        if self.pull_policy == "never":
+            msg = (
+                f"Image {self.image!r} is not on the Docker engine ({engine.address}) and "
+                "pull_policy is 'never'. Get it with `docker pull "
+                f"{self.image}` (or build/load it there), or set pull_policy to 'missing'."
+            )
+            raise ImageNotFoundError(msg)
+        self.log.info("Image %s is not on the engine: pulling it (pull_policy=missing)", self.image)
+        await engine.pull(self.image, self.log)
+
+    _gpu_support: gpu.GPUSupport | None = None
+
+    async def _resolve_gpus(self) -> gpu.GPURequest:
+        request = gpu.parse_gpus(self.gpus)
+        if request.mode == "none":
+            self.granted_gpus = request
+            return request
+        if self._gpu_support is None:
+            self._gpu_support = gpu.GPUSupport.from_info(await self.engine.info())
+        resolved = gpu.resolve(request, self._gpu_support)
+        if request.mode == "auto" and resolved.mode == "none":
+            self.log.warning(
+                "Kernel %s runs on the CPU: the Docker engine has %s. Install the NVIDIA "
+                "Container Toolkit for GPUs, or set gpus='none' to silence this warning.",
+                self.kernel_id,
+                self._gpu_support.describe(),
+            )
+        self.granted_gpus = resolved
+        return resolved
+
+    def _container_user(self, cwd: str | None) -> tuple[int, int]:
+        if self.uid is not None:
+            gid = self.gid if self.gid is not None else (os.getgid() if self.uid == os.getuid() else self.uid)
+            return self.uid, gid
+        if os.getuid() != 0:
+            return os.getuid(), self.gid if self.gid is not None else os.getgid()
+        try:
+            st = os.stat(cwd or os.getcwd())
+        except OSError:
+            return 0, 0 if self.gid is None else self.gid
+        return st.st_uid, self.gid if self.gid is not None else st.st_gid
+
+    def _start_refused(self, error: EngineError) -> str:
+        text = str(error)
+        if "executable file not found" in text or "no such file or directory" in text:
+            return (
+                f"The image {self.image!r} cannot run the kernel command: {text}. The image "
+                f"needs Python at '{self.python}' (set the provisioner's `python` to its "
+                "interpreter) and ipykernel."
+            )
+        return text
+
+    async def _wait_until_up(self) -> None:
+        """Wait for the heartbeat; a container that exits first fails the start."""
+        assert self.container_id is not None
+        deadline = time.monotonic() + self.ready_timeout
+        probe = HeartbeatProbe(self.connection_info)
+        try:
+            while True:
+                if await probe.answered(timeout=0.1):
+                    return
+                state = await self.engine.inspect(self.container_id)
+                if state is None or not (state.get("State") or {}).get("Running"):
+                    exit_ = await self._record_exit(state)
+                    msg = f"The kernel did not start. {exit_.message()}"
+                    raise KernelStartError(msg)
+                if time.monotonic() > deadline:
+                    self.log.warning(
+                        "Kernel %s: no heartbeat after %.0f s; its container %s still runs, "
+                        "so Jupyter's own timeout decides.",
+                        self.kernel_id,
+                        self.ready_timeout,
+                        self.container_name,
+                    )
+                    return
+        finally:
+            probe.close()
+
+    async def _record_exit(self, state: dict[str, Any] | None) -> ContainerExit:
+        if state is None:
+            exit_ = ContainerExit(
+                name=self.container_name or "",
+                image=self.image,
+                exit_code=-1,
+                error="the container was removed from outside Jupyter",
+            )
+        else:
+            assert self.container_id is not None
+            tail = await self.engine.logs(self.container_id, tail=self.log_tail)
+            exit_ = ContainerExit.from_inspect(state, tail)
+        self.last_exit = exit_
+        self._exit_code = exit_.exit_code
+        self._running = False
+        return exit_
+
+    # --- running ------------------------------------------------------------------------
+
+    async def poll(self) -> int | None:
+        """None while the container runs, else its exit code. One inspect call."""
+        if self.container_id is None:
+            return 0
+        if self._exit_code is not None:
+            return self._exit_code
+        try:
+            state = await self.engine.inspect(self.container_id)
+        except EngineUnavailableError as e:
+            if not self._engine_warned:
+                self.log.warning("Kernel %s: cannot check its container: %s", self.kernel_id, e)
+                self._engine_warned = True
+            return None
+        self._engine_warned = False
+        if state is not None and (state.get("State") or {}).get("Running"):
+            return None
+        exit_ = await self._record_exit(state)
+        if self._stopping:
+            self.log.debug("Kernel %s: container %s stopped: %s", self.kernel_id, exit_.name, exit_.reason)
+        else:
+            self.log.warning("Kernel %s died. %s", self.kernel_id, exit_.message())
+        return exit_.exit_code
+
+    async def wait(self) -> int | None:
+        ret = await self.poll()
+        while ret is None:
+            await asyncio.sleep(0.05)
+            ret = await self.poll()
+        self._running = False
+        return ret
+
+    async def send_signal(self, signum: int) -> None:
+        if self.container_id is None or signum == 0:
+            return
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = str(signum)
+        await self.engine.kill(self.container_id, signal=name)
+
+    async def shutdown_requested(self, restart: bool = False) -> None:
+        self._stopping = True
+
+    async def terminate(self, restart: bool = False) -> None:
+        self._stopping = True
+        await self.send_signal(signal.SIGTERM)
+
+    async def kill(self, restart: bool = False) -> None:
+        self._stopping = True
+        await self.send_signal(signal.SIGKILL)
+
+    async def cleanup(self, restart: bool = False) -> None:
+        """Remove the container (idempotent) and, unless restarting, the ipc directory."""
+        await self._discard_container()
+        if not restart and self._ipc_dir is not None:
+            shutil.rmtree(self._ipc_dir, ignore_errors=True)
+            self._ipc_dir = None
+        await super().cleanup(restart=restart)
+
+    async def _discard_container(self) -> None:
+        container_id, self.container_id = self.container_id, None
+        self._running = False
+        if container_id is not None:
+            await self.engine.remove(container_id)
+
+    # --- persistence --------------------------------------------------------------------
+
+    async def get_provisioner_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = await super().get_provisioner_info()
+        info.update({"container_id": self.container_id, "container_name": self.container_name})
+        return info
+
+    async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
+        # LocalProvisioner's version expects a pid; ours has a container instead.
+        await KernelProvisionerBase.load_provisioner_info(self, provisioner_info)
+        self.container_id = provisioner_info.get("container_id")
+        self.container_name = provisioner_info.get("container_name")
+        self._running = self.container_id is not None

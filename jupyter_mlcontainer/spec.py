@@ -1,0 +1,264 @@
+"""Translate a kernel's settings into Docker create arguments.
+
+Pure: no engine, no files, no clock. :func:`build_plan` takes everything it needs in a
+:class:`KernelLaunch` and returns a :class:`ContainerPlan` that the provisioner hands to the
+engine façade unchanged. Keeping this apart from orchestration lets remote engines, pools and
+other runtimes reuse it, and lets it be unit-tested exhaustively.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+import sys
+import tarfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from docker.types import Mount
+
+from . import labels
+from .gpus import GPURequest, GPUSupport, device_requests
+
+#: Where the container's own files live (connection file, HOME); created through the
+#: engine's archive API, so this works on remote engines too.
+CONTAINER_DIR = "/tmp/mlcontainer"
+CONTAINER_CONNECTION_FILE = f"{CONTAINER_DIR}/connection.json"
+CONTAINER_HOME = f"{CONTAINER_DIR}/home"
+
+NETWORK_MODES = ("bridge", "host", "none")
+PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+_PYTHON_NAMES = {"python", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}"}
+
+
+@dataclass(frozen=True)
+class KernelLaunch:
+    """Everything that decides how one kernel's container looks."""
+
+    kernel_id: str
+    kernel_name: str
+    image: str
+    argv: Sequence[str]
+    connection_info: Mapping[str, Any]
+    cwd: str
+    env: Mapping[str, str]
+    network: str = "bridge"
+    uid: int | None = None
+    gid: int | None = None
+    gpus: GPURequest = GPURequest("none")
+    gpu_support: GPUSupport = GPUSupport()
+    python: str = "python3"
+    host_python: str = sys.executable
+    shm_size: str | int | None = None
+    mem_limit: str | int | None = None
+    cpus: float | None = None
+    pids_limit: int | None = None
+    mounts: Sequence[Mount] = ()
+    ipc_dir: str | None = None
+    path_map: Mapping[str, str] = field(default_factory=dict)
+    container_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ContainerPlan:
+    """Arguments for ``APIClient.create_container`` / ``create_host_config`` plus files."""
+
+    name: str
+    create_args: dict[str, Any]
+    host_config: dict[str, Any]
+    archive: bytes
+    archive_path: str = "/tmp"
+    notes: tuple[str, ...] = ()
+
+
+def container_command(argv: Sequence[str], python: str, host_python: str = sys.executable) -> list[str]:
+    """The kernelspec's argv as the container runs it.
+
+    ``{connection_file}`` becomes the container's copy, and an argv[0] naming Python
+    (``python``, ``python3``, or the host interpreter jupyter_client substituted) becomes
+    the image's Python.
+    """
+    if not argv:
+        msg = "The kernelspec's argv is empty: it must name the kernel command."
+        raise ValueError(msg)
+    cmd = [str(a).replace("{connection_file}", CONTAINER_CONNECTION_FILE) for a in argv]
+    if cmd[0] in _PYTHON_NAMES or cmd[0] == host_python:
+        cmd[0] = python
+    return cmd
+
+
+def container_connection_info(info: Mapping[str, Any], network: str) -> dict[str, Any]:
+    """The container's copy of the connection info.
+
+    On the bridge network the kernel listens on every interface of its own network
+    namespace (Docker publishes the ports on the host's 127.0.0.1 only); with ``host``
+    and ``none`` it keeps the host's address (127.0.0.1 / the ipc path).
+    """
+    conn = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in info.items()}
+    if network == "bridge":
+        conn["ip"] = "0.0.0.0"  # noqa: S104  the container's own namespace, published on 127.0.0.1
+    return conn
+
+
+def kernel_ports(info: Mapping[str, Any]) -> list[int]:
+    return [int(info[name]) for name in PORT_NAMES]
+
+
+def translate_path(path: str, path_map: Mapping[str, str]) -> str:
+    """Map a path as the server sees it to the engine host's path (longest prefix wins)."""
+    for prefix in sorted(path_map, key=len, reverse=True):
+        norm = prefix.rstrip("/")
+        if path == norm or path.startswith(norm + "/"):
+            rest = path[len(norm) :].lstrip("/")
+            target = path_map[prefix].rstrip("/") or "/"
+            return posixpath.join(target, rest) if rest else target
+    return path
+
+
+def parse_mount(value: str | Mapping[str, Any]) -> Mount:
+    """A mount from ``"SRC:DST[:ro|rw]"`` or a dict (source, target, read_only, type).
+
+    A source that is not an absolute path names a Docker volume.
+    """
+    if isinstance(value, Mapping):
+        try:
+            source, target = str(value["source"]), str(value["target"])
+        except KeyError as e:
+            msg = f"Mount {dict(value)!r} needs 'source' and 'target'."
+            raise ValueError(msg) from e
+        kind = str(value.get("type") or ("bind" if source.startswith("/") else "volume"))
+        read_only = bool(value.get("read_only", False))
+    else:
+        parts = str(value).split(":")
+        if len(parts) not in (2, 3) or not all(parts[:2]):
+            msg = f"Mount {value!r} must look like 'SOURCE:TARGET' or 'SOURCE:TARGET:ro'."
+            raise ValueError(msg)
+        if len(parts) == 3 and parts[2] not in ("ro", "rw"):
+            msg = f"Mount {value!r}: the third field must be 'ro' or 'rw'."
+            raise ValueError(msg)
+        source, target = parts[0], parts[1]
+        kind = "bind" if source.startswith("/") else "volume"
+        read_only = len(parts) == 3 and parts[2] == "ro"
+    if not target.startswith("/"):
+        msg = f"Mount target {target!r} must be an absolute path inside the container."
+        raise ValueError(msg)
+    return Mount(target=target, source=source, type=kind, read_only=read_only)
+
+
+def select_env(
+    env: Mapping[str, str],
+    allowlist: Iterable[str],
+    kernelspec_keys: Iterable[str],
+    extra: Mapping[str, str],
+) -> dict[str, str]:
+    """The kernel's environment: allowlisted and kernelspec variables, then ``extra``.
+
+    The server's own environment (tokens, credentials, paths of the host) never passes
+    unless a name is allowlisted or set in the kernelspec.
+    """
+    wanted = set(allowlist) | set(kernelspec_keys)
+    selected = {k: str(v) for k, v in env.items() if k in wanted}
+    selected.update({k: str(v) for k, v in extra.items()})
+    return selected
+
+
+def _tar_dir(tar: tarfile.TarFile, name: str, uid: int, gid: int, mode: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.mode, info.uid, info.gid = mode, uid, gid
+    tar.addfile(info)
+
+
+def container_files(connection: Mapping[str, Any], uid: int, gid: int) -> bytes:
+    """A tar of the container's own directory: its connection file (0600) and HOME."""
+    buf = io.BytesIO()
+    base = posixpath.basename(CONTAINER_DIR)
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        _tar_dir(tar, base, uid, gid, 0o700)
+        _tar_dir(tar, f"{base}/home", uid, gid, 0o700)
+        payload = json.dumps(dict(connection), indent=1).encode()
+        info = tarfile.TarInfo(f"{base}/{posixpath.basename(CONTAINER_CONNECTION_FILE)}")
+        info.size, info.mode, info.uid, info.gid = len(payload), 0o600, uid, gid
+        tar.addfile(info, io.BytesIO(payload))
+    return buf.getvalue()
+
+
+def _nano_cpus(cpus: float) -> int:
+    return int(round(cpus * 1e9))
+
+
+def build_plan(launch: KernelLaunch) -> ContainerPlan:
+    """Docker create arguments for one kernel container."""
+    if launch.network not in NETWORK_MODES:
+        msg = f"Unknown network {launch.network!r}: use one of {', '.join(NETWORK_MODES)}."
+        raise ValueError(msg)
+    notes: list[str] = []
+    uid = 0 if launch.uid is None else launch.uid
+    gid = uid if launch.gid is None else launch.gid
+    env = dict(launch.env)
+    env.setdefault("HOME", CONTAINER_HOME)
+    gpu_requests = device_requests(launch.gpus, launch.gpu_support)
+    if not gpu_requests:
+        # Images that bake in NVIDIA_VISIBLE_DEVICES=all would otherwise get every GPU
+        # from a runtime configured to honour the variable.
+        env["NVIDIA_VISIBLE_DEVICES"] = "void"
+
+    mounts: list[Mount] = []
+    working_dir = launch.cwd
+    if launch.cwd in ("", "/"):
+        notes.append("the kernel's directory is '/', which is not mounted; using the container's HOME")
+        working_dir = CONTAINER_HOME
+    else:
+        source = translate_path(launch.cwd, launch.path_map)
+        mounts.append(Mount(target=launch.cwd, source=source, type="bind"))
+    if launch.ipc_dir:
+        source = translate_path(launch.ipc_dir, launch.path_map)
+        mounts.append(Mount(target=launch.ipc_dir, source=source, type="bind"))
+    taken = {m["Target"] for m in mounts}
+    for mount in launch.mounts:
+        if mount["Target"] in taken:
+            notes.append(f"mount {mount['Target']} given twice; the first one is used")
+            continue
+        taken.add(mount["Target"])
+        mounts.append(mount)
+
+    host_config: dict[str, Any] = {
+        "init": True,  # the kernel must not be PID 1: SIGINT reaches it through the init
+        "mounts": mounts,
+        "network_mode": launch.network,
+        "device_requests": gpu_requests or None,
+    }
+    create_args: dict[str, Any] = {
+        "image": launch.image,
+        "command": container_command(launch.argv, launch.python, launch.host_python),
+        "name": launch.container_name or f"mlc-{launch.kernel_id}",
+        "labels": labels.kernel_labels(launch.kernel_id, launch.kernel_name, launch.network),
+        "environment": env,
+        "working_dir": working_dir,
+        "user": f"{uid}:{gid}",
+        "detach": True,
+    }
+    if launch.network == "bridge":
+        ports = kernel_ports(launch.connection_info)
+        create_args["ports"] = ports
+        host_config["port_bindings"] = {p: ("127.0.0.1", p) for p in ports}
+    if launch.shm_size is not None:
+        host_config["shm_size"] = launch.shm_size
+    if launch.mem_limit is not None:
+        host_config["mem_limit"] = launch.mem_limit
+    if launch.cpus is not None:
+        host_config["nano_cpus"] = _nano_cpus(launch.cpus)
+    if launch.pids_limit is not None:
+        host_config["pids_limit"] = launch.pids_limit
+
+    connection = container_connection_info(launch.connection_info, launch.network)
+    return ContainerPlan(
+        name=create_args["name"],
+        create_args=create_args,
+        host_config=host_config,
+        archive=container_files(connection, uid, gid),
+        archive_path=posixpath.dirname(CONTAINER_DIR),
+        notes=tuple(notes),
+    )
