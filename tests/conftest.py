@@ -1,0 +1,146 @@
+"""Shared fixtures: a real Docker engine, the test images, kernelspecs, running kernels."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import pytest
+from jupyter_client import AsyncKernelManager
+
+from jupyter_mlcontainer import labels
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+#: Built by scripts/images.sh (cached by tag).
+IMAGE = os.environ.get("MLC_TEST_IMAGE", "mlcontainer/python:3.11")
+TORCH_IMAGE = os.environ.get("MLC_TEST_TORCH_IMAGE", "mlcontainer/pytorch-cpu:2.13.0")
+BARE_IMAGE = os.environ.get("MLC_TEST_BARE_IMAGE", "mlcontainer-base:bookworm")
+KERNEL_ARGV = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+#: A uid:gid that is not root and not the test runner's, for ownership checks.
+TEST_UID, TEST_GID = 4321, 4322
+
+
+def _ours() -> dict[str, list[str]]:
+    """A filter for the containers this test process created."""
+    return {"label": [f"{labels.MANAGED}=true", f"{labels.SERVER_INSTANCE}={labels.server_instance_id()}"]}
+
+
+@pytest.fixture(scope="session")
+def docker_api() -> Any:
+    """The real engine; the session's own containers must all be gone at the end."""
+    try:
+        api = docker.APIClient(version="auto")
+        api.ping()
+    except docker.errors.DockerException as e:
+        pytest.skip(f"no Docker engine ({e}): run scripts/engine.sh")
+    missing = []
+    for image in (IMAGE, TORCH_IMAGE, BARE_IMAGE):
+        try:
+            api.inspect_image(image)
+        except docker.errors.ImageNotFound:
+            missing.append(image)
+    if missing:
+        pytest.skip(f"test images missing ({', '.join(missing)}): run scripts/images.sh")
+    yield api
+    leftovers = api.containers(all=True, filters=_ours())
+    for container in leftovers:
+        api.remove_container(container["Id"], force=True)
+    if leftovers:
+        names = ", ".join(c["Names"][0] for c in leftovers)
+        pytest.fail(f"containers left behind by the test session: {names}")
+
+
+@pytest.fixture
+def kernelspec(jp_environ: None, jp_kernel_dir: Path, docker_api: Any) -> Callable[..., str]:
+    """Write a container kernelspec; returns its name."""
+
+    def make(name: str = "mlc", *, argv: list[str] | None = None, env: dict[str, str] | None = None, **config: Any) -> str:
+        config.setdefault("image", IMAGE)
+        config.setdefault("gpus", "none")
+        config.setdefault("pull_policy", "never")
+        spec = {
+            "argv": argv or KERNEL_ARGV,
+            "display_name": f"Container {name}",
+            "language": "python",
+            "env": env or {},
+            "metadata": {"kernel_provisioner": {"provisioner_name": "mlcontainer", "config": config}},
+        }
+        folder = Path(jp_kernel_dir) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "kernel.json").write_text(json.dumps(spec))
+        return name
+
+    return make
+
+
+@pytest.fixture
+def notebook_dir(tmp_path: Path) -> Path:
+    """A notebook directory owned by a non-root user, as a user's home would be."""
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    if os.getuid() == 0:
+        os.chown(folder, TEST_UID, TEST_GID)
+    return folder
+
+
+def dump_container(api: Any, container_id: str | None) -> None:
+    """Print a container's state and log (called when a test fails)."""
+    if not container_id:
+        return
+    try:
+        state = api.inspect_container(container_id)["State"]
+        log = api.logs(container_id, tail=50).decode(errors="replace")
+    except docker.errors.NotFound:
+        print(f"container {container_id[:12]}: gone", file=sys.stderr)
+        return
+    print(f"container {container_id[:12]} state: {json.dumps(state)}", file=sys.stderr)
+    print(f"container log:\n{log}", file=sys.stderr)
+
+
+@asynccontextmanager
+async def running_kernel(
+    kernel_name: str, cwd: Path | str, manager: type[AsyncKernelManager] = AsyncKernelManager
+) -> AsyncIterator[tuple[Any, Any]]:
+    """Start a kernel, yield (manager, client); always shut it down; dump the container on error."""
+    km = manager(kernel_name=kernel_name)
+    await km.start_kernel(cwd=str(cwd))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=60)
+        yield km, kc
+    except BaseException:
+        dump_container(docker.APIClient(version="auto"), getattr(km.provisioner, "container_id", None))
+        raise
+    finally:
+        kc.stop_channels()
+        if km.has_kernel:
+            await km.shutdown_kernel(now=True)
+        elif km.provisioner is not None:
+            await km.provisioner.cleanup()
+
+
+async def execute(kc: Any, code: str, timeout: float = 60) -> tuple[str, dict[str, Any]]:
+    """Run ``code``; return (stdout text, reply content)."""
+    chunks: list[str] = []
+
+    def on_output(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "stream":
+            chunks.append(msg["content"]["text"])
+        elif msg["msg_type"] == "error":
+            chunks.append("\n".join(msg["content"]["traceback"]))
+
+    reply = await kc.execute_interactive(code, output_hook=on_output, timeout=timeout)
+    return "".join(chunks), reply["content"]
+
+
+def containers_of(api: Any, kernel_id: str) -> list[dict[str, Any]]:
+    return list(api.containers(all=True, filters={"label": [f"{labels.KERNEL_ID}={kernel_id}"]}))

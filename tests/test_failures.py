@@ -1,0 +1,107 @@
+"""Bad input and dying kernels give errors that say what happened and what to do."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from jupyter_client import AsyncKernelManager
+from jupyter_client.ioloop import AsyncIOLoopKernelManager
+
+from jupyter_mlcontainer.exceptions import (
+    EngineUnavailableError,
+    ImageNotFoundError,
+    ImagePullError,
+    KernelStartError,
+)
+
+from .conftest import BARE_IMAGE, containers_of, execute, running_kernel
+
+pytestmark = pytest.mark.engine
+
+
+async def _start_fails(name, cwd, error):
+    km = AsyncKernelManager(kernel_name=name)
+    with pytest.raises(error) as info:
+        await km.start_kernel(cwd=str(cwd))
+    return km, str(info.value)
+
+
+async def test_image_without_ipykernel(kernelspec, tmp_path, docker_api):
+    km, message = await _start_fails(kernelspec(image=BARE_IMAGE), tmp_path, KernelStartError)
+    assert "No module named ipykernel_launcher" in message
+    assert "install it in the image" in message
+    assert containers_of(docker_api, km.kernel_id) == []
+
+
+async def test_missing_image_under_pull_policy_never(kernelspec, tmp_path):
+    image = "mlcontainer/does-not-exist:1.0"
+    _, message = await _start_fails(kernelspec(image=image), tmp_path, ImageNotFoundError)
+    assert image in message
+    assert "docker pull" in message and "pull_policy" in message
+
+
+async def test_unknown_image_that_cannot_be_pulled(kernelspec, tmp_path):
+    image = "127.0.0.1:9/nobody/nothing:1"  # nothing listens on port 9
+    name = kernelspec(image=image, pull_policy="missing")
+    _, message = await _start_fails(name, tmp_path, ImagePullError)
+    assert f"Could not pull image {image!r}" in message
+    assert "Check the image name" in message
+
+
+async def test_image_without_the_configured_python(kernelspec, tmp_path, docker_api):
+    km, message = await _start_fails(kernelspec(python="/no/such/python"), tmp_path, KernelStartError)
+    assert "has no Python at the configured path" in message
+    assert "exec /no/such/python failed" in message  # the container's own words
+    assert containers_of(docker_api, km.kernel_id) == []
+
+
+async def test_missing_engine(kernelspec, tmp_path):
+    name = kernelspec(docker_host="unix:///tmp/no-docker-here.sock")
+    _, message = await _start_fails(name, tmp_path, EngineUnavailableError)
+    assert "Cannot reach the Docker engine at unix:///tmp/no-docker-here.sock" in message
+    assert "Start the engine" in message
+
+
+async def test_invalid_settings_are_refused(kernelspec, tmp_path):
+    from traitlets import TraitError
+
+    _, message = await _start_fails(kernelspec(gpus="lots"), tmp_path, TraitError)
+    assert "Invalid gpus setting 'lots'" in message
+    _, message = await _start_fails(kernelspec(mem_limit="huge"), tmp_path, TraitError)
+    assert "Invalid mem_limit 'huge'" in message
+
+
+async def test_out_of_memory_kill_is_reported(kernelspec, notebook_dir, caplog):
+    caplog.set_level(logging.WARNING)
+    async with running_kernel(kernelspec(mem_limit="160m"), notebook_dir) as (km, kc):
+        kc.execute("hog = b'x' * (1024 ** 3)")
+        for _ in range(200):
+            if not await km.is_alive():
+                break
+            await asyncio.sleep(0.1)
+        exit_ = km.provisioner.last_exit
+        assert exit_ is not None, "the kernel did not die"
+        assert exit_.oom_killed
+        assert "out-of-memory" in exit_.message()
+        assert "160 MiB" in exit_.message()
+        assert "out-of-memory" in caplog.text and km.kernel_id in caplog.text
+
+
+async def test_killed_container_is_restarted(kernelspec, notebook_dir, docker_api, caplog):
+    caplog.set_level(logging.WARNING)
+    name = kernelspec()
+    async with running_kernel(name, notebook_dir, manager=AsyncIOLoopKernelManager) as (km, kc):
+        km.restarter_class  # noqa: B018  (the IOLoop manager runs jupyter_client's restarter)
+        old = km.provisioner.container_id
+        restarted = asyncio.Event()
+        km.add_restart_callback(restarted.set, "restart")
+        docker_api.kill(old)
+        await asyncio.wait_for(restarted.wait(), timeout=30)
+        await kc.wait_for_ready(timeout=60)
+        out, _ = await execute(kc, "print('back')")
+        assert out.strip() == "back"
+        assert km.provisioner.container_id != old
+        assert [c["Id"] for c in containers_of(docker_api, km.kernel_id)] == [km.provisioner.container_id]
+        assert "SIGKILL" in caplog.text and "died" in caplog.text

@@ -1,0 +1,164 @@
+"""A container kernel behaves like a local one: execute, interrupt, restart, shut down."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from .conftest import TEST_GID, TEST_UID, containers_of, execute, running_kernel
+
+pytestmark = pytest.mark.engine
+
+
+async def test_code_runs_in_the_container(kernelspec, notebook_dir, docker_api):
+    name = kernelspec()
+    async with running_kernel(name, notebook_dir) as (km, kc):
+        out, reply = await execute(
+            kc,
+            "import os, socket, sys\n"
+            "print(socket.gethostname())\n"
+            "print(sys.executable)\n"
+            "print(os.path.exists('/.dockerenv'))\n"
+            "print(os.getcwd())",
+        )
+        assert reply["status"] == "ok", out
+        hostname, executable, dockerenv, cwd = out.split()
+        container_id = km.provisioner.container_id
+        assert container_id.startswith(hostname)
+        assert executable == "/opt/venv/bin/python3"  # the image's Python, not the server's
+        assert dockerenv == "True"
+        assert cwd == str(notebook_dir)
+        state = docker_api.inspect_container(container_id)
+        assert state["Config"]["Image"] == "mlcontainer/python:3.11"
+        assert state["HostConfig"]["Init"] is True
+        assert state["Config"]["Labels"]["org.jupyter-mlcontainer.kernel-id"] == km.kernel_id
+    assert containers_of(docker_api, km.kernel_id) == []
+
+
+async def test_interrupt_keeps_variables(kernelspec, notebook_dir):
+    async with running_kernel(kernelspec(), notebook_dir) as (km, kc):
+        await execute(kc, "x = 42")
+        msg_id = kc.execute("while True:\n    pass")
+        await asyncio.sleep(1.0)
+        await km.interrupt_kernel()
+        reply = await kc.get_shell_msg(timeout=10)
+        while reply["parent_header"].get("msg_id") != msg_id:
+            reply = await kc.get_shell_msg(timeout=10)
+        assert reply["content"]["status"] == "error"
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
+        out, _ = await execute(kc, "print(x)")
+        assert out.strip() == "42"
+
+
+async def test_restart_replaces_the_container(kernelspec, notebook_dir, docker_api):
+    async with running_kernel(kernelspec(), notebook_dir) as (km, kc):
+        await execute(kc, "y = 'before'")
+        old = km.provisioner.container_id
+        await km.restart_kernel()
+        await kc.wait_for_ready(timeout=60)
+        new = km.provisioner.container_id
+        assert new and new != old
+        out, reply = await execute(kc, "print('y' in globals())")
+        assert out.strip() == "False"
+        ids = [c["Id"] for c in containers_of(docker_api, km.kernel_id)]
+        assert ids == [new]  # the old container is gone, not just stopped
+    assert containers_of(docker_api, km.kernel_id) == []
+
+
+async def test_files_belong_to_the_user_and_relative_paths_work(kernelspec, notebook_dir):
+    (notebook_dir / "data.txt").write_text("hello from the host")
+    async with running_kernel(kernelspec(), notebook_dir) as (km, kc):
+        out, reply = await execute(
+            kc,
+            "import os, pathlib\n"
+            "print(open('data.txt').read())\n"
+            "pathlib.Path('written.txt').write_text('from the kernel')\n"
+            "home = pathlib.Path.home(); (home / 'probe').write_text('ok')\n"
+            "print(os.getuid(), os.getgid(), home)",
+        )
+        assert reply["status"] == "ok", out
+        first, ids = out.strip().splitlines()
+        assert first == "hello from the host"
+        uid, gid, home = ids.split()
+        assert (int(uid), int(gid)) == (TEST_UID, TEST_GID)
+        assert home == "/tmp/mlcontainer/home"
+    written = notebook_dir / "written.txt"
+    assert written.read_text() == "from the kernel"
+    assert (written.stat().st_uid, written.stat().st_gid) == (TEST_UID, TEST_GID)
+
+
+async def test_explicit_uid_and_gid(kernelspec, tmp_path):
+    tmp_path.chmod(0o777)
+    async with running_kernel(kernelspec(uid=5000, gid=5001), tmp_path) as (km, kc):
+        out, _ = await execute(kc, "import os; print(os.getuid(), os.getgid())")
+        assert out.split() == ["5000", "5001"]
+
+
+async def test_server_environment_stays_out_and_ports_are_local(
+    kernelspec, notebook_dir, docker_api, monkeypatch
+):
+    monkeypatch.setenv("JUPYTER_TOKEN", "server-secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "server-credential")
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    name = kernelspec(env={"FROM_SPEC": "spec-value"})
+    async with running_kernel(name, notebook_dir) as (km, kc):
+        out, _ = await execute(kc, "import os, json; print(json.dumps(dict(os.environ)))")
+        env = json.loads(out)
+        assert "JUPYTER_TOKEN" not in env
+        assert "AWS_SECRET_ACCESS_KEY" not in env
+        assert "JPY_PARENT_PID" not in env
+        assert env["FROM_SPEC"] == "spec-value"
+        assert env["TZ"] == "Europe/Paris"  # allowlisted
+        assert env["NVIDIA_VISIBLE_DEVICES"] == "void"
+
+        info = docker_api.inspect_container(km.provisioner.container_id)
+        bindings = info["HostConfig"]["PortBindings"]
+        published = info["NetworkSettings"]["Ports"]
+        ports = {km.shell_port, km.iopub_port, km.stdin_port, km.hb_port, km.control_port}
+        assert {int(k.split("/")[0]) for k in bindings} == ports
+        for binding in [*bindings.values(), *published.values()]:
+            assert all(b["HostIp"] == "127.0.0.1" for b in binding)
+
+        # The container has its own connection file (0600); Jupyter's own is untouched.
+        out, _ = await execute(
+            kc,
+            "import os, json; p='/tmp/mlcontainer/connection.json'\n"
+            "print(oct(os.stat(p).st_mode & 0o777), json.load(open(p))['ip'])",
+        )
+        assert out.split() == ["0o600", "0.0.0.0"]
+        host_file = json.loads(Path(km.connection_file).read_text())
+        assert host_file["ip"] == "127.0.0.1"
+        assert oct(os.stat(km.connection_file).st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize("network", ["host", "none"])
+async def test_other_network_modes(kernelspec, notebook_dir, docker_api, network):
+    async with running_kernel(kernelspec(network=network), notebook_dir) as (km, kc):
+        out, reply = await execute(kc, "import os; print(sorted(os.listdir('/sys/class/net')))")
+        assert reply["status"] == "ok", out
+        info = docker_api.inspect_container(km.provisioner.container_id)
+        assert info["HostConfig"]["NetworkMode"] == network
+        if network == "none":
+            assert out.strip() == "['lo']"  # no network at all
+            assert km.transport == "ipc"
+        await km.restart_kernel()
+        await kc.wait_for_ready(timeout=60)
+        out, reply = await execute(kc, "print(6 * 7)")
+        assert out.strip() == "42"
+    assert containers_of(docker_api, km.kernel_id) == []
+
+
+async def test_graceful_shutdown_lets_the_kernel_exit(kernelspec, notebook_dir, docker_api):
+    from jupyter_client import AsyncKernelManager
+
+    km = AsyncKernelManager(kernel_name=kernelspec())
+    await km.start_kernel(cwd=str(notebook_dir))
+    await km.shutdown_kernel()  # shutdown_request over the control channel, no signal
+    assert km.provisioner.last_exit is not None
+    assert km.provisioner.last_exit.exit_code == 0, km.provisioner.last_exit.message()
+    assert containers_of(docker_api, km.kernel_id) == []
+    await km.provisioner.cleanup()  # a second cleanup is harmless
