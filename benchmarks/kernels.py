@@ -25,7 +25,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 TARGETS = {"start": 1.25, "kernel_info": 1.05, "execute": 1.05, "shutdown": 1.2}
 
@@ -44,7 +43,9 @@ def write_kernelspecs(root: Path, image: str, modes: list[str]) -> None:
             "argv": argv,
             "display_name": mode,
             "language": "python",
-            "metadata": {"kernel_provisioner": {"provisioner_name": "mlcontainer", "config": config}},
+            "metadata": {
+                "kernel_provisioner": {"provisioner_name": "mlcontainer", "config": config}
+            },
         }
         (folder / "kernel.json").write_text(json.dumps(spec))
 
@@ -121,9 +122,13 @@ def table(medians: dict[str, dict[str, float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--trips", type=int, default=50, help="round trips per kernel for the medians")
+    parser.add_argument(
+        "--trips", type=int, default=50, help="round trips per kernel for the medians"
+    )
     parser.add_argument("--image", default="mlcontainer/python:3.11")
     parser.add_argument("--modes", nargs="+", default=["bridge", "host", "none"])
     parser.add_argument("--json", type=Path, help="also write the medians here")

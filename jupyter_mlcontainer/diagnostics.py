@@ -90,7 +90,10 @@ class ContainerExit:
                 "provisioner's `python` to the image's interpreter, or choose an image with Python."
             )
         if self.oom_killed:
-            return "Raise mem_limit for this kernel or use less memory; the kernel's variables are lost."
+            return (
+                "Raise mem_limit for this kernel or use less memory; "
+                "the kernel's variables are lost."
+            )
         return ""
 
     def message(self) -> str:

@@ -102,13 +102,18 @@ class Engine:
     def __init__(self, base_url: str | None = None, timeout: float = 60, max_workers: int = 16):
         self.base_url = base_url
         self.timeout = timeout
-        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="mlc-docker")
+        self._executor = ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix="mlc-docker"
+        )
         self._client: docker.APIClient | None = None
         self._client_lock = threading.Lock()
 
     @classmethod
     def for_url(cls, base_url: str | None = None) -> Engine:
-        """The shared engine for ``base_url`` (None: DOCKER_HOST, docker context, default socket)."""
+        """The shared engine for ``base_url``.
+
+        None means DOCKER_HOST, then the current docker context, then the default socket.
+        """
         with cls._instances_lock:
             if base_url not in cls._instances:
                 cls._instances[base_url] = cls(base_url)
@@ -204,7 +209,9 @@ class Engine:
 
     # --- containers -----------------------------------------------------------------
 
-    async def create_container(self, create_args: dict[str, Any], host_config: dict[str, Any]) -> str:
+    async def create_container(
+        self, create_args: dict[str, Any], host_config: dict[str, Any]
+    ) -> str:
         def create(api: docker.APIClient) -> str:
             hc = api.create_host_config(**host_config)
             created = api.create_container(host_config=hc, **create_args)
@@ -291,5 +298,3 @@ def _pull_failed(ref: str, reason: str) -> str:
         "`docker login` if the registry is private, or build/load the image on the engine "
         "and set pull_policy to 'never' or 'missing'."
     )
-
-

@@ -1,14 +1,38 @@
-"""The project's exceptions: each message says what went wrong and what to do about it."""
+"""The project's exceptions: each message says what went wrong and what to do about it.
+
+They are also tornado ``HTTPError``s: Jupyter Server answers any other exception raised while
+starting a kernel with a bare "Unhandled error", so this is what carries our message to the
+user's error dialog in JupyterLab. Outside a server they behave like ``RuntimeError``.
+"""
 
 from __future__ import annotations
 
+from tornado.web import HTTPError
 
-class MLContainerError(RuntimeError):
+
+class MLContainerError(HTTPError, RuntimeError):
     """Base class of every error this package raises on purpose."""
+
+    status_code_default = 500
+    reason_default = "Container kernel error"
+
+    def __init__(self, message: str):
+        # Jupyter Server's API handlers show log_message as is (never formatted with args).
+        super().__init__(self.status_code_default, message, reason=self.reason_default)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return (type(self), (self.message,))
 
 
 class EngineUnavailableError(MLContainerError):
     """The Docker engine cannot be reached."""
+
+    status_code_default = 503
+    reason_default = "Docker engine unavailable"
 
 
 class EngineError(MLContainerError):
@@ -18,14 +42,22 @@ class EngineError(MLContainerError):
 class ImageNotFoundError(MLContainerError):
     """The image is not on the engine and may not or could not be pulled."""
 
+    reason_default = "Kernel image not found"
+
 
 class ImagePullError(MLContainerError):
     """A pull was attempted and failed."""
+
+    reason_default = "Kernel image pull failed"
 
 
 class GPUUnavailableError(MLContainerError):
     """GPUs were requested explicitly but the engine cannot provide them."""
 
+    reason_default = "No GPU support on the Docker engine"
+
 
 class KernelStartError(MLContainerError):
     """The kernel's container was created but the kernel did not come up."""
+
+    reason_default = "Container kernel did not start"

@@ -24,7 +24,8 @@ from typing import Any
 
 import docker.utils
 from jupyter_client.connect import KernelConnectionInfo
-from jupyter_client.provisioning import KernelProvisionerBase, LocalProvisioner
+from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from traitlets import (
     Any as AnyTrait,
 )
@@ -50,7 +51,7 @@ from .spec import NETWORK_MODES, KernelLaunch, build_plan, parse_mount, select_e
 DEFAULT_ENV_ALLOWLIST = ["LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "JPY_SESSION_NAME"]
 
 
-class MLContainerProvisioner(LocalProvisioner):  # type: ignore[misc]
+class MLContainerProvisioner(LocalProvisioner):
     """Start, signal, restart and stop a Jupyter kernel inside a Docker container."""
 
     # --- configuration ----------------------------------------------------------------
@@ -118,7 +119,8 @@ class MLContainerProvisioner(LocalProvisioner):  # type: ignore[misc]
         kernel there, so relative paths and tracebacks match the host.""",
     ).tag(config=True)
 
-    mounts = List(
+    mounts: List[Any] = List(
+        AnyTrait(),
         [],
         help="""Extra mounts: ``"SOURCE:TARGET"``, ``"SOURCE:TARGET:ro"`` or
         ``{"source": …, "target": …, "read_only": true}``. A source that is not an absolute
@@ -266,7 +268,7 @@ class MLContainerProvisioner(LocalProvisioner):  # type: ignore[misc]
             km.transport = "ipc"
             km.cache_ports = False
             km.ip = os.path.join(self._ipc_dir, "k")
-        return await super().pre_launch(**kwargs)  # type: ignore[no-any-return]
+        return await super().pre_launch(**kwargs)
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Create and start the kernel's container; return when its heartbeat answers."""
@@ -274,10 +276,10 @@ class MLContainerProvisioner(LocalProvisioner):  # type: ignore[misc]
         self._launches += 1
         await self._ensure_image()
         request = await self._resolve_gpus()
-        uid, gid = self._container_user(kwargs.get("cwd"))
+        self.cwd = self._working_dir(kwargs.get("cwd"))
+        uid, gid = self._container_user(self.cwd)
         if self._ipc_dir is not None and os.getuid() == 0:
             os.chown(self._ipc_dir, uid, gid)
-        self.cwd = os.path.abspath(kwargs.get("cwd") or os.getcwd())
         env = select_env(
             kwargs.get("env") or {},
             self.env_allowlist,
@@ -373,14 +375,25 @@ class MLContainerProvisioner(LocalProvisioner):  # type: ignore[misc]
         self.granted_gpus = resolved
         return resolved
 
-    def _container_user(self, cwd: str | None) -> tuple[int, int]:
+    def _working_dir(self, cwd: str | None) -> str:
+        """The kernel's directory: Jupyter's ``cwd``, else the server's root_dir, else ours."""
+        if not cwd:
+            multikernel_manager = getattr(self.parent, "parent", None)
+            cwd = getattr(multikernel_manager, "root_dir", None) or os.getcwd()
+        return os.path.abspath(cwd)
+
+    def _container_user(self, cwd: str) -> tuple[int, int]:
         if self.uid is not None:
-            gid = self.gid if self.gid is not None else (os.getgid() if self.uid == os.getuid() else self.uid)
+            gid = (
+                self.gid
+                if self.gid is not None
+                else (os.getgid() if self.uid == os.getuid() else self.uid)
+            )
             return self.uid, gid
         if os.getuid() != 0:
             return os.getuid(), self.gid if self.gid is not None else os.getgid()
         try:
-            st = os.stat(cwd or os.getcwd())
+            st = os.stat(cwd)
         except OSError:
             return 0, 0 if self.gid is None else self.gid
         return st.st_uid, self.gid if self.gid is not None else st.st_gid
@@ -458,7 +471,9 @@ class MLContainerProvisioner(LocalProvisioner):  # type: ignore[misc]
             return None
         exit_ = await self._record_exit(state)
         if self._stopping:
-            self.log.debug("Kernel %s: container %s stopped: %s", self.kernel_id, exit_.name, exit_.reason)
+            self.log.debug(
+                "Kernel %s: container %s stopped: %s", self.kernel_id, exit_.name, exit_.reason
+            )
         else:
             self.log.warning("Kernel %s died. %s", self.kernel_id, exit_.message())
         return exit_.exit_code

@@ -47,7 +47,7 @@ class HeartbeatProbe:
         if not self._sent:
             await self._socket.send(b"ping")
             self._sent = True
-        events = await self._socket.poll(int(timeout * 1000), zmq.POLLIN)
+        events = await self._socket.poll(timeout=int(timeout * 1000))
         if events:
             await self._socket.recv()
             return True

@@ -47,8 +47,8 @@ class KernelLaunch:
     network: str = "bridge"
     uid: int | None = None
     gid: int | None = None
-    gpus: GPURequest = GPURequest("none")
-    gpu_support: GPUSupport = GPUSupport()
+    gpus: GPURequest = field(default_factory=lambda: GPURequest("none"))
+    gpu_support: GPUSupport = field(default_factory=GPUSupport)
     python: str = "python3"
     host_python: str = sys.executable
     shm_size: str | int | None = None
@@ -73,7 +73,9 @@ class ContainerPlan:
     notes: tuple[str, ...] = ()
 
 
-def container_command(argv: Sequence[str], python: str, host_python: str = sys.executable) -> list[str]:
+def container_command(
+    argv: Sequence[str], python: str, host_python: str = sys.executable
+) -> list[str]:
     """The kernelspec's argv as the container runs it.
 
     ``{connection_file}`` becomes the container's copy, and an argv[0] naming Python
@@ -186,7 +188,7 @@ def container_files(connection: Mapping[str, Any], uid: int, gid: int) -> bytes:
 
 
 def _nano_cpus(cpus: float) -> int:
-    return int(round(cpus * 1e9))
+    return round(cpus * 1e9)
 
 
 def build_plan(launch: KernelLaunch) -> ContainerPlan:
@@ -208,7 +210,9 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
     mounts: list[Mount] = []
     working_dir = launch.cwd
     if launch.cwd in ("", "/"):
-        notes.append("the kernel's directory is '/', which is not mounted; using the container's HOME")
+        notes.append(
+            "the kernel's directory is '/', which is not mounted; using the container's HOME"
+        )
         working_dir = CONTAINER_HOME
     else:
         source = translate_path(launch.cwd, launch.path_map)

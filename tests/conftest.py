@@ -30,7 +30,12 @@ TEST_UID, TEST_GID = 4321, 4322
 
 def _ours() -> dict[str, list[str]]:
     """A filter for the containers this test process created."""
-    return {"label": [f"{labels.MANAGED}=true", f"{labels.SERVER_INSTANCE}={labels.server_instance_id()}"]}
+    return {
+        "label": [
+            f"{labels.MANAGED}=true",
+            f"{labels.SERVER_INSTANCE}={labels.server_instance_id()}",
+        ]
+    }
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +67,13 @@ def docker_api() -> Any:
 def kernelspec(jp_environ: None, jp_kernel_dir: Path, docker_api: Any) -> Callable[..., str]:
     """Write a container kernelspec; returns its name."""
 
-    def make(name: str = "mlc", *, argv: list[str] | None = None, env: dict[str, str] | None = None, **config: Any) -> str:
+    def make(
+        name: str = "mlc",
+        *,
+        argv: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        **config: Any,
+    ) -> str:
         config.setdefault("image", IMAGE)
         config.setdefault("gpus", "none")
         config.setdefault("pull_policy", "never")
@@ -71,7 +82,9 @@ def kernelspec(jp_environ: None, jp_kernel_dir: Path, docker_api: Any) -> Callab
             "display_name": f"Container {name}",
             "language": "python",
             "env": env or {},
-            "metadata": {"kernel_provisioner": {"provisioner_name": "mlcontainer", "config": config}},
+            "metadata": {
+                "kernel_provisioner": {"provisioner_name": "mlcontainer", "config": config}
+            },
         }
         folder = Path(jp_kernel_dir) / name
         folder.mkdir(parents=True, exist_ok=True)
@@ -118,7 +131,9 @@ async def running_kernel(
         await kc.wait_for_ready(timeout=60)
         yield km, kc
     except BaseException:
-        dump_container(docker.APIClient(version="auto"), getattr(km.provisioner, "container_id", None))
+        dump_container(
+            docker.APIClient(version="auto"), getattr(km.provisioner, "container_id", None)
+        )
         raise
     finally:
         kc.stop_channels()

@@ -51,7 +51,9 @@ async def test_unknown_image_that_cannot_be_pulled(kernelspec, tmp_path):
 
 
 async def test_image_without_the_configured_python(kernelspec, tmp_path, docker_api):
-    km, message = await _start_fails(kernelspec(python="/no/such/python"), tmp_path, KernelStartError)
+    km, message = await _start_fails(
+        kernelspec(python="/no/such/python"), tmp_path, KernelStartError
+    )
     assert "has no Python at the configured path" in message
     assert "exec /no/such/python failed" in message  # the container's own words
     assert containers_of(docker_api, km.kernel_id) == []
@@ -103,5 +105,7 @@ async def test_killed_container_is_restarted(kernelspec, notebook_dir, docker_ap
         out, _ = await execute(kc, "print('back')")
         assert out.strip() == "back"
         assert km.provisioner.container_id != old
-        assert [c["Id"] for c in containers_of(docker_api, km.kernel_id)] == [km.provisioner.container_id]
+        assert [c["Id"] for c in containers_of(docker_api, km.kernel_id)] == [
+            km.provisioner.container_id
+        ]
         assert "SIGKILL" in caplog.text and "died" in caplog.text

@@ -1,0 +1,66 @@
+"""GPU requests reach the engine as device requests; a GPU-less engine is explained."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from jupyter_client import AsyncKernelManager
+
+from jupyter_mlcontainer.engine import Engine
+from jupyter_mlcontainer.exceptions import GPUUnavailableError
+
+from .conftest import containers_of, execute, running_kernel
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.mark.parametrize(
+    ("gpus", "expected"),
+    [
+        ("all", {"Driver": "", "Count": -1, "DeviceIDs": [], "Capabilities": [["gpu"]]}),
+        (2, {"Driver": "", "Count": 2, "DeviceIDs": [], "Capabilities": [["gpu"]]}),
+        (
+            ["0", "GPU-8f5a1c1e"],
+            {
+                "Driver": "",
+                "Count": 0,
+                "DeviceIDs": ["0", "GPU-8f5a1c1e"],
+                "Capabilities": [["gpu"]],
+            },
+        ),
+    ],
+)
+async def test_explicit_gpus_are_requested_and_refused_clearly(
+    kernelspec, tmp_path, docker_api, monkeypatch, gpus, expected
+):
+    seen = {}
+    real_start = Engine.start
+
+    async def start(self, container_id):
+        seen.update(await self.inspect(container_id))  # what the provisioner really created
+        await real_start(self, container_id)
+
+    monkeypatch.setattr(Engine, "start", start)
+    km = AsyncKernelManager(kernel_name=kernelspec(gpus=gpus))
+    with pytest.raises(GPUUnavailableError) as info:
+        await km.start_kernel(cwd=str(tmp_path))
+    message = str(info.value)
+    assert "NVIDIA Container Toolkit" in message and "gpus='none'" in message
+    requests = seen["HostConfig"]["DeviceRequests"]
+    assert len(requests) == 1
+    assert {k: requests[0][k] for k in expected} == expected
+    assert "NVIDIA_VISIBLE_DEVICES=void" not in seen["Config"]["Env"]
+    assert containers_of(docker_api, km.kernel_id) == []
+
+
+async def test_auto_falls_back_to_cpu_with_a_warning(kernelspec, notebook_dir, docker_api, caplog):
+    caplog.set_level(logging.WARNING)
+    async with running_kernel(kernelspec(gpus="auto"), notebook_dir) as (km, kc):
+        info = docker_api.inspect_container(km.provisioner.container_id)
+        assert not info["HostConfig"]["DeviceRequests"]
+        assert "NVIDIA_VISIBLE_DEVICES=void" in info["Config"]["Env"]
+        out, _ = await execute(kc, "import os; print(os.environ['NVIDIA_VISIBLE_DEVICES'])")
+        assert out.strip() == "void"
+        assert km.provisioner.granted_gpus.mode == "none"
+    assert "runs on the CPU" in caplog.text and "NVIDIA Container Toolkit" in caplog.text
