@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import statistics
 import sys
@@ -38,7 +39,11 @@ def write_kernelspecs(root: Path, image: str, modes: list[str]) -> None:
     for mode in modes:
         folder = root / "kernels" / f"bench-{mode}"
         folder.mkdir(parents=True)
-        config = {"image": image, "network": mode, "gpus": "none", "pull_policy": "never"}
+        config = {
+            "image": image,
+            "network": mode,
+            "pull_policy": "never",
+        }  # gpus: the default, auto
         spec = {
             "argv": argv,
             "display_name": mode,
@@ -134,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the medians here")
     args = parser.parse_args(argv)
 
+    # gpus=auto warns on every start on a GPU-less engine; the table is what matters here.
+    logging.getLogger("traitlets").setLevel(logging.ERROR)
     root = Path(tempfile.mkdtemp(prefix="mlc-bench-"))
     write_kernelspecs(root, args.image, args.modes)
     os.environ["JUPYTER_PATH"] = str(root)

@@ -12,6 +12,7 @@ import asyncio
 import io
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, TypeVar
@@ -107,6 +108,7 @@ class Engine:
         )
         self._client: docker.APIClient | None = None
         self._client_lock = threading.Lock()
+        self._info: tuple[float, dict[str, Any]] | None = None
 
     @classmethod
     def for_url(cls, base_url: str | None = None) -> Engine:
@@ -159,8 +161,14 @@ class Engine:
 
     # --- engine ---------------------------------------------------------------------
 
-    async def info(self) -> dict[str, Any]:
-        return await self.call("read the engine's info", lambda api: api.info())
+    async def info(self, max_age: float = 0) -> dict[str, Any]:
+        """The engine's ``info``; ``max_age`` seconds of caching (engines change rarely)."""
+        cached = self._info
+        if cached is not None and time.monotonic() - cached[0] <= max_age:
+            return cached[1]
+        info: dict[str, Any] = await self.call("read the engine's info", lambda api: api.info())
+        self._info = (time.monotonic(), info)
+        return info
 
     async def version(self) -> dict[str, Any]:
         return await self.call("read the engine's version", lambda api: api.version())

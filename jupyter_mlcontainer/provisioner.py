@@ -48,6 +48,8 @@ from .exceptions import EngineError, EngineUnavailableError, ImageNotFoundError,
 from .readiness import HeartbeatProbe
 from .spec import NETWORK_MODES, KernelLaunch, build_plan, parse_mount, select_env
 
+#: Seconds an engine's GPU capabilities are trusted before asking again (shared by kernels).
+GPU_INFO_MAX_AGE = 60.0
 DEFAULT_ENV_ALLOWLIST = ["LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "JPY_SESSION_NAME"]
 
 
@@ -363,7 +365,8 @@ class MLContainerProvisioner(LocalProvisioner):
             self.granted_gpus = request
             return request
         if self._gpu_support is None:
-            self._gpu_support = gpu.GPUSupport.from_info(await self.engine.info())
+            info = await self.engine.info(max_age=GPU_INFO_MAX_AGE)
+            self._gpu_support = gpu.GPUSupport.from_info(info)
         resolved = gpu.resolve(request, self._gpu_support)
         if request.mode == "auto" and resolved.mode == "none":
             self.log.warning(

@@ -72,6 +72,7 @@ def kernelspec(jp_environ: None, jp_kernel_dir: Path, docker_api: Any) -> Callab
         *,
         argv: list[str] | None = None,
         env: dict[str, str] | None = None,
+        metadata: dict[str, Any] | None = None,
         **config: Any,
     ) -> str:
         config.setdefault("image", IMAGE)
@@ -83,7 +84,8 @@ def kernelspec(jp_environ: None, jp_kernel_dir: Path, docker_api: Any) -> Callab
             "language": "python",
             "env": env or {},
             "metadata": {
-                "kernel_provisioner": {"provisioner_name": "mlcontainer", "config": config}
+                **(metadata or {}),
+                "kernel_provisioner": {"provisioner_name": "mlcontainer", "config": config},
             },
         }
         folder = Path(jp_kernel_dir) / name
@@ -120,10 +122,13 @@ def dump_container(api: Any, container_id: str | None) -> None:
 
 @asynccontextmanager
 async def running_kernel(
-    kernel_name: str, cwd: Path | str, manager: type[AsyncKernelManager] = AsyncKernelManager
+    kernel_name: str,
+    cwd: Path | str,
+    manager: type[AsyncKernelManager] = AsyncKernelManager,
+    **manager_kwargs: Any,
 ) -> AsyncIterator[tuple[Any, Any]]:
     """Start a kernel, yield (manager, client); always shut it down; dump the container on error."""
-    km = manager(kernel_name=kernel_name)
+    km = manager(kernel_name=kernel_name, **manager_kwargs)
     await km.start_kernel(cwd=str(cwd))
     kc = km.client()
     kc.start_channels()

@@ -162,3 +162,12 @@ async def test_graceful_shutdown_lets_the_kernel_exit(kernelspec, notebook_dir, 
     assert km.provisioner.last_exit.exit_code == 0, km.provisioner.last_exit.message()
     assert containers_of(docker_api, km.kernel_id) == []
     await km.provisioner.cleanup()  # a second cleanup is harmless
+
+
+async def test_curve_encrypted_kernel_traffic(kernelspec, notebook_dir):
+    name = kernelspec(metadata={"supported_encryption": ["curve"]})
+    async with running_kernel(name, notebook_dir, transport_encryption="required") as (km, kc):
+        assert km.curve_publickey is not None
+        code = "import json; print(bool(json.load(open('/tmp/mlcontainer/connection.json')).get('curve_secretkey')))"
+        out, _ = await execute(kc, code)
+        assert out.strip() == "True"
