@@ -14,13 +14,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ClassVar, TypeVar
 
 import docker
 import docker.errors
 import requests.exceptions
 
+from .events import ExitWatcher
 from .exceptions import (
     EngineError,
     EngineUnavailableError,
@@ -109,6 +111,8 @@ class Engine:
         self._client: docker.APIClient | None = None
         self._client_lock = threading.Lock()
         self._info: tuple[float, dict[str, Any]] | None = None
+        self._watcher: ExitWatcher | None = None
+        self._pending: set[Future[None]] = set()
 
     @classmethod
     def for_url(cls, base_url: str | None = None) -> Engine:
@@ -127,19 +131,29 @@ class Engine:
 
     # --- plumbing -------------------------------------------------------------------
 
+    def _new_client(self) -> docker.APIClient:
+        kwargs: dict[str, Any] = docker.utils.kwargs_from_env()
+        base_url = self.base_url or _default_base_url()
+        if base_url:
+            kwargs["base_url"] = base_url
+        try:
+            return docker.APIClient(version="auto", timeout=self.timeout, **kwargs)
+        except docker.errors.DockerException as e:
+            raise _engine_unavailable(self.address, e) from e
+
     def _api(self) -> docker.APIClient:
         """The SDK client, made on first use (its version negotiation is a blocking call)."""
         with self._client_lock:
             if self._client is None:
-                kwargs: dict[str, Any] = docker.utils.kwargs_from_env()
-                base_url = self.base_url or _default_base_url()
-                if base_url:
-                    kwargs["base_url"] = base_url
-                try:
-                    self._client = docker.APIClient(version="auto", timeout=self.timeout, **kwargs)
-                except docker.errors.DockerException as e:
-                    raise _engine_unavailable(self.address, e) from e
+                self._client = self._new_client()
             return self._client
+
+    def exit_watcher(self) -> ExitWatcher:
+        """The engine's ``die`` event watcher, started on first use (see events.py)."""
+        with self._client_lock:
+            if self._watcher is None:
+                self._watcher = ExitWatcher(self._new_client)
+            return self._watcher
 
     async def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(api, *args, **kwargs)`` on the executor; map SDK errors to ours.
@@ -270,17 +284,49 @@ class Engine:
     async def remove(self, container_id: str) -> None:
         """Remove the container, running or not; already gone is fine."""
 
-        def remove(api: docker.APIClient) -> None:
-            try:
-                api.remove_container(container_id, force=True, v=True)
-            except docker.errors.NotFound:
-                pass
-            except docker.errors.APIError as e:
-                if e.status_code == 409 and "already in progress" in str(e.explanation):
-                    return
-                raise
+        await self.call("remove the kernel's container", self._remove, container_id)
+        if self._watcher is not None:
+            self._watcher.forget(container_id)
 
-        await self.call("remove the kernel's container", remove)
+    @staticmethod
+    def _remove(api: docker.APIClient, container_id: str) -> None:
+        try:
+            api.remove_container(container_id, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as e:
+            if e.status_code == 409 and "already in progress" in str(e.explanation):
+                return
+            raise
+
+    def remove_soon(self, container_id: str) -> None:
+        """Remove the container in the background; errors are logged.
+
+        The executor finishes queued work before the interpreter exits, so a server that
+        shuts down right after still removes it.
+        """
+
+        def remove() -> None:
+            try:
+                self._remove(self._api(), container_id)
+            except Exception as e:
+                log.warning("Could not remove kernel container %s: %s", container_id[:12], e)
+            if self._watcher is not None:
+                self._watcher.forget(container_id)
+
+        future = self._executor.submit(remove)
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+
+    async def drain(self) -> None:
+        """Wait for background removals (tests, server shutdown)."""
+        pending = list(self._pending)
+        if pending:
+            await asyncio.gather(*(asyncio.wrap_future(f) for f in pending))
+
+    def drain_blocking(self, timeout: float = 30) -> None:
+        """:meth:`drain` for code without an event loop."""
+        futures.wait(list(self._pending), timeout=timeout)
 
     async def logs(self, container_id: str, tail: int = 20) -> str:
         """The last ``tail`` lines of the container's output ('' when it is gone)."""

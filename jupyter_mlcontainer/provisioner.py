@@ -48,6 +48,8 @@ from .exceptions import EngineError, EngineUnavailableError, ImageNotFoundError,
 from .readiness import HeartbeatProbe
 from .spec import NETWORK_MODES, KernelLaunch, build_plan, parse_mount, select_env
 
+#: While a stop is under way, how often ``poll`` may still ask ``inspect`` (events answer first).
+INSPECT_INTERVAL_WHILE_STOPPING = 1.0
 #: Seconds an engine's GPU capabilities are trusted before asking again (shared by kernels).
 GPU_INFO_MAX_AGE = 60.0
 DEFAULT_ENV_ALLOWLIST = ["LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "JPY_SESSION_NAME"]
@@ -240,6 +242,7 @@ class MLContainerProvisioner(LocalProvisioner):
     _launches = 0
     _ipc_dir: str | None = None
     _engine_warned = False
+    _last_inspect = 0.0
 
     @property
     def has_process(self) -> bool:
@@ -275,8 +278,10 @@ class MLContainerProvisioner(LocalProvisioner):
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Create and start the kernel's container; return when its heartbeat answers."""
         engine = self.engine
+        engine.exit_watcher()  # subscribe to exits before there is anything to miss
         self._launches += 1
-        await self._ensure_image()
+        if self.pull_policy == "always":
+            await engine.pull(self.image, self.log)
         request = await self._resolve_gpus()
         self.cwd = self._working_dir(kwargs.get("cwd"))
         uid, gid = self._container_user(self.cwd)
@@ -316,7 +321,12 @@ class MLContainerProvisioner(LocalProvisioner):
         for note in plan.notes:
             self.log.warning("Kernel %s: %s", self.kernel_id, note)
         self.container_name = plan.name
-        self.container_id = await engine.create_container(plan.create_args, plan.host_config)
+        try:
+            self.container_id = await engine.create_container(plan.create_args, plan.host_config)
+        except ImageNotFoundError:
+            # Creating first saves an inspect on every start; the image is rarely missing.
+            await self._obtain_missing_image()
+            self.container_id = await engine.create_container(plan.create_args, plan.host_config)
         self.log.info(
             "Kernel %s: starting container %s (%s, image %s, %s, user %s:%s)",
             self.kernel_id,
@@ -340,13 +350,8 @@ class MLContainerProvisioner(LocalProvisioner):
             raise
         return self.connection_info
 
-    async def _ensure_image(self) -> None:
+    async def _obtain_missing_image(self) -> None:
         engine = self.engine
-        if self.pull_policy == "always":
-            await engine.pull(self.image, self.log)
-            return
-        if await engine.image_inspect(self.image) is not None:
-            return
         if self.pull_policy == "never":
             msg = (
                 f"Image {self.image!r} is not on the Docker engine ({engine.address}) and "
@@ -457,11 +462,26 @@ class MLContainerProvisioner(LocalProvisioner):
     # --- running ------------------------------------------------------------------------
 
     async def poll(self) -> int | None:
-        """None while the container runs, else its exit code. One inspect call."""
+        """None while the container runs, else its exit code. At most one inspect call.
+
+        While a stop is under way the engine's ``die`` event answers instead of ``inspect``,
+        which would wait for the engine's network teardown (see events.py).
+        """
         if self.container_id is None:
             return 0
         if self._exit_code is not None:
             return self._exit_code
+        watcher = self.engine.exit_watcher()
+        code = watcher.exit_code(self.container_id)
+        if self._stopping:
+            if code is not None:
+                return self._record_requested_exit(code)
+            if (
+                watcher.healthy
+                and time.monotonic() - self._last_inspect < INSPECT_INTERVAL_WHILE_STOPPING
+            ):
+                return None
+        self._last_inspect = time.monotonic()
         try:
             state = await self.engine.inspect(self.container_id)
         except EngineUnavailableError as e:
@@ -480,6 +500,20 @@ class MLContainerProvisioner(LocalProvisioner):
         else:
             self.log.warning("Kernel %s died. %s", self.kernel_id, exit_.message())
         return exit_.exit_code
+
+    def _record_requested_exit(self, code: int) -> int:
+        self.last_exit = ContainerExit(
+            name=self.container_name or "", image=self.image, exit_code=code
+        )
+        self._exit_code = code
+        self._running = False
+        self.log.debug(
+            "Kernel %s: container %s stopped (exit code %s)",
+            self.kernel_id,
+            self.container_name,
+            code,
+        )
+        return code
 
     async def wait(self) -> int | None:
         ret = await self.poll()
@@ -510,8 +544,19 @@ class MLContainerProvisioner(LocalProvisioner):
         await self.send_signal(signal.SIGKILL)
 
     async def cleanup(self, restart: bool = False) -> None:
-        """Remove the container (idempotent) and, unless restarting, the ipc directory."""
-        await self._discard_container()
+        """Remove the container (idempotent) and, unless restarting, the ipc directory.
+
+        A restart waits for the removal (the new container publishes the same ports); a
+        final shutdown leaves it to the engine façade's background queue, so that the
+        engine's network teardown does not hold up the caller.
+        """
+        if restart:
+            await self._discard_container()
+        else:
+            container_id, self.container_id = self.container_id, None
+            self._running = False
+            if container_id is not None:
+                self.engine.remove_soon(container_id)
         if not restart and self._ipc_dir is not None:
             shutil.rmtree(self._ipc_dir, ignore_errors=True)
             self._ipc_dir = None

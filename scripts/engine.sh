@@ -25,6 +25,12 @@ if [ "$(id -u)" != 0 ]; then
   echo "A Docker engine is installed but not running; start it (e.g. sudo systemctl start docker)." >&2
   exit 1
 fi
+# A machine restarted without a clean engine stop leaves a pid file that blocks dockerd.
+for pidfile in /var/run/docker.pid /run/docker/containerd/containerd.pid; do
+  if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    rm -f "$pidfile"
+  fi
+done
 echo "==> starting dockerd (log: /tmp/dockerd.log)"
 # setsid: the engine must outlive the shell that started it.
 setsid dockerd >/tmp/dockerd.log 2>&1 < /dev/null &

@@ -16,6 +16,7 @@ import pytest
 from jupyter_client import AsyncKernelManager
 
 from jupyter_mlcontainer import labels
+from jupyter_mlcontainer.engine import Engine
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -55,6 +56,7 @@ def docker_api() -> Any:
     if missing:
         pytest.skip(f"test images missing ({', '.join(missing)}): run scripts/images.sh")
     yield api
+    Engine.for_url(None).drain_blocking()
     leftovers = api.containers(all=True, filters=_ours())
     for container in leftovers:
         api.remove_container(container["Id"], force=True)
@@ -164,3 +166,9 @@ async def execute(kc: Any, code: str, timeout: float = 60) -> tuple[str, dict[st
 
 def containers_of(api: Any, kernel_id: str) -> list[dict[str, Any]]:
     return list(api.containers(all=True, filters={"label": [f"{labels.KERNEL_ID}={kernel_id}"]}))
+
+
+async def assert_removed(api: Any, kernel_id: str) -> None:
+    """After a final shutdown the container goes in the background: wait for it, then check."""
+    await Engine.for_url(None).drain()
+    assert containers_of(api, kernel_id) == []

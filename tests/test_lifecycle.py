@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import TEST_GID, TEST_UID, containers_of, execute, running_kernel
+from .conftest import TEST_GID, TEST_UID, assert_removed, containers_of, execute, running_kernel
 
 pytestmark = pytest.mark.engine
 
@@ -36,7 +36,7 @@ async def test_code_runs_in_the_container(kernelspec, notebook_dir, docker_api):
         assert state["Config"]["Image"] == "mlcontainer/python:3.11"
         assert state["HostConfig"]["Init"] is True
         assert state["Config"]["Labels"]["org.jupyter-mlcontainer.kernel-id"] == km.kernel_id
-    assert containers_of(docker_api, km.kernel_id) == []
+    await assert_removed(docker_api, km.kernel_id)
 
 
 async def test_interrupt_keeps_variables(kernelspec, notebook_dir):
@@ -66,7 +66,7 @@ async def test_restart_replaces_the_container(kernelspec, notebook_dir, docker_a
         assert out.strip() == "False"
         ids = [c["Id"] for c in containers_of(docker_api, km.kernel_id)]
         assert ids == [new]  # the old container is gone, not just stopped
-    assert containers_of(docker_api, km.kernel_id) == []
+    await assert_removed(docker_api, km.kernel_id)
 
 
 async def test_files_belong_to_the_user_and_relative_paths_work(kernelspec, notebook_dir):
@@ -149,7 +149,7 @@ async def test_other_network_modes(kernelspec, notebook_dir, docker_api, network
         await kc.wait_for_ready(timeout=60)
         out, reply = await execute(kc, "print(6 * 7)")
         assert out.strip() == "42"
-    assert containers_of(docker_api, km.kernel_id) == []
+    await assert_removed(docker_api, km.kernel_id)
 
 
 async def test_graceful_shutdown_lets_the_kernel_exit(kernelspec, notebook_dir, docker_api):
@@ -160,7 +160,7 @@ async def test_graceful_shutdown_lets_the_kernel_exit(kernelspec, notebook_dir, 
     await km.shutdown_kernel()  # shutdown_request over the control channel, no signal
     assert km.provisioner.last_exit is not None
     assert km.provisioner.last_exit.exit_code == 0, km.provisioner.last_exit.message()
-    assert containers_of(docker_api, km.kernel_id) == []
+    await assert_removed(docker_api, km.kernel_id)
     await km.provisioner.cleanup()  # a second cleanup is harmless
 
 

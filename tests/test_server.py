@@ -8,7 +8,7 @@ import pytest
 from jupyter_client.session import Session
 from tornado.escape import json_decode
 
-from .conftest import containers_of
+from .conftest import assert_removed, containers_of
 
 pytestmark = pytest.mark.engine
 
@@ -59,7 +59,7 @@ async def test_start_execute_and_delete_through_the_server(
         assert cwd == str(notebook_dir)
     finally:
         await jp_fetch("api", "kernels", kernel_id, method="DELETE")
-    assert containers_of(docker_api, kernel_id) == []
+    await assert_removed(docker_api, kernel_id)
 
 
 async def test_failed_start_reaches_the_api_caller(kernelspec, jp_fetch):
