@@ -2,8 +2,9 @@
 # Build the kernel images this repository ships, each only when its tag is missing:
 #   mlcontainer-base:bookworm       Debian 12 + Python 3.11, no ipykernel (built with debootstrap;
 #                                   stands in for python:3.11-slim where no registry is reachable)
-#   mlcontainer/python:3.11         the default kernel image (ipykernel)          images/python
-#   mlcontainer/pytorch-cpu:2.13.0  PyTorch CPU kernel image                       images/pytorch-cpu
+#   mlcontainer/python:3.11         the default kernel image (ipykernel)   images/python
+#   mlcontainer/pytorch-cpu:2.13.0  PyTorch CPU kernel image                images/pytorch-cpu
+# Each folder holds a pinned requirements.txt; images/Dockerfile is shared.
 # Usage: scripts/images.sh [python] [pytorch-cpu]   (no argument: all of them)
 # BASE=python:3.11-slim-bookworm scripts/images.sh   builds on a registry image instead.
 set -euo pipefail
@@ -20,6 +21,7 @@ build_base() {
   have "$BASE_TAG" && return 0
   if ! command -v debootstrap >/dev/null 2>&1; then
     echo "==> installing debootstrap"
+    apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
   fi
   local rootfs
@@ -35,13 +37,13 @@ build_base() {
   rm -rf "$rootfs"
 }
 
-build_image() {  # build_image DIR TAG
-  local dir=$1 tag=$2 base=${BASE:-}
+build_image() {  # build_image DIR TAG DESCRIPTION
+  local dir=$1 tag=$2 description=$3 base=${BASE:-}
   have "$tag" && { echo "==> $tag present"; return 0; }
   if [ -z "$base" ]; then build_base; base=$BASE_TAG; fi
   local ctx
   ctx=$(mktemp -d /tmp/mlc-build.XXXXXX)
-  cp "images/$dir/Dockerfile" "images/$dir/requirements.txt" "$ctx/"
+  cp images/Dockerfile "images/$dir/requirements.txt" "$ctx/"
   echo "==> downloading wheels for $tag"
   python3 -m pip download -q --dest "$ctx/wheels" --only-binary=:all: \
     --python-version "$PY_VERSION" --implementation cp \
@@ -49,15 +51,18 @@ build_image() {  # build_image DIR TAG
     --platform manylinux2014_x86_64 --platform linux_x86_64 \
     -r "$ctx/requirements.txt"
   echo "==> building $tag"
-  docker build -q --build-arg "BASE=$base" -t "$tag" "$ctx" >/dev/null
+  docker build -q --build-arg "BASE=$base" -t "$tag" \
+    --label "org.opencontainers.image.title=$tag" \
+    --label "org.opencontainers.image.description=$description" \
+    "$ctx" >/dev/null
   rm -rf "$ctx"
 }
 
 for name in "${want[@]}"; do
   case "$name" in
     base) build_base ;;
-    python) build_image python mlcontainer/python:3.11 ;;
-    pytorch-cpu) build_image pytorch-cpu mlcontainer/pytorch-cpu:2.13.0 ;;
+    python) build_image python mlcontainer/python:3.11 "Python 3.11 with ipykernel" ;;
+    pytorch-cpu) build_image pytorch-cpu mlcontainer/pytorch-cpu:2.13.0 "PyTorch 2.13 (CPU) with ipykernel" ;;
     *) echo "unknown image '$name' (python, pytorch-cpu, base)" >&2; exit 2 ;;
   esac
 done
