@@ -76,10 +76,14 @@ class ContainerExit:
         return f"exited with code {self.exit_code}"
 
     @property
+    def missing_ipykernel(self) -> bool:
+        text = f"{self.log_tail}\n{self.error}"
+        return any(marker in text for marker in _NO_IPYKERNEL)
+
+    @property
     def hint(self) -> str:
         """What to do about it, when we can tell."""
-        text = f"{self.log_tail}\n{self.error}"
-        if any(marker in text for marker in _NO_IPYKERNEL):
+        if self.missing_ipykernel:
             return (
                 f"The image {self.image!r} has no ipykernel: install it in the image "
                 "(`pip install ipykernel`) or choose an image that has it."

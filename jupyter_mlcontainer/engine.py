@@ -340,6 +340,70 @@ class Engine:
 
         return await self.call("read the kernel container's log", logs)
 
+    async def run(
+        self,
+        image: str,
+        command: list[str],
+        *,
+        labels: dict[str, str],
+        mounts: list[Any] | None = None,
+        user: str | None = None,
+        archive: tuple[str, bytes] | None = None,
+        timeout: float = 300,
+    ) -> tuple[int, str]:
+        """Run a short-lived helper container to completion; return (exit code, output).
+
+        No network; the image's entrypoint is bypassed; ``archive`` (path, tar) is unpacked
+        into the container before it starts; the container is always removed.
+        """
+
+        def run(api: docker.APIClient) -> tuple[int, str]:
+            host_config = api.create_host_config(
+                network_mode="none", mounts=mounts or [], init=True
+            )
+            created = api.create_container(
+                image,
+                command=command,
+                entrypoint=[],
+                user=user,
+                labels=labels,
+                host_config=host_config,
+                detach=True,
+            )
+            container_id = created["Id"]
+            try:
+                if archive is not None:
+                    api.put_archive(container_id, archive[0], archive[1])
+                api.start(container_id)
+                try:
+                    result = api.wait(container_id, timeout=timeout)
+                except requests.exceptions.ReadTimeout as e:
+                    msg = f"The helper container of image {image!r} ran longer than {timeout:.0f} s"
+                    raise EngineError(msg) from e
+                output = bytes(api.logs(container_id, stdout=True, stderr=True)).decode(
+                    errors="replace"
+                )
+                return int(result.get("StatusCode", -1)), output
+            finally:
+                self._remove(api, container_id)
+
+        return await self.call(f"run a helper container of image {image!r}", run)
+
+    async def volume_exists(self, name: str) -> bool:
+        def exists(api: docker.APIClient) -> bool:
+            try:
+                api.inspect_volume(name)
+            except docker.errors.NotFound:
+                return False
+            return True
+
+        return await self.call(f"inspect volume {name!r}", exists)
+
+    async def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        await self.call(
+            f"create volume {name!r}", lambda api: api.create_volume(name, labels=labels)
+        )
+
     async def list_containers(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
         return await self.call(
             "list containers", lambda api: list(api.containers(all=True, filters=filters))

@@ -61,3 +61,9 @@ class KernelStartError(MLContainerError):
     """The kernel's container was created but the kernel did not come up."""
 
     reason_default = "Container kernel did not start"
+
+
+class ImageProbeError(MLContainerError):
+    """The image could not be probed (no Python in it, or the probe failed)."""
+
+    reason_default = "Kernel image unusable"

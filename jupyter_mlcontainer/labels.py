@@ -25,6 +25,9 @@ SERVER_PID = f"{PREFIX}.server-pid"
 OWNER = f"{PREFIX}.owner"
 VERSION = f"{PREFIX}.version"
 NETWORK_MODE = f"{PREFIX}.network"
+RUNTIME = f"{PREFIX}.runtime"
+RUNTIME_SEAL = f"{PREFIX}.runtime-sealed"
+PURPOSE = f"{PREFIX}.purpose"
 
 
 @cache

@@ -15,6 +15,7 @@ jupyter_client drives it (see ``jupyter_client/provisioning`` and ``manager.py``
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import signal
@@ -42,16 +43,22 @@ from traitlets import (
 )
 
 from . import gpus as gpu
+from . import kernelspec
 from .diagnostics import ContainerExit
 from .engine import Engine
 from .exceptions import EngineError, EngineUnavailableError, ImageNotFoundError, KernelStartError
+from .images import obtain_image, probe_image
+from .probe import ImageProbe
 from .readiness import HeartbeatProbe
+from .runtime import DEFAULT_PACKAGES, ensure_runtime
 from .spec import NETWORK_MODES, KernelLaunch, build_plan, parse_mount, select_env
 
 #: While a stop is under way, how often ``poll`` may still ask ``inspect`` (events answer first).
 INSPECT_INTERVAL_WHILE_STOPPING = 1.0
 #: Seconds an engine's GPU capabilities are trusted before asking again (shared by kernels).
 GPU_INFO_MAX_AGE = 60.0
+#: Images found to lack ipykernel in this process, with their probes (skips a failing start).
+_RUNTIME_PROBES: dict[str, ImageProbe] = {}
 DEFAULT_ENV_ALLOWLIST = ["LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "JPY_SESSION_NAME"]
 
 
@@ -177,6 +184,35 @@ class MLContainerProvisioner(LocalProvisioner):
         docker context, then the default socket.""",
     ).tag(config=True)
 
+    inject_runtime = CaselessStrEnum(
+        ["auto", "always", "never"],
+        default_value="auto",
+        help="""Provide ipykernel from outside the image, unchanged, when the image lacks it:
+        ``auto`` (when the kernelspec's recorded probe says so, or when a start fails with
+        "No module named ipykernel_launcher"), ``always`` or ``never``. The runtime is a
+        read-only volume appended to ``sys.path``, so the image's own packages win.""",
+    ).tag(config=True)
+
+    runtime_packages = List(
+        list(DEFAULT_PACKAGES),
+        help="""Requirements of the injected runtime (pinned; built once per Python version
+        and platform, then reused by every kernel).""",
+    ).tag(config=True)
+
+    wheelhouse = Unicode(
+        None,
+        allow_none=True,
+        help="""A folder of wheels for building injected runtimes offline (``pip download
+        ipykernel --only-binary=:all: --python-version 3.11 -d DIR``). None: the package
+        index.""",
+    ).tag(config=True)
+
+    use_image_entrypoint = Bool(
+        False,
+        help="""Run the kernel through the image's ENTRYPOINT. By default it is bypassed:
+        entrypoint scripts print banners, switch users or start services.""",
+    ).tag(config=True)
+
     ready_timeout = Float(
         60.0,
         help="""Seconds to wait, after the container starts, for the kernel to answer its
@@ -279,7 +315,6 @@ class MLContainerProvisioner(LocalProvisioner):
         """Create and start the kernel's container; return when its heartbeat answers."""
         engine = self.engine
         engine.exit_watcher()  # subscribe to exits before there is anything to miss
-        self._launches += 1
         if self.pull_policy == "always":
             await engine.pull(self.image, self.log)
         request = await self._resolve_gpus()
@@ -293,29 +328,67 @@ class MLContainerProvisioner(LocalProvisioner):
             (self.kernel_spec.env or {}).keys() if self.kernel_spec else (),
             self.env,
         )
+        launch = KernelLaunch(
+            kernel_id=str(self.kernel_id),
+            kernel_name=getattr(self.parent, "kernel_name", "") or "",
+            image=self.image,
+            argv=list(self.kernel_spec.argv) + list(kwargs.get("extra_arguments") or []),
+            connection_info=self.connection_info,
+            cwd=self.cwd if self.mount_cwd else "",
+            env=env,
+            network=self.network,
+            uid=uid,
+            gid=gid,
+            gpus=request,
+            gpu_support=self._gpu_support or gpu.GPUSupport(),
+            python=self.python,
+            shm_size=self.shm_size,
+            mem_limit=self.mem_limit,
+            cpus=self.cpus,
+            pids_limit=self.pids_limit,
+            mounts=[parse_mount(m) for m in self.mounts],
+            ipc_dir=self._ipc_dir,
+            path_map=self.path_map,
+            use_image_entrypoint=self.use_image_entrypoint,
+        )
+        probe = await self._probe_for_runtime()
+        try:
+            await self._start_container(launch, probe)
+        except KernelStartError:
+            missing = self.last_exit is not None and self.last_exit.missing_ipykernel
+            if probe is not None or self.inject_runtime != "auto" or not missing:
+                raise
+            self.log.info(
+                "Kernel %s: image %s has no ipykernel; starting it with an injected runtime",
+                self.kernel_id,
+                self.image,
+            )
+            probe = await probe_image(engine, self.image)
+            _RUNTIME_PROBES[self.image] = probe
+            await self._start_container(launch, probe)
+        return self.connection_info
+
+    async def _start_container(self, launch: KernelLaunch, probe: ImageProbe | None) -> None:
+        """One attempt: create, copy the connection file in, start, wait for the heartbeat."""
+        engine = self.engine
+        self._launches += 1
+        self._exit_code = None
+        runtime_volume = None
+        if probe is not None:
+            runtime_volume = await ensure_runtime(
+                engine,
+                self.image,
+                probe,
+                packages=self.runtime_packages,
+                wheelhouse=self.wheelhouse,
+                log=self.log,
+            )
         plan = build_plan(
-            KernelLaunch(
-                kernel_id=str(self.kernel_id),
-                kernel_name=getattr(self.parent, "kernel_name", "") or "",
-                image=self.image,
-                argv=list(self.kernel_spec.argv) + list(kwargs.get("extra_arguments") or []),
-                connection_info=self.connection_info,
-                cwd=self.cwd if self.mount_cwd else "",
-                env=env,
-                network=self.network,
-                uid=uid,
-                gid=gid,
-                gpus=request,
-                gpu_support=self._gpu_support or gpu.GPUSupport(),
-                python=self.python,
-                shm_size=self.shm_size,
-                mem_limit=self.mem_limit,
-                cpus=self.cpus,
-                pids_limit=self.pids_limit,
-                mounts=[parse_mount(m) for m in self.mounts],
-                ipc_dir=self._ipc_dir,
-                path_map=self.path_map,
+            dataclasses.replace(
+                launch,
                 container_name=f"mlc-{self.kernel_id}-{self._launches}",
+                runtime_volume=runtime_volume,
+                python=probe.python if probe is not None else launch.python,
             )
         )
         for note in plan.notes:
@@ -325,17 +398,17 @@ class MLContainerProvisioner(LocalProvisioner):
             self.container_id = await engine.create_container(plan.create_args, plan.host_config)
         except ImageNotFoundError:
             # Creating first saves an inspect on every start; the image is rarely missing.
-            await self._obtain_missing_image()
+            await obtain_image(engine, self.image, self.pull_policy, self.log)
             self.container_id = await engine.create_container(plan.create_args, plan.host_config)
         self.log.info(
-            "Kernel %s: starting container %s (%s, image %s, %s, user %s:%s)",
+            "Kernel %s: starting container %s (%s, image %s, %s, user %s%s)",
             self.kernel_id,
             plan.name,
             self.container_id[:12],
             self.image,
-            request.describe(),
-            uid,
-            gid,
+            launch.gpus.describe(),
+            plan.create_args["user"],
+            ", injected runtime " + runtime_volume if runtime_volume else "",
         )
         try:
             await engine.put_archive(self.container_id, plan.archive_path, plan.archive)
@@ -348,19 +421,22 @@ class MLContainerProvisioner(LocalProvisioner):
         except BaseException:
             await self._discard_container()
             raise
-        return self.connection_info
 
-    async def _obtain_missing_image(self) -> None:
-        engine = self.engine
-        if self.pull_policy == "never":
-            msg = (
-                f"Image {self.image!r} is not on the Docker engine ({engine.address}) and "
-                "pull_policy is 'never'. Get it with `docker pull "
-                f"{self.image}` (or build/load it there), or set pull_policy to 'missing'."
-            )
-            raise ImageNotFoundError(msg)
-        self.log.info("Image %s is not on the engine: pulling it (pull_policy=missing)", self.image)
-        await engine.pull(self.image, self.log)
+    async def _probe_for_runtime(self) -> ImageProbe | None:
+        """The image's probe when the kernel needs an injected runtime, else None."""
+        if self.inject_runtime == "never":
+            return None
+        recorded = kernelspec.recorded(self.kernel_spec.to_dict() if self.kernel_spec else {})
+        probe = ImageProbe.from_dict(recorded["probe"]) if recorded.get("probe") else None
+        if self.inject_runtime == "always":
+            if probe is None:
+                probe = _RUNTIME_PROBES.get(self.image) or await probe_image(
+                    self.engine, self.image
+                )
+            return probe
+        if probe is not None:
+            return probe if probe.ipykernel is None else None
+        return _RUNTIME_PROBES.get(self.image)
 
     _gpu_support: gpu.GPUSupport | None = None
 

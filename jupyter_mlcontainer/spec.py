@@ -28,6 +28,15 @@ CONTAINER_DIR = "/tmp/mlcontainer"
 CONTAINER_CONNECTION_FILE = f"{CONTAINER_DIR}/connection.json"
 CONTAINER_HOME = f"{CONTAINER_DIR}/home"
 
+#: Where kernels see an injected runtime (see runtime.py), and how they start from it: the
+#: runtime goes to the *end* of sys.path, so the image's own packages always win.
+RUNTIME_DIR = "/opt/mlcontainer/runtime"
+BOOTSTRAP = (
+    f"import sys; sys.path.append({RUNTIME_DIR!r}); "
+    "from ipykernel import kernelapp; kernelapp.launch_new_instance()"
+)
+_LAUNCHERS = {"ipykernel_launcher", "ipykernel"}
+
 NETWORK_MODES = ("bridge", "host", "none")
 PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 _PYTHON_NAMES = {"python", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}"}
@@ -59,6 +68,8 @@ class KernelLaunch:
     ipc_dir: str | None = None
     path_map: Mapping[str, str] = field(default_factory=dict)
     container_name: str | None = None
+    runtime_volume: str | None = None
+    use_image_entrypoint: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,13 +85,17 @@ class ContainerPlan:
 
 
 def container_command(
-    argv: Sequence[str], python: str, host_python: str = sys.executable
+    argv: Sequence[str],
+    python: str,
+    host_python: str = sys.executable,
+    injected: bool = False,
 ) -> list[str]:
     """The kernelspec's argv as the container runs it.
 
     ``{connection_file}`` becomes the container's copy, and an argv[0] naming Python
     (``python``, ``python3``, or the host interpreter jupyter_client substituted) becomes
-    the image's Python.
+    the image's Python. With an ``injected`` runtime, ``-m ipykernel_launcher`` becomes the
+    bootstrap that finds ipykernel in the runtime.
     """
     if not argv:
         msg = "The kernelspec's argv is empty: it must name the kernel command."
@@ -88,6 +103,14 @@ def container_command(
     cmd = [str(a).replace("{connection_file}", CONTAINER_CONNECTION_FILE) for a in argv]
     if cmd[0] in _PYTHON_NAMES or cmd[0] == host_python:
         cmd[0] = python
+    if injected:
+        if len(cmd) < 3 or cmd[1] != "-m" or cmd[2] not in _LAUNCHERS:
+            msg = (
+                "This image has no ipykernel, and the injected one can only start kernelspecs "
+                f"whose argv is `python -m ipykernel_launcher …` (this one: {list(argv)})."
+            )
+            raise ValueError(msg)
+        cmd = [python, "-c", BOOTSTRAP, *cmd[3:]]
     return cmd
 
 
@@ -220,6 +243,10 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
     if launch.ipc_dir:
         source = translate_path(launch.ipc_dir, launch.path_map)
         mounts.append(Mount(target=launch.ipc_dir, source=source, type="bind"))
+    if launch.runtime_volume:
+        mounts.append(
+            Mount(target=RUNTIME_DIR, source=launch.runtime_volume, type="volume", read_only=True)
+        )
     taken = {m["Target"] for m in mounts}
     for mount in launch.mounts:
         if mount["Target"] in taken:
@@ -236,7 +263,9 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
     }
     create_args: dict[str, Any] = {
         "image": launch.image,
-        "command": container_command(launch.argv, launch.python, launch.host_python),
+        "command": container_command(
+            launch.argv, launch.python, launch.host_python, injected=bool(launch.runtime_volume)
+        ),
         "name": launch.container_name or f"mlc-{launch.kernel_id}",
         "labels": labels.kernel_labels(launch.kernel_id, launch.kernel_name, launch.network),
         "environment": env,
@@ -244,6 +273,10 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
         "user": f"{uid}:{gid}",
         "detach": True,
     }
+    if not launch.use_image_entrypoint:
+        # Entrypoint scripts print banners, switch users or start services; the kernel
+        # command is run as is (init=True already gives it a proper PID 1).
+        create_args["entrypoint"] = []
     if launch.network == "bridge":
         ports = kernel_ports(launch.connection_info)
         create_args["ports"] = ports

@@ -1,0 +1,136 @@
+"""Container kernelspecs: names, kernel.json contents, and finding them among installed ones.
+
+Pure apart from reading kernelspec folders. The CLI and the server extension build on it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ._version import __version__
+from .probe import ImageProbe
+
+PROVISIONER_NAME = "mlcontainer"
+#: Our key in kernel.json's metadata: probe, source reference, image id.
+METADATA_KEY = "jupyter_mlcontainer"
+KERNEL_ARGV = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+_VALID_NAME = re.compile(r"^[a-z0-9._-]+$")
+MAX_NAME = 64
+
+
+def is_valid_name(name: str) -> bool:
+    """jupyter_client's rule for kernelspec names (letters, digits, ``.``, ``_``, ``-``)."""
+    return bool(_VALID_NAME.match(name)) and len(name) <= MAX_NAME
+
+
+def kernel_name_for(image: str) -> str:
+    """A stable, valid kernelspec name from an image reference (never from an image id).
+
+    ``registry:5000/team/pytorch-cpu:2.13.0`` → ``mlc-pytorch-cpu-2.13.0``;
+    ``repo@sha256:abcdef…`` → ``mlc-repo-abcdef12``.
+    """
+    ref = image.strip()
+    digest = ""
+    if "@" in ref:
+        ref, digest = ref.split("@", 1)
+    last = ref.rsplit("/", 1)[-1]
+    repo, _, tag = last.partition(":")
+    if repo.startswith("sha256") or not repo:
+        msg = f"Cannot name a kernel after {image!r}: give an image name, not an image id."
+        raise ValueError(msg)
+    parts = [repo]
+    if tag and tag != "latest":
+        parts.append(tag)
+    if digest:
+        parts.append(digest.split(":", 1)[-1][:8])
+    name = re.sub(r"[^a-z0-9._-]+", "-", "-".join(["mlc", *parts]).lower())
+    name = re.sub(r"-{2,}", "-", name).strip("-.")
+    return name[:MAX_NAME].rstrip("-.")
+
+
+def pinned_reference(image: str, inspect: dict[str, Any]) -> tuple[str, bool]:
+    """The reference that pins ``image``: (reference, shareable).
+
+    A registry digest (``repo@sha256:…``) when the image has one for its repository, which
+    teammates can pull; otherwise the local image id, which only this engine has.
+    """
+    repo = image.split("@", 1)[0]
+    last_colon = repo.rfind(":")
+    if last_colon > repo.rfind("/"):
+        repo = repo[:last_colon]
+    digests = inspect.get("RepoDigests") or []
+    for entry in digests:
+        if entry.split("@", 1)[0] == repo:
+            return entry, True
+    if "@sha256:" in image:
+        return image, True
+    return str(inspect["Id"]), False
+
+
+@dataclass(frozen=True)
+class ContainerKernelSettings:
+    """What ``jupyter mlcontainer add`` puts into the provisioner's config."""
+
+    gpus: Any = "auto"
+    shm_size: str | None = None
+    mem_limit: str | None = None
+
+    def config(self, image: str) -> dict[str, Any]:
+        config: dict[str, Any] = {"image": image, "gpus": self.gpus}
+        if self.shm_size:
+            config["shm_size"] = self.shm_size
+        if self.mem_limit:
+            config["mem_limit"] = self.mem_limit
+        return config
+
+
+def kernel_json(
+    *,
+    image: str,
+    pinned: str,
+    image_id: str,
+    probe: ImageProbe,
+    display_name: str,
+    settings: ContainerKernelSettings,
+) -> dict[str, Any]:
+    """kernel.json of a container kernel pinned to ``pinned``."""
+    return {
+        "argv": list(KERNEL_ARGV),
+        "display_name": display_name,
+        "language": "python",
+        "interrupt_mode": "signal",
+        "env": {},
+        "metadata": {
+            "debugger": probe.ipykernel is not None,
+            "kernel_provisioner": {
+                "provisioner_name": PROVISIONER_NAME,
+                "config": settings.config(pinned),
+            },
+            METADATA_KEY: {
+                "source": image,
+                "image_id": image_id,
+                "probe": probe.to_dict(),
+                "created_by": f"jupyter-mlcontainer {__version__}",
+            },
+        },
+    }
+
+
+def provisioner_of(spec_json: dict[str, Any]) -> str | None:
+    """The provisioner a kernel.json asks for (None: the default local one)."""
+    metadata = spec_json.get("metadata") or {}
+    provisioner = metadata.get("kernel_provisioner") or {}
+    name = provisioner.get("provisioner_name")
+    return str(name) if name else None
+
+
+def provisioner_config(spec_json: dict[str, Any]) -> dict[str, Any]:
+    metadata = spec_json.get("metadata") or {}
+    return dict((metadata.get("kernel_provisioner") or {}).get("config") or {})
+
+
+def recorded(spec_json: dict[str, Any]) -> dict[str, Any]:
+    """Our metadata of a kernel.json ({} when it was not made by ``add``)."""
+    return dict((spec_json.get("metadata") or {}).get(METADATA_KEY) or {})

@@ -1,0 +1,225 @@
+"""A kernel runtime for images without ipykernel, provided from outside the image.
+
+Design:
+
+- The runtime is ipykernel and its dependencies, installed on the *server's* machine with
+  pip for the image's Python (version, implementation, CPU, libc — from the image probe),
+  binary wheels only, optionally offline from a wheelhouse. It is cached on disk there.
+- It reaches the engine as a Docker volume, filled through the engine's archive API (so a
+  remote engine works too) by a helper container of the image itself, which also compiles
+  it with the image's Python and proves that ``import ipykernel`` works. A second, empty
+  "seal" volume marks it complete; later kernels find the seal and reuse the volume.
+- Kernels mount the volume read-only and start through a bootstrap that *appends* it to
+  ``sys.path``: the image's own packages (numpy, torch, …) always win over the runtime's.
+- Nothing in the image is changed and nothing is rebuilt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import logging
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from docker.types import Mount
+
+from . import labels as lbl
+from ._version import __version__
+from .engine import Engine
+from .exceptions import KernelStartError
+from .probe import ImageProbe
+from .spec import RUNTIME_DIR
+
+#: The pinned ipykernel of injected runtimes (the same as the shipped images').
+DEFAULT_PACKAGES = ("ipykernel==7.4.0",)
+_SEAL_SUFFIX = "-sealed"
+logger = logging.getLogger(__name__)
+_locks: dict[str, asyncio.Lock] = {}
+
+
+@dataclass(frozen=True)
+class RuntimeTarget:
+    """The Python a runtime is built for."""
+
+    python_minor: str  # "3.11"
+    implementation: str  # "cpython"
+    machine: str  # "x86_64", "aarch64"
+    libc: str | None  # "glibc-2.36", "musl-1.2.4" or None
+
+    @classmethod
+    def from_probe(cls, probe: ImageProbe) -> RuntimeTarget:
+        return cls(probe.python_minor, probe.implementation, probe.machine, probe.libc)
+
+    @property
+    def python_tag(self) -> str:
+        return "cp" + self.python_minor.replace(".", "")
+
+    def platforms(self) -> list[str]:
+        """pip ``--platform`` tags the image's libc can load (pip matches them exactly)."""
+        machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(self.machine, self.machine)
+        family, _, version = (self.libc or "glibc-2.17").partition("-")
+        parts = [int(p) for p in version.split(".")[:2] if p.isdigit()] or [2, 17]
+        if family == "musl":
+            minor = parts[1] if len(parts) > 1 else 1
+            return [f"musllinux_1_{m}_{machine}" for m in range(minor, 0, -1)]
+        newest = parts[1] if len(parts) > 1 else 17
+        tags = [f"manylinux_2_{m}_{machine}" for m in range(newest, 16, -1)]
+        return [*tags, f"manylinux2014_{machine}"]
+
+
+def pip_command(
+    target: RuntimeTarget, packages: Sequence[str], into: str, wheelhouse: str | None
+) -> list[str]:
+    """The pip call that installs the runtime for ``target`` into directory ``into``."""
+    implementation = "cp" if target.implementation == "cpython" else target.implementation[:2]
+    cmd = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        "--no-compile", "--no-warn-script-location", "--only-binary=:all:",
+        "--target", into,
+        "--python-version", target.python_minor,
+        "--implementation", implementation,
+        "--abi", target.python_tag, "--abi", "abi3", "--abi", "none",
+    ]  # fmt: skip
+    for platform in target.platforms():
+        cmd += ["--platform", platform]
+    if wheelhouse:
+        cmd += ["--no-index", "--find-links", wheelhouse]
+    return [*cmd, *packages]
+
+
+def runtime_key(target: RuntimeTarget, packages: Sequence[str]) -> str:
+    text = "|".join([target.python_tag, target.machine, target.libc or "", *sorted(packages)])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def volume_name(target: RuntimeTarget, packages: Sequence[str]) -> str:
+    return (
+        f"mlcontainer-runtime-{target.python_tag}-{target.machine}-{runtime_key(target, packages)}"
+    )
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "jupyter-mlcontainer" / "runtimes"
+
+
+async def _build_on_host(
+    target: RuntimeTarget,
+    packages: Sequence[str],
+    wheelhouse: str | None,
+    cache_dir: Path,
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> Path:
+    """pip-install the runtime into the host cache (atomically); return its directory."""
+    final = cache_dir / runtime_key(target, packages)
+    if final.is_dir():
+        return final
+    cache_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240  (microseconds, local disk)
+    staging = Path(tempfile.mkdtemp(prefix="build-", dir=cache_dir))
+    cmd = pip_command(target, packages, str(staging), wheelhouse)
+    log.info(
+        "Building a kernel runtime (%s) for Python %s on %s: %s",
+        ", ".join(packages),
+        target.python_minor,
+        target.machine,
+        "offline from " + wheelhouse if wheelhouse else "from the package index",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        msg = (
+            f"Could not build the kernel runtime ({', '.join(packages)}) for Python "
+            f"{target.python_minor}: pip said:\n{out.decode(errors='replace')[-2000:]}\n"
+            "Without network, point MLContainerProvisioner.wheelhouse at a folder of wheels "
+            "(`pip download ipykernel --only-binary=:all: --python-version "
+            f"{target.python_minor} -d WHEELHOUSE`), or install ipykernel in the image."
+        )
+        raise KernelStartError(msg)
+    try:
+        staging.rename(final)  # noqa: ASYNC240  (microseconds, local disk)
+    except OSError:  # another process finished first
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def _tar_directory(root: Path) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path in sorted(root.rglob("*")):
+            if "__pycache__" in path.parts:
+                continue
+            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(root)))
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            info.mode = 0o755 if path.is_dir() else (info.mode & 0o755) | 0o644
+            if path.is_file():
+                with path.open("rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
+    return buf.getvalue()
+
+
+async def ensure_runtime(
+    engine: Engine,
+    image: str,
+    probe: ImageProbe,
+    *,
+    packages: Sequence[str] = DEFAULT_PACKAGES,
+    wheelhouse: str | None = None,
+    cache_dir: Path | None = None,
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+) -> str:
+    """The name of a sealed runtime volume for ``probe``'s Python, built when missing."""
+    log = log or logger
+    target = RuntimeTarget.from_probe(probe)
+    volume = volume_name(target, packages)
+    lock = _locks.setdefault(volume, asyncio.Lock())
+    async with lock:
+        if await engine.volume_exists(volume + _SEAL_SUFFIX):
+            return volume
+        built = await _build_on_host(
+            target, packages, wheelhouse, cache_dir or default_cache_dir(), log
+        )
+        archive = await asyncio.get_running_loop().run_in_executor(None, _tar_directory, built)
+        runtime_labels = {lbl.MANAGED: "true", lbl.RUNTIME: volume, lbl.VERSION: __version__}
+        await engine.create_volume(volume, runtime_labels)
+        check = (
+            "import compileall, sys\n"
+            f"compileall.compile_dir({RUNTIME_DIR!r}, quiet=1, workers=0)\n"
+            f"sys.path.append({RUNTIME_DIR!r})\n"
+            "import ipykernel.kernelapp\n"
+            "print('runtime ok', ipykernel.__version__)\n"
+        )
+        code, output = await engine.run(
+            image,
+            [probe.python, "-c", check],
+            labels=runtime_labels,
+            mounts=[Mount(target=RUNTIME_DIR, source=volume, type="volume")],
+            user="0:0",
+            archive=(RUNTIME_DIR, archive),
+        )
+        if code != 0 or "runtime ok" not in output:
+            msg = (
+                f"The kernel runtime ({', '.join(packages)}) does not work with the Python "
+                f"of image {image!r} ({probe.python}, {probe.python_version}):\n"
+                f"{output.strip()[-2000:]}\n"
+                "Install ipykernel in the image instead."
+            )
+            raise KernelStartError(msg)
+        await engine.create_volume(
+            volume + _SEAL_SUFFIX, {**runtime_labels, lbl.RUNTIME_SEAL: "true"}
+        )
+        log.info("Kernel runtime %s is ready (%s)", volume, output.strip().splitlines()[-1])
+        return volume
