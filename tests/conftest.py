@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -63,6 +68,51 @@ def docker_api() -> Any:
     if leftovers:
         names = ", ".join(c["Names"][0] for c in leftovers)
         pytest.fail(f"containers left behind by the test session: {names}")
+
+
+@pytest.fixture(scope="session")
+def local_registry(tmp_path_factory: pytest.TempPathFactory, docker_api: Any) -> Any:
+    """Debian's docker-registry serving on 127.0.0.1 (a real registry: pushes, digests, pulls)."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+    root = tmp_path_factory.mktemp("registry")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log: {level: error}\n"
+        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
+        f"http: {{addr: 127.0.0.1:{port}}}\n"
+    )
+    proc = subprocess.Popen(
+        [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    address = f"127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://{address}/v2/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("the local registry did not start")
+        yield address
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def push(api: Any, image: str, remote: str) -> str:
+    """Tag ``image`` as ``remote``, push it, return its ``repo@sha256:…`` digest reference."""
+    api.tag(image, remote)
+    for line in api.push(remote, stream=True, decode=True):
+        assert "error" not in line, line
+    repo = remote.rsplit(":", 1)[0]
+    return next(d for d in api.inspect_image(remote)["RepoDigests"] if d.startswith(repo + "@"))
 
 
 @pytest.fixture

@@ -28,8 +28,9 @@ async def _start_fails(name, cwd, error):
     return km, str(info.value)
 
 
-async def test_image_without_ipykernel(kernelspec, tmp_path, docker_api):
-    km, message = await _start_fails(kernelspec(image=BARE_IMAGE), tmp_path, KernelStartError)
+async def test_image_without_ipykernel_when_injection_is_off(kernelspec, tmp_path, docker_api):
+    name = kernelspec(image=BARE_IMAGE, inject_runtime="never")
+    km, message = await _start_fails(name, tmp_path, KernelStartError)
     assert "No module named ipykernel_launcher" in message
     assert "install it in the image" in message
     assert containers_of(docker_api, km.kernel_id) == []

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import shutil
-import socket
-import subprocess
-import time
-import urllib.request
 
 import pytest
 
@@ -16,54 +12,16 @@ from .conftest import IMAGE, execute, running_kernel
 pytestmark = pytest.mark.engine
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory, docker_api):
-    """Debian's docker-registry on 127.0.0.1, with our test image pushed to it."""
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
-    root = tmp_path_factory.mktemp("registry")
-    port = _free_port()
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log: {level: error}\n"
-        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}\n"
-        f"http: {{addr: 127.0.0.1:{port}}}\n"
-    )
-    proc = subprocess.Popen(
-        [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    address = f"127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://{address}/v2/", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail(
-                f"registry did not start: {proc.stderr.read().decode() if proc.stderr else ''}"
-            )
-        remote = f"{address}/mlc/python:pull-test"
-        docker_api.tag(IMAGE, remote)
-        for line in docker_api.push(remote, stream=True, decode=True):
-            assert "error" not in line, line
-        yield remote
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        try:
-            docker_api.remove_image(f"{address}/mlc/python:pull-test", force=True)
-        except Exception:
-            pass
+def registry(local_registry, docker_api):
+    """Our test image, pushed to the local registry."""
+    remote = f"{local_registry}/mlc/python:pull-test"
+    docker_api.tag(IMAGE, remote)
+    for line in docker_api.push(remote, stream=True, decode=True):
+        assert "error" not in line, line
+    yield remote
+    with contextlib.suppress(Exception):
+        docker_api.remove_image(remote, force=True)
 
 
 async def test_missing_image_is_pulled_with_progress(

@@ -1,0 +1,239 @@
+"""`jupyter mlcontainer`: add, list, pull, export, doctor — as a user runs them."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from .conftest import BARE_IMAGE, IMAGE, TORCH_IMAGE, execute, push, running_kernel
+
+pytestmark = pytest.mark.engine
+
+
+def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "jupyter_mlcontainer.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=600,
+        check=False,
+    )
+
+
+def installed(data_dir: Path, name: str) -> dict:
+    return json.loads((data_dir / "kernels" / name / "kernel.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def marked_images(docker_api):
+    """Two images that differ only in /marker ("A", "B")."""
+    tags = {}
+    for mark in ("A", "B"):
+        tag = f"mlc-test/marked:{mark.lower()}"
+        dockerfile = f"FROM {IMAGE}\nRUN echo {mark} > /marker\n".encode()
+        for _ in docker_api.build(fileobj=io.BytesIO(dockerfile), tag=tag, rm=True, decode=True):
+            pass
+        tags[mark] = tag
+    return tags
+
+
+@pytest.fixture(scope="module")
+def no_python_image(docker_api):
+    """An image with a file in it and nothing else: no Python, no shell."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        data = b"nothing to run here\n"
+        info = tarfile.TarInfo("README")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    docker_api.import_image_from_data(buf.getvalue(), repository="mlc-test/no-python", tag="1")
+    return "mlc-test/no-python:1"
+
+
+async def test_add_list_export_and_a_teammate_installs_and_runs(
+    jp_environ, jp_data_dir, tmp_path, docker_api, local_registry, notebook_dir, monkeypatch
+):
+    digest = push(docker_api, TORCH_IMAGE, f"{local_registry}/team/pytorch-cpu:2.13.0")
+    image = f"{local_registry}/team/pytorch-cpu:2.13.0"
+    result = cli("add", image, "--mem-limit", "4g", "--gpus", "none")
+    assert result.returncode == 0, result.stderr
+    name = "mlc-pytorch-cpu-2.13.0"
+    spec = installed(Path(jp_data_dir), name)
+    config = spec["metadata"]["kernel_provisioner"]["config"]
+    assert config == {"image": digest, "gpus": "none", "mem_limit": "4g"}  # pinned by digest
+    assert spec["display_name"] == "PyTorch 2.13 · CPU · Python 3.11"
+    recorded = spec["metadata"]["jupyter_mlcontainer"]
+    assert recorded["source"] == image
+    assert recorded["probe"]["torch"].startswith("2.13.0")
+    assert recorded["probe"]["ipykernel"] == "7.4.0"
+    assert {"logo-svg.svg", "logo-32x32.png", "logo-64x64.png"} <= set(
+        os.listdir(Path(jp_data_dir) / "kernels" / name)
+    )
+
+    listing = cli("list", "--json")
+    assert listing.returncode == 0, listing.stderr
+    (row,) = [r for r in json.loads(listing.stdout)["kernels"] if r["name"] == name]
+    assert (row["present"], row["pinned"], row["gpus"]) == (True, "digest", "none")
+
+    again = cli("add", image)
+    assert again.returncode == 1
+    assert "exists" in again.stderr and "--replace" in again.stderr
+
+    exported = tmp_path / "share" / name
+    result = cli("export", name, str(exported))
+    assert result.returncode == 0, result.stderr
+    assert json.loads((exported / "kernel.json").read_text()) == spec
+
+    # A teammate: another Jupyter data dir, plain `jupyter kernelspec install`.
+    teammate = tmp_path / "teammate-data"
+    jupyter = Path(sys.executable).parent / "jupyter"
+    subprocess.run(
+        [str(jupyter), "kernelspec", "install", "--user", "--name", name, str(exported)],
+        check=True,
+        env={**os.environ, "JUPYTER_DATA_DIR": str(teammate)},
+    )
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(teammate))
+    async with running_kernel(name, notebook_dir) as (km, kc):
+        out, _ = await execute(kc, "import torch; print(torch.__version__)")
+        assert out.strip().startswith("2.13.0")
+        assert (
+            docker_api.inspect_container(km.provisioner.container_id)["Config"]["Image"] == digest
+        )
+
+
+async def test_pinning_survives_a_moved_tag_and_doctor_sees_it(
+    jp_environ, jp_data_dir, docker_api, local_registry, marked_images, notebook_dir
+):
+    image = f"{local_registry}/team/marked:latest"
+    digest_a = push(docker_api, marked_images["A"], image)
+    result = cli("add", image, "--name", "marked", "--gpus", "none")
+    assert result.returncode == 0, result.stderr
+    assert (
+        installed(Path(jp_data_dir), "marked")["metadata"]["kernel_provisioner"]["config"]["image"]
+        == digest_a
+    )
+
+    push(docker_api, marked_images["B"], image)  # the tag moves to B
+    async with running_kernel("marked", notebook_dir) as (km, kc):
+        out, _ = await execute(kc, "print(open('/marker').read().strip())")
+        assert out.strip() == "A"
+
+    doctor = cli("doctor")
+    assert doctor.returncode == 0, doctor.stdout
+    # Now only B is on the engine under that name: the pinned image is gone.
+    docker_api.remove_image(digest_a, force=True)
+    docker_api.remove_image(marked_images["A"], force=True)
+    doctor = cli("doctor")
+    assert doctor.returncode == 1
+    line = next(line for line in doctor.stdout.splitlines() if line.startswith("marked"))
+    assert (
+        "MISMATCH" in line and "the tag moved" in line and "jupyter mlcontainer pull marked" in line
+    )
+
+    pulled = cli("pull", "marked")
+    assert pulled.returncode == 0, pulled.stderr
+    assert cli("doctor").returncode == 0
+    async with running_kernel("marked", notebook_dir) as (km, kc):
+        out, _ = await execute(kc, "print(open('/marker').read().strip())")
+        assert out.strip() == "A"
+
+
+def test_doctor_reports_a_missing_image_and_a_stopped_engine(jp_environ, jp_kernel_dir, docker_api):
+    folder = Path(jp_kernel_dir) / "gone"
+    folder.mkdir()
+    spec = {
+        "argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "gone",
+        "language": "python",
+        "metadata": {
+            "kernel_provisioner": {
+                "provisioner_name": "mlcontainer",
+                "config": {"image": "mlc-test/never-built:1"},
+            }
+        },
+    }
+    (folder / "kernel.json").write_text(json.dumps(spec))
+    doctor = cli("doctor")
+    assert doctor.returncode == 1
+    line = next(line for line in doctor.stdout.splitlines() if line.startswith("gone"))
+    assert "MISSING" in line and "jupyter mlcontainer pull gone" in line
+    assert "engine         ok" in doctor.stdout
+
+    stopped = cli("doctor", DOCKER_HOST="unix:///tmp/no-engine-here.sock")
+    assert stopped.returncode == 1
+    assert "engine         FAIL" in stopped.stdout and "Start the engine" in stopped.stdout
+
+
+def test_probe_findings(docker_api):
+    import asyncio
+
+    from jupyter_mlcontainer.engine import Engine
+    from jupyter_mlcontainer.images import probe_image
+
+    async def probes():
+        engine = Engine.for_url(None)
+        return await probe_image(engine, TORCH_IMAGE), await probe_image(engine, BARE_IMAGE)
+
+    torch_probe, bare_probe = asyncio.run(probes())
+    assert torch_probe.torch.startswith("2.13.0")
+    assert torch_probe.ipykernel == "7.4.0"
+    assert torch_probe.python == "/opt/venv/bin/python3"
+    assert bare_probe.ipykernel is None
+    assert bare_probe.torch is None
+    assert bare_probe.python_minor == "3.11"
+    assert bare_probe.os == "Debian GNU/Linux 12 (bookworm)"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["127.0.0.1:9/nobody/nothing:1"], "Could not pull image"),
+        (["mlc-test/no-python:1"], "has no Python"),
+        ([IMAGE, "--name", "Bad Name!"], "invalid kernel name"),
+        ([IMAGE, "--gpus", "lots"], "Invalid gpus setting"),
+        ([], "give exactly one IMAGE"),
+    ],
+)
+def test_bad_input_writes_nothing(jp_environ, jp_kernel_dir, no_python_image, args, message):
+    before = set(os.listdir(jp_kernel_dir))
+    result = cli("add", *args)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert set(os.listdir(jp_kernel_dir)) == before
+
+
+def test_list_warns_about_kernelspecs_jupyter_hides(jp_environ, jp_kernel_dir, docker_api):
+    folder = Path(jp_kernel_dir) / "elsewhere"
+    folder.mkdir()
+    spec = {
+        "argv": ["x"],
+        "display_name": "x",
+        "language": "python",
+        "metadata": {"kernel_provisioner": {"provisioner_name": "not-installed-anywhere"}},
+    }
+    (folder / "kernel.json").write_text(json.dumps(spec))
+    result = cli("list")
+    assert result.returncode == 0
+    assert "'elsewhere' needs the provisioner 'not-installed-anywhere'" in result.stderr
+    assert "Jupyter hides it" in result.stderr
+
+
+def test_help_reads_well():
+    result = cli("--help")
+    assert result.returncode == 0
+    for word in ("add", "list", "pull", "export", "doctor"):
+        assert word in result.stdout
+    add_help = cli("add", "--help")
+    assert (
+        "--gpus" in add_help.stdout
+        and "--mem-limit" in add_help.stdout
+        and "--replace" in add_help.stdout
+    )
