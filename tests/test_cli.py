@@ -61,18 +61,18 @@ def no_python_image(docker_api):
 async def test_add_list_export_and_a_teammate_installs_and_runs(
     jp_environ, jp_data_dir, tmp_path, docker_api, local_registry, notebook_dir, monkeypatch
 ):
-    digest = push(docker_api, TORCH_IMAGE, f"{local_registry}/team/pytorch-cpu:2.13.0")
-    image = f"{local_registry}/team/pytorch-cpu:2.13.0"
+    image = f"{local_registry}/team/python:3.11"
+    digest = push(docker_api, IMAGE, image)
     result = cli("add", image, "--mem-limit", "4g", "--gpus", "none")
     assert result.returncode == 0, result.stderr
-    name = "mlc-pytorch-cpu-2.13.0"
+    name = "mlc-python-3.11"
     spec = installed(Path(jp_data_dir), name)
     config = spec["metadata"]["kernel_provisioner"]["config"]
     assert config == {"image": digest, "gpus": "none", "mem_limit": "4g"}  # pinned by digest
-    assert spec["display_name"] == "PyTorch 2.13 · CPU · Python 3.11"
+    assert spec["display_name"] == "Python 3.11 · CPU"
     recorded = spec["metadata"]["jupyter_mlcontainer"]
     assert recorded["source"] == image
-    assert recorded["probe"]["torch"].startswith("2.13.0")
+    assert recorded["probe"]["python"] == "/opt/venv/bin/python3"
     assert recorded["probe"]["ipykernel"] == "7.4.0"
     assert {"logo-svg.svg", "logo-32x32.png", "logo-64x64.png"} <= set(
         os.listdir(Path(jp_data_dir) / "kernels" / name)
@@ -102,8 +102,8 @@ async def test_add_list_export_and_a_teammate_installs_and_runs(
     )
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(teammate))
     async with running_kernel(name, notebook_dir) as (km, kc):
-        out, _ = await execute(kc, "import torch; print(torch.__version__)")
-        assert out.strip().startswith("2.13.0")
+        out, _ = await execute(kc, "import ipykernel; print(ipykernel.__version__)")
+        assert out.strip() == "7.4.0"
         assert (
             docker_api.inspect_container(km.provisioner.container_id)["Config"]["Image"] == digest
         )

@@ -138,3 +138,84 @@ def test_settings_come_from_config_and_kernelspec():
     provisioner = MLContainerProvisioner(config=config, mem_limit="8g", image="img:1")
     assert provisioner.gpus == "none"  # global config
     assert provisioner.mem_limit == "8g"  # the kernelspec's config wins
+
+
+def test_probe_names_kernels_for_the_dropdown():
+    from jupyter_mlcontainer.probe import ImageProbe
+
+    torch = ImageProbe.from_dict(
+        {
+            "python": "/opt/conda/bin/python",
+            "python_version": "3.11.9",
+            "torch": "2.5.1+cu124",
+            "torch_cuda": "12.4",
+        }
+    )
+    assert torch.display_name() == "PyTorch 2.5 · CUDA 12.4 · Python 3.11"
+    assert torch.logo_kind() == "pytorch"
+    tf = ImageProbe.from_dict(
+        {
+            "python": "python3",
+            "python_version": "3.11.0",
+            "tensorflow": "2.17.0",
+            "cuda": "12.3.2",
+            "future_key": 1,
+        }
+    )
+    assert tf.display_name() == "TensorFlow 2.17 · CUDA 12.3 · Python 3.11"
+    assert tf.to_dict()["future_key"] == 1  # unknown probe fields survive a round trip
+    cpu = ImageProbe.from_dict(
+        {"python": "python3", "python_version": "3.13.1", "torch": "2.13.0+cpu"}
+    )
+    assert cpu.display_name() == "PyTorch 2.13 · CPU · Python 3.13"
+
+
+def test_kernel_names_and_pins():
+    from jupyter_mlcontainer.kernelspec import is_valid_name, kernel_name_for, pinned_reference
+
+    assert kernel_name_for("registry:5000/team/pytorch-cpu:2.13.0") == "mlc-pytorch-cpu-2.13.0"
+    assert kernel_name_for("python:3.11-slim") == "mlc-python-3.11-slim"
+    assert kernel_name_for("ubuntu") == "mlc-ubuntu"
+    assert kernel_name_for("repo/x@sha256:0123456789abcdef") == "mlc-x-01234567"
+    assert kernel_name_for("Team/Name_X:Tag+1") == "mlc-name_x-tag-1"
+    assert all(is_valid_name(kernel_name_for(i)) for i in ("a/b:c", "A:B", "x" * 200))
+    with pytest.raises(ValueError, match="not an image id"):
+        kernel_name_for("sha256:abc")
+    inspect = {
+        "Id": "sha256:local",
+        "RepoDigests": ["other/repo@sha256:o", "reg:5000/team/x@sha256:d"],
+    }
+    assert pinned_reference("reg:5000/team/x:1", inspect) == ("reg:5000/team/x@sha256:d", True)
+    assert pinned_reference("built/here:1", {"Id": "sha256:local", "RepoDigests": []}) == (
+        "sha256:local",
+        False,
+    )
+
+
+def test_runtime_targets_the_images_python():
+    from jupyter_mlcontainer.runtime import RuntimeTarget, pip_command, volume_name
+
+    glibc = RuntimeTarget("3.11", "cpython", "x86_64", "glibc-2.36")
+    assert glibc.platforms()[0] == "manylinux_2_36_x86_64"
+    assert glibc.platforms()[-1] == "manylinux2014_x86_64"
+    musl = RuntimeTarget("3.12", "cpython", "aarch64", "musl-1.2")
+    assert musl.platforms() == ["musllinux_1_2_aarch64", "musllinux_1_1_aarch64"]
+    cmd = pip_command(glibc, ["ipykernel==7.4.0"], "/tmp/rt", "/wheels")
+    assert cmd[-1] == "ipykernel==7.4.0"
+    assert cmd[cmd.index("--python-version") : cmd.index("--python-version") + 2] == [
+        "--python-version",
+        "3.11",
+    ]
+    assert "--no-index" in cmd and "/wheels" in cmd and "--only-binary=:all:" in cmd
+    assert volume_name(glibc, ["ipykernel==7.4.0"]) != volume_name(glibc, ["ipykernel==7.3.0"])
+
+
+def test_injected_command_appends_the_runtime():
+    from jupyter_mlcontainer.spec import BOOTSTRAP, container_command
+
+    argv = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    cmd = container_command(argv, "/usr/bin/python3", injected=True)
+    assert cmd == ["/usr/bin/python3", "-c", BOOTSTRAP, "-f", "/tmp/mlcontainer/connection.json"]
+    assert "sys.path.append" in BOOTSTRAP
+    with pytest.raises(ValueError, match="python -m ipykernel_launcher"):
+        container_command(["julia", "kernel.jl", "{connection_file}"], "python3", injected=True)

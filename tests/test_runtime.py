@@ -1,0 +1,132 @@
+"""Images without ipykernel run unmodified: the kernel runtime comes from outside."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import BARE_IMAGE, execute, running_kernel
+from .test_cli import cli
+
+pytestmark = pytest.mark.engine
+
+NUMPY_IMAGE = "mlc-test/numpy-no-ipykernel:2.4.6"
+PLATFORMS = [
+    "--platform",
+    "manylinux_2_28_x86_64",
+    "--platform",
+    "manylinux_2_17_x86_64",
+    "--platform",
+    "manylinux2014_x86_64",
+]
+
+
+def download(into: Path, *requirements: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--dest", str(into), "--only-binary=:all:",
+         "--python-version", "3.11", "--implementation", "cp", *PLATFORMS, *requirements],
+        check=True,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def numpy_image(docker_api, tmp_path_factory):
+    """Python + numpy 2.4.6 in a venv, no ipykernel (built once, cached by tag)."""
+    try:
+        docker_api.inspect_image(NUMPY_IMAGE)
+        return NUMPY_IMAGE
+    except Exception:
+        pass
+    ctx = tmp_path_factory.mktemp("numpy-image")
+    (ctx / "Dockerfile").write_text(
+        (Path(__file__).parent.parent / "images" / "Dockerfile").read_text()
+    )
+    (ctx / "requirements.txt").write_text("numpy==2.4.6\n")
+    download(ctx / "wheels", "numpy==2.4.6")
+    for _ in docker_api.build(
+        path=str(ctx), tag=NUMPY_IMAGE, buildargs={"BASE": BARE_IMAGE}, rm=True, decode=True
+    ):
+        pass
+    return NUMPY_IMAGE
+
+
+CHECK = """
+import sys, numpy, ipykernel, os
+print(numpy.__version__, numpy.__file__)
+print(ipykernel.__version__, ipykernel.__file__)
+print(sys.path.index('/opt/mlcontainer/runtime') == len(sys.path) - 1)
+try:
+    open('/opt/mlcontainer/runtime/x', 'w')
+    print('writable')
+except OSError as e:
+    print('read-only' if e.errno == 30 else repr(e))
+"""
+
+
+async def test_image_without_ipykernel_runs_and_keeps_its_own_packages(
+    kernelspec, notebook_dir, numpy_image, docker_api, caplog
+):
+    caplog.set_level(logging.INFO)
+    image_id = docker_api.inspect_image(numpy_image)["Id"]
+    # The runtime carries another numpy on purpose: the image's own must still win.
+    name = kernelspec(image=numpy_image, runtime_packages=["ipykernel==7.4.0", "numpy==2.3.5"])
+    async with running_kernel(name, notebook_dir) as (km, kc):
+        out, reply = await execute(kc, CHECK)
+        assert reply["status"] == "ok", out
+        numpy_line, ipykernel_line, last, writable = out.strip().splitlines()
+        assert numpy_line.split()[0] == "2.4.6"
+        assert numpy_line.split()[1].startswith("/opt/venv/")
+        assert ipykernel_line.split()[0] == "7.4.0"
+        assert ipykernel_line.split()[1].startswith("/opt/mlcontainer/runtime/")
+        assert last == "True"
+        assert writable == "read-only"
+    assert "has no ipykernel; starting it with an injected runtime" in caplog.text
+    assert docker_api.inspect_image(numpy_image)["Id"] == image_id  # the image is untouched
+
+    # The next kernel of that image goes straight to the runtime, which is reused.
+    caplog.clear()
+    async with running_kernel(name, notebook_dir) as (km, kc):
+        out, _ = await execute(kc, "import numpy; print(numpy.__version__)")
+        assert out.strip() == "2.4.6"
+    assert "has no ipykernel" not in caplog.text
+    assert "Building a kernel runtime" not in caplog.text
+
+
+async def test_runtime_builds_offline_from_a_wheelhouse(kernelspec, notebook_dir, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    wheelhouse = tmp_path / "wheelhouse"
+    download(wheelhouse, "ipykernel==7.3.0")
+    name = kernelspec(
+        image=BARE_IMAGE,
+        inject_runtime="always",
+        runtime_packages=["ipykernel==7.3.0"],
+        wheelhouse=str(wheelhouse),
+    )
+    async with running_kernel(name, notebook_dir) as (km, kc):
+        out, _ = await execute(
+            kc, "import ipykernel; print(ipykernel.__version__, ipykernel.__file__)"
+        )
+        version, path = out.split()
+        assert version == "7.3.0"
+        assert path.startswith("/opt/mlcontainer/runtime/")
+
+
+async def test_kernelspec_from_add_uses_the_recorded_probe(
+    jp_environ, jp_data_dir, notebook_dir, caplog
+):
+    caplog.set_level(logging.INFO)
+    result = cli("add", BARE_IMAGE, "--name", "bare", "--gpus", "none")
+    assert result.returncode == 0, result.stderr
+    assert "a runtime is provided at start" in result.stdout
+    async with running_kernel("bare", notebook_dir) as (km, kc):
+        out, _ = await execute(
+            kc, "import ipykernel, sys; print(ipykernel.__file__, sys.executable)"
+        )
+        path, executable = out.split()
+        assert path.startswith("/opt/mlcontainer/runtime/")
+        assert executable == "/usr/bin/python3"
+    assert "has no ipykernel; starting it" not in caplog.text  # no failed first attempt
