@@ -145,9 +145,12 @@ class AddApp(_Command):
     display_name = Unicode(
         None, allow_none=True, help="Name in the kernel dropdown (default: from the probe)."
     ).tag(config=True)
-    gpus = Unicode("auto", help="GPUs: auto, all, none, a count, or device ids '0,1'.").tag(
-        config=True
-    )
+    gpus = Unicode(
+        None,
+        allow_none=True,
+        help="GPUs: auto, all, none, a count, or device ids '0,1' (default: the image's "
+        "org.jupyter-mlcontainer.gpus label, else auto).",
+    ).tag(config=True)
     shm_size = Unicode(
         None, allow_none=True, help="/dev/shm size, e.g. 8g (default: the provisioner's 2g)."
     ).tag(config=True)
@@ -185,7 +188,8 @@ class AddApp(_Command):
                 f"invalid kernel name {name!r}: use lowercase letters, digits, '.', '_' and '-' "
                 f"(at most {ks.MAX_NAME} characters)"
             )
-        parse_gpus(self.gpus)  # ValueError → a clear message, before any work
+        if self.gpus is not None:
+            parse_gpus(self.gpus)  # ValueError → a clear message, before any work
         existing = {spec.name: spec for spec in installed_specs()}
         if name in existing and not self.replace:
             self.fail(
@@ -200,15 +204,19 @@ class AddApp(_Command):
             bar.close()
         pinned, shareable = ks.pinned_reference(image, inspect)
         probe = await probe_image(engine, pinned)
+        image_labels = (inspect.get("Config") or {}).get("Labels") or {}
+        gpus = self.gpus or image_labels.get(ks.LABEL_GPUS) or "auto"
         settings = ks.ContainerKernelSettings(
-            gpus=self.gpus, shm_size=self.shm_size, mem_limit=self.mem_limit
+            gpus=gpus, shm_size=self.shm_size, mem_limit=self.mem_limit
         )
         spec = ks.kernel_json(
             image=image,
             pinned=pinned,
             image_id=str(inspect["Id"]),
             probe=probe,
-            display_name=self.display_name or probe.display_name(),
+            display_name=self.display_name
+            or image_labels.get(ks.LABEL_DISPLAY_NAME)
+            or probe.display_name(),
             settings=settings,
         )
         with tempfile.TemporaryDirectory() as tmp:

@@ -15,6 +15,9 @@ from .probe import ImageProbe
 PROVISIONER_NAME = "mlcontainer"
 #: Our key in kernel.json's metadata: probe, source reference, image id.
 METADATA_KEY = "jupyter_mlcontainer"
+#: Image labels that ``add`` reads (set by the images in images/).
+LABEL_DISPLAY_NAME = "org.jupyter-mlcontainer.display-name"
+LABEL_GPUS = "org.jupyter-mlcontainer.gpus"
 KERNEL_ARGV = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 _VALID_NAME = re.compile(r"^[a-z0-9._-]+$")
 MAX_NAME = 64

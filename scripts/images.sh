@@ -4,9 +4,14 @@
 #                                   stands in for python:3.11-slim where no registry is reachable)
 #   mlcontainer/python:3.11         the default kernel image (ipykernel)   images/python
 #   mlcontainer/pytorch-cpu:2.13.0  PyTorch CPU kernel image                images/pytorch-cpu
-# Each folder holds a pinned requirements.txt; images/Dockerfile is shared.
-# Usage: scripts/images.sh [python] [pytorch-cpu]   (no argument: all of them)
-# BASE=python:3.11-slim-bookworm scripts/images.sh   builds on a registry image instead.
+#     (each folder holds a pinned requirements.txt; images/Dockerfile is shared; built offline
+#      from a wheelhouse, with images/ipykernel.lock as constraints)
+#   mlcontainer/pytorch-gpu:2.6.0-cuda12.4      images/pytorch-gpu/Dockerfile (needs a registry)
+#   mlcontainer/tensorflow-gpu:2.18.0           images/tensorflow-gpu/Dockerfile (needs a registry)
+#     (bases pinned by digest, ipykernel from images/ipykernel.lock with hashes)
+# Usage: scripts/images.sh [python] [pytorch-cpu] [pytorch-gpu] [tensorflow-gpu]
+#        (no argument: python and pytorch-cpu, the images the tests use)
+# BASE=python:3.11-slim-bookworm scripts/images.sh   builds the CPU ones on a registry image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,12 +49,13 @@ build_image() {  # build_image DIR TAG DESCRIPTION
   local ctx
   ctx=$(mktemp -d /tmp/mlc-build.XXXXXX)
   cp images/Dockerfile "images/$dir/requirements.txt" "$ctx/"
+  sed 's/ --hash=.*//' images/ipykernel.lock > "$ctx/constraints.txt"
   echo "==> downloading wheels for $tag"
   python3 -m pip download -q --dest "$ctx/wheels" --only-binary=:all: \
     --python-version "$PY_VERSION" --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 --platform linux_x86_64 \
-    -r "$ctx/requirements.txt"
+    -r "$ctx/requirements.txt" -c "$ctx/constraints.txt"
   echo "==> building $tag"
   docker build -q --build-arg "BASE=$base" -t "$tag" \
     --label "org.opencontainers.image.title=$tag" \
@@ -58,11 +64,20 @@ build_image() {  # build_image DIR TAG DESCRIPTION
   rm -rf "$ctx"
 }
 
+build_gpu_image() {  # build_gpu_image DIR TAG: on a registry base pinned in the Dockerfile
+  local dir=$1 tag=$2
+  have "$tag" && { echo "==> $tag present"; return 0; }
+  echo "==> building $tag (pulls its base from the registry)"
+  docker build -q -f "images/$dir/Dockerfile" -t "$tag" images >/dev/null
+}
+
 for name in "${want[@]}"; do
   case "$name" in
     base) build_base ;;
     python) build_image python mlcontainer/python:3.11 "Python 3.11 with ipykernel" ;;
     pytorch-cpu) build_image pytorch-cpu mlcontainer/pytorch-cpu:2.13.0 "PyTorch 2.13 (CPU) with ipykernel" ;;
-    *) echo "unknown image '$name' (python, pytorch-cpu, base)" >&2; exit 2 ;;
+    pytorch-gpu) build_gpu_image pytorch-gpu mlcontainer/pytorch-gpu:2.6.0-cuda12.4 ;;
+    tensorflow-gpu) build_gpu_image tensorflow-gpu mlcontainer/tensorflow-gpu:2.18.0 ;;
+    *) echo "unknown image '$name' (python, pytorch-cpu, pytorch-gpu, tensorflow-gpu, base)" >&2; exit 2 ;;
   esac
 done

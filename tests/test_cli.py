@@ -237,3 +237,41 @@ def test_help_reads_well():
         and "--mem-limit" in add_help.stdout
         and "--replace" in add_help.stdout
     )
+
+
+def test_add_reads_the_images_labels(jp_environ, jp_data_dir, docker_api):
+    dockerfile = (
+        f"FROM {IMAGE}\n"
+        'LABEL org.jupyter-mlcontainer.display-name="Team image · CPU" org.jupyter-mlcontainer.gpus="none"\n'
+    ).encode()
+    for _ in docker_api.build(
+        fileobj=io.BytesIO(dockerfile), tag="mlc-test/labelled:1", rm=True, decode=True
+    ):
+        pass
+    result = cli("add", "mlc-test/labelled:1")
+    assert result.returncode == 0, result.stderr
+    spec = installed(Path(jp_data_dir), "mlc-labelled-1")
+    assert spec["display_name"] == "Team image · CPU"
+    assert spec["metadata"]["kernel_provisioner"]["config"]["gpus"] == "none"
+    override = cli(
+        "add", "mlc-test/labelled:1", "--replace", "--gpus", "auto", "--display-name", "Mine"
+    )
+    assert override.returncode == 0, override.stderr
+    spec = installed(Path(jp_data_dir), "mlc-labelled-1")
+    assert (spec["display_name"], spec["metadata"]["kernel_provisioner"]["config"]["gpus"]) == (
+        "Mine",
+        "auto",
+    )
+
+
+async def test_shipped_kernelspec_folder_installs_and_runs(jp_environ, notebook_dir):
+    folder = Path(__file__).parent.parent / "kernelspecs" / "mlcontainer-pytorch-cpu"
+    jupyter = Path(sys.executable).parent / "jupyter"
+    subprocess.run(
+        [str(jupyter), "kernelspec", "install", "--user", str(folder)],
+        check=True,
+        capture_output=True,
+    )
+    async with running_kernel("mlcontainer-pytorch-cpu", notebook_dir) as (km, kc):
+        out, _ = await execute(kc, "import torch; print(torch.tensor([1.0, 2.0]).sum().item())")
+        assert out.strip() == "3.0"

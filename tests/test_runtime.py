@@ -46,6 +46,7 @@ def numpy_image(docker_api, tmp_path_factory):
         (Path(__file__).parent.parent / "images" / "Dockerfile").read_text()
     )
     (ctx / "requirements.txt").write_text("numpy==2.4.6\n")
+    (ctx / "constraints.txt").write_text("")
     download(ctx / "wheels", "numpy==2.4.6")
     for _ in docker_api.build(
         path=str(ctx), tag=NUMPY_IMAGE, buildargs={"BASE": BARE_IMAGE}, rm=True, decode=True
