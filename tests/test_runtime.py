@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import subprocess
 import sys
 from pathlib import Path
 
+import docker.errors
 import pytest
+
+from jupyter_mlcontainer.engine import Engine
+from jupyter_mlcontainer.images import probe_image
+from jupyter_mlcontainer.runtime import RuntimeTarget, volume_name
 
 from .conftest import BARE_IMAGE, execute, running_kernel
 from .test_cli import cli
@@ -97,8 +103,16 @@ async def test_image_without_ipykernel_runs_and_keeps_its_own_packages(
     assert "Building a kernel runtime" not in caplog.text
 
 
-async def test_runtime_builds_offline_from_a_wheelhouse(kernelspec, notebook_dir, tmp_path, caplog):
+async def test_runtime_builds_offline_from_a_wheelhouse(
+    kernelspec, notebook_dir, tmp_path, caplog, docker_api
+):
     caplog.set_level(logging.INFO)
+    # Start from nothing, so that this run really builds the runtime from the wheelhouse.
+    probe = await probe_image(Engine.for_url(None), BARE_IMAGE)
+    volume = volume_name(RuntimeTarget.from_probe(probe), ["ipykernel==7.3.0"])
+    for name in (volume, volume + "-sealed"):
+        with contextlib.suppress(docker.errors.NotFound):
+            docker_api.remove_volume(name, force=True)
     wheelhouse = tmp_path / "wheelhouse"
     download(wheelhouse, "ipykernel==7.3.0")
     name = kernelspec(
@@ -114,6 +128,14 @@ async def test_runtime_builds_offline_from_a_wheelhouse(kernelspec, notebook_dir
         version, path = out.split()
         assert version == "7.3.0"
         assert path.startswith("/opt/mlcontainer/runtime/")
+    assert (
+        f"Building a kernel runtime (ipykernel==7.3.0) for Python 3.11 on x86_64: offline from {wheelhouse}"
+        in caplog.text
+    )
+    assert (
+        docker_api.inspect_volume(volume + "-sealed")["Labels"]["org.jupyter-mlcontainer.runtime"]
+        == volume
+    )
 
 
 async def test_kernelspec_from_add_uses_the_recorded_probe(
