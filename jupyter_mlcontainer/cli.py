@@ -488,7 +488,8 @@ class MLContainerApp(JupyterApp):
     description = """Run Jupyter kernels inside pinned ML containers.
 
     Turn an image into a pinned, shareable kernelspec with `add`; see them with `list`;
-    fetch their images with `pull`; share one with `export`; check the setup with `doctor`."""
+    fetch their images with `pull`; share one with `export`; check the setup with `doctor`;
+    execute a notebook headless with `run`."""
     examples = """
     jupyter mlcontainer add pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime --gpus all
     jupyter mlcontainer list
@@ -501,6 +502,10 @@ class MLContainerApp(JupyterApp):
         "pull": (PullApp, PullApp.description.splitlines()[0]),
         "export": (ExportApp, ExportApp.description.splitlines()[0]),
         "doctor": (DoctorApp, DoctorApp.description.splitlines()[0]),
+        "run": (
+            "jupyter_mlcontainer.run.RunApp",
+            "Execute a notebook headless in a container kernel, with a record of the environment.",
+        ),
     }
 
     def start(self) -> None:

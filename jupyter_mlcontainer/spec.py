@@ -224,6 +224,9 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
     gid = uid if launch.gid is None else launch.gid
     env = dict(launch.env)
     env.setdefault("HOME", CONTAINER_HOME)
+    # The kernel's parent is the container's init, PID 1. Saying so keeps ipykernel's parent
+    # poller off and silences its "Ctrl-C will not work" banner (SIGINT does reach it).
+    env["JPY_PARENT_PID"] = "1"
     gpu_requests = device_requests(launch.gpus, launch.gpu_support)
     if not gpu_requests:
         # Images that bake in NVIDIA_VISIBLE_DEVICES=all would otherwise get every GPU

@@ -110,7 +110,7 @@ async def test_server_environment_stays_out_and_ports_are_local(
         env = json.loads(out)
         assert "JUPYTER_TOKEN" not in env
         assert "AWS_SECRET_ACCESS_KEY" not in env
-        assert "JPY_PARENT_PID" not in env
+        assert env["JPY_PARENT_PID"] == "1"  # the container's init, never the server's pid
         assert env["FROM_SPEC"] == "spec-value"
         assert env["TZ"] == "Europe/Paris"  # allowlisted
         assert env["NVIDIA_VISIBLE_DEVICES"] == "void"

@@ -185,6 +185,8 @@ def test_environment_is_an_allowlist():
     }
     chosen = select_env(env, ["LANG", "TZ"], ["FROM_SPEC"], {"EXTRA": "2"})
     assert chosen == {"LANG": "C.UTF-8", "FROM_SPEC": "1", "EXTRA": "2"}
+    plan = build_plan(launch(env={"JPY_PARENT_PID": "4242"}))
+    assert plan.create_args["environment"]["JPY_PARENT_PID"] == "1"
 
 
 def test_cpu_kernels_hide_gpus_and_gpu_kernels_request_them():

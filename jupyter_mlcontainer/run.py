@@ -1,0 +1,265 @@
+"""``jupyter mlcontainer run``: execute a notebook headless in a container kernel.
+
+The output notebook carries a record of the environment that produced it (image reference,
+id and digests, what the image probe found, GPUs requested and granted, start time and
+duration) under ``metadata.jupyter_mlcontainer.run``. The output is written even when a cell
+fails or the kernel dies, and the exit status says whether the run succeeded.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+from traitlets import Int, Unicode
+
+from . import kernelspec as ks
+from .cli import _Command
+from .engine import Engine
+from .exceptions import MLContainerError
+from .gpus import parse_gpus
+from .images import probe_image
+
+RECORD_KEY = ks.METADATA_KEY
+PARAMETERS_TAG = "parameters"
+INJECTED_TAG = "injected-parameters"
+_TRANSIENT_KERNEL = "mlc-run"
+
+
+def parse_value(text: str) -> Any:
+    """``-p`` values: Python literals (numbers, lists, True, None, quoted strings), else text."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def inject_parameters(nb: Any, parameters: dict[str, Any]) -> None:
+    """Add a cell assigning ``parameters`` after the cell tagged ``parameters`` (papermill's
+    convention), or first when there is none; a previous injected cell is replaced."""
+    if not parameters:
+        return
+    nb.cells = [c for c in nb.cells if INJECTED_TAG not in c.get("metadata", {}).get("tags", [])]
+    source = "# Parameters\n" + "".join(f"{k} = {v!r}\n" for k, v in parameters.items())
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": [INJECTED_TAG]})
+    position = 0
+    for index, existing in enumerate(nb.cells):
+        if PARAMETERS_TAG in existing.get("metadata", {}).get("tags", []):
+            position = index + 1
+            break
+    nb.cells.insert(position, cell)
+
+
+def _utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class RunApp(_Command):
+    name = "jupyter-mlcontainer-run"
+    description = """Execute NOTEBOOK headless in a container kernel; write the output notebook
+    with a record of the environment. Exit status 0 only when every cell ran."""
+    examples = """
+    jupyter mlcontainer run train.ipynb --kernel mlc-pytorch-2.6-cuda12.4 -o out/train.ipynb
+    jupyter mlcontainer run report.ipynb --image python:3.11-slim -p epochs 3 -p lr 0.01
+    """
+
+    kernel = Unicode(None, allow_none=True, help="Container kernelspec to run with.").tag(
+        config=True
+    )
+    image = Unicode(None, allow_none=True, help="Image to run with (no kernelspec needed).").tag(
+        config=True
+    )
+    gpus = Unicode("auto", help="GPUs with --image: auto, all, none, a count, ids.").tag(
+        config=True
+    )
+    output = Unicode(
+        None, allow_none=True, help="Output notebook (default: NOTEBOOK.run.ipynb)."
+    ).tag(config=True)
+    timeout = Int(-1, help="Seconds a cell may run (-1: no limit).").tag(config=True)
+    startup_timeout = Int(60, help="Seconds for the kernel to answer once its container runs.").tag(
+        config=True
+    )
+
+    aliases = {
+        "kernel": "RunApp.kernel",
+        "image": "RunApp.image",
+        "gpus": "RunApp.gpus",
+        "output": "RunApp.output",
+        "o": "RunApp.output",
+        "timeout": "RunApp.timeout",
+        "startup-timeout": "RunApp.startup_timeout",
+    }
+
+    parameters: dict[str, Any]
+
+    def parse_command_line(self, argv: list[str] | None = None) -> None:
+        """Take ``-p NAME VALUE`` pairs out before traitlets sees the arguments."""
+        argv = list(sys.argv[1:] if argv is None else argv)
+        self.parameters = {}
+        rest = []
+        i = 0
+        while i < len(argv):
+            if argv[i] in ("-p", "--parameter"):
+                if i + 2 >= len(argv):
+                    self.fail(f"{argv[i]} needs a NAME and a VALUE")
+                name, value = argv[i + 1], argv[i + 2]
+                if not name.isidentifier():
+                    self.fail(f"parameter name {name!r} is not a Python identifier")
+                self.parameters[name] = parse_value(value)
+                i += 3
+            else:
+                rest.append(argv[i])
+                i += 1
+        super().parse_command_line(rest)
+
+    def start(self) -> None:
+        if len(self.extra_args) != 1:
+            self.fail("give exactly one NOTEBOOK")
+        if bool(self.kernel) == bool(self.image):
+            self.fail("give either --kernel NAME or --image IMAGE")
+        path = Path(self.extra_args[0])
+        if not path.is_file():
+            self.fail(f"no notebook at {path}")
+        nb = nbformat.read(str(path), as_version=4)
+        inject_parameters(nb, self.parameters)
+        output = Path(self.output) if self.output else path.with_suffix(".run.ipynb")
+        record = self.run(self.execute(nb, str(path.resolve().parent)))
+        record["notebook"] = str(path)
+        nb.metadata[RECORD_KEY] = {**nb.metadata.get(RECORD_KEY, {}), "run": record}
+        output.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, str(output))
+        if record["status"] == "ok":
+            print(
+                f"{path} ran in {record['duration_s']:.1f} s in {record['image']}; output: {output}"
+            )
+            return
+        print(f"error: {path}: {record['status']}: {record.get('reason')}", file=sys.stderr)
+        print(f"output (with what ran): {output}", file=sys.stderr)
+        self.exit(1)
+
+    def _kernel_manager(self, tmp: str) -> tuple[AsyncKernelManager, dict[str, Any]]:
+        if self.image:
+            parse_gpus(self.gpus)
+            config = {"image": self.image, "gpus": self.gpus}
+            spec = {
+                "argv": list(ks.KERNEL_ARGV),
+                "display_name": self.image,
+                "language": "python",
+                "metadata": {
+                    "kernel_provisioner": {
+                        "provisioner_name": ks.PROVISIONER_NAME,
+                        "config": config,
+                    }
+                },
+            }
+            folder = Path(tmp) / _TRANSIENT_KERNEL
+            folder.mkdir()
+            (folder / "kernel.json").write_text(json.dumps(spec))
+            manager = KernelSpecManager(kernel_dirs=[tmp])
+            return AsyncKernelManager(
+                kernel_spec_manager=manager, kernel_name=_TRANSIENT_KERNEL
+            ), spec
+        manager = KernelSpecManager()
+        name = str(self.kernel)
+        try:
+            spec_obj = manager.get_kernel_spec(name)
+        except Exception:  # NoSuchKernel and friends
+            self.fail(f"no kernelspec named {self.kernel!r} (see `jupyter mlcontainer list`)")
+        spec = spec_obj.to_dict()
+        if ks.provisioner_of(spec) != ks.PROVISIONER_NAME:
+            self.fail(f"kernelspec {self.kernel!r} is not a container kernel")
+        return AsyncKernelManager(kernel_spec_manager=manager, kernel_name=name), spec
+
+    async def execute(self, nb: Any, workdir: str) -> dict[str, Any]:
+        """Run ``nb`` in place; return the run record (status, reason, environment)."""
+        container: dict[str, Any] = {}
+        record: dict[str, Any] = {"started": _utc_now()}
+        if self.parameters:
+            record["parameters"] = self.parameters
+        with tempfile.TemporaryDirectory() as tmp:
+            km, spec = self._kernel_manager(tmp)
+            config = ks.provisioner_config(spec)
+            record["kernel"] = self.kernel or None
+            record["image"] = config.get("image")
+            record["gpus_requested"] = config.get("gpus", "auto")
+
+            async def on_start(**_: Any) -> None:
+                provisioner = km.provisioner
+                container_id = getattr(provisioner, "container_id", None)
+                if container_id:
+                    container.update(await Engine.for_url(None).inspect(container_id) or {})
+                granted = getattr(provisioner, "granted_gpus", None)
+                record["gpus_granted"] = granted.describe() if granted is not None else None
+
+            client = NotebookClient(
+                nb,
+                km=km,
+                timeout=None if self.timeout < 0 else self.timeout,
+                startup_timeout=self.startup_timeout,
+                resources={"metadata": {"path": workdir}},
+                on_notebook_start=on_start,
+            )
+            started = time.monotonic()
+            status, reason = "ok", None
+            try:
+                await client.async_execute(cwd=workdir)
+            except CellTimeoutError as e:
+                status, reason = "timeout", str(e).strip().splitlines()[0]
+            except CellExecutionError as e:
+                status, reason = "error", _last_line(str(e))
+            except DeadKernelError:
+                exit_ = getattr(km.provisioner, "last_exit", None)
+                status, reason = "kernel died", exit_.message() if exit_ else "the kernel died"
+            except MLContainerError as e:
+                status, reason = "kernel did not start", str(e)
+            record["duration_s"] = round(time.monotonic() - started, 3)
+        record["status"] = status
+        if reason:
+            record["reason"] = reason
+        record.update(await self._image_record(spec, container))
+        return record
+
+    async def _image_record(
+        self, spec: dict[str, Any], container: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Image id, digests and probe of the image the kernel really ran in."""
+        out: dict[str, Any] = {}
+        engine = Engine.for_url(None)
+        image_id = container.get("Image")
+        if container:
+            host = container.get("HostConfig") or {}
+            out["container_device_requests"] = host.get("DeviceRequests") or []
+        if not image_id:
+            return out
+        out["image_id"] = image_id
+        try:
+            inspect = await engine.image_inspect(image_id) or {}
+            out["repo_digests"] = inspect.get("RepoDigests") or []
+            probe = ks.recorded(spec).get("probe")
+            if not probe:
+                probe = (await probe_image(engine, image_id)).to_dict()
+            out["probe"] = probe
+        except MLContainerError as e:
+            out["probe_error"] = str(e)
+        return out
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _last_line(text: str) -> str:
+    """The last line of a traceback (the exception), without terminal colours."""
+    lines = [line for line in _ANSI.sub("", text).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else text

@@ -1,0 +1,236 @@
+"""Container kernels run notebooks unattended: nbconvert, jupyter execute, papermill, run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from jupyter_mlcontainer.engine import Engine
+
+from .conftest import IMAGE, TORCH_IMAGE, push
+
+pytestmark = pytest.mark.engine
+
+FILES = Path(__file__).parent / "files"
+BIN = Path(sys.executable).parent
+
+
+def tool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a Jupyter tool as a user would (papermill runs kernels in its own working dir)."""
+    return subprocess.run(
+        [str(BIN / args[0]), *args[1:]],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=dict(os.environ),
+        cwd=cwd,
+    )
+
+
+@pytest.fixture
+def workdir(notebook_dir):
+    for name in ("pytorch_line.ipynb", "line.csv", "fails.ipynb", "oom.ipynb"):
+        shutil.copy(FILES / name, notebook_dir / name)
+    return notebook_dir
+
+
+def outputs(path: Path) -> str:
+    nb = nbformat.read(str(path), as_version=4)
+    texts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            texts.append(out.get("text", ""))
+            texts.extend(str(v) for v in (out.get("data") or {}).values())
+            texts.extend(out.get("traceback", []))
+    return "\n".join(texts)
+
+
+def check_pytorch_outputs(text: str, epochs: int) -> None:
+    assert f"rows 200 epochs {epochs}" in text  # the relative data file was read
+    assert "matmul [[5.0, 14.0], [14.0, 50.0]]" in text
+    assert "loss " in text  # the DataLoader with 2 workers ran
+    assert "<table><tr><th>w</th>" in text  # rich output
+
+
+@pytest.mark.parametrize("runner", ["nbconvert", "execute", "papermill", "mlcontainer"])
+def test_pytorch_notebook_runs_headless(runner, kernelspec, workdir, docker_api):
+    name = kernelspec("torchk", image=TORCH_IMAGE)
+    notebook = workdir / "pytorch_line.ipynb"
+    out = workdir / "out.ipynb"
+    epochs = 30
+    if runner == "nbconvert":
+        result = tool("jupyter", "nbconvert", "--to", "notebook", "--execute",
+                      f"--ExecutePreprocessor.kernel_name={name}", str(notebook), "--output", str(out))  # fmt: skip
+    elif runner == "execute":
+        shutil.copy(notebook, out)
+        result = tool("jupyter", "execute", f"--kernel_name={name}", "--inplace", str(out))
+    elif runner == "papermill":
+        epochs = 3
+        result = tool(
+            "papermill", "-k", name, str(notebook), str(out), "-p", "epochs", "3", cwd=workdir
+        )
+    else:
+        epochs = 4
+        result = tool(
+            "jupyter",
+            "mlcontainer",
+            "run",
+            str(notebook),
+            "--kernel",
+            name,
+            "-p",
+            "epochs",
+            "4",
+            "-o",
+            str(out),
+        )
+    assert result.returncode == 0, result.stderr[-3000:]
+    check_pytorch_outputs(outputs(out), epochs)
+    if runner == "mlcontainer":
+        record = nbformat.read(str(out), as_version=4).metadata["jupyter_mlcontainer"]["run"]
+        image = docker_api.inspect_image(TORCH_IMAGE)
+        assert record["status"] == "ok"
+        assert record["image"] == TORCH_IMAGE
+        assert record["image_id"] == image["Id"]
+        assert record["repo_digests"] == (image.get("RepoDigests") or [])
+        assert record["probe"]["torch"].startswith("2.13.0")
+        assert record["probe"]["python_version"].startswith("3.11")
+        assert (record["gpus_requested"], record["gpus_granted"]) == ("none", "no GPU")
+        assert record["container_device_requests"] == []
+        assert record["parameters"] == {"epochs": 4}
+        assert record["duration_s"] > 0 and record["started"].endswith("+00:00")
+
+
+def test_run_with_image_records_the_digest(workdir, jp_environ, docker_api, local_registry):
+    digest = push(docker_api, IMAGE, f"{local_registry}/team/python:headless")
+    (workdir / "tiny.ipynb").write_text(
+        nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")]))
+    )
+    out = workdir / "tiny.out.ipynb"
+    result = tool(
+        "jupyter",
+        "mlcontainer",
+        "run",
+        str(workdir / "tiny.ipynb"),
+        "--image",
+        digest,
+        "--gpus",
+        "none",
+        "-o",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = nbformat.read(str(out), as_version=4).metadata["jupyter_mlcontainer"]["run"]
+    assert record["image"] == digest
+    assert digest in record["repo_digests"]
+    assert record["image_id"] == docker_api.inspect_image(digest)["Id"]
+    assert "42" in outputs(out)
+
+
+def test_a_failing_cell_fails_the_run_and_keeps_the_traceback(kernelspec, workdir):
+    name = kernelspec("plain")
+    out = workdir / "fails.out.ipynb"
+    result = tool(
+        "jupyter",
+        "mlcontainer",
+        "run",
+        str(workdir / "fails.ipynb"),
+        "--kernel",
+        name,
+        "-o",
+        str(out),
+    )
+    assert result.returncode == 1
+    assert "ZeroDivisionError: division by zero" in result.stderr
+    text = outputs(out)
+    assert "before the failure" in text and "ZeroDivisionError" in text and "never" not in text
+    record = nbformat.read(str(out), as_version=4).metadata["jupyter_mlcontainer"]["run"]
+    assert record["status"] == "error"
+    assert record["reason"] == "ZeroDivisionError: division by zero"
+    converted = tool("jupyter", "nbconvert", "--to", "notebook", "--execute",
+                     f"--ExecutePreprocessor.kernel_name={name}", str(workdir / "fails.ipynb"),
+                     "--output", str(workdir / "fails.nbconvert.ipynb"))  # fmt: skip
+    assert converted.returncode != 0
+    assert "ZeroDivisionError" in converted.stderr
+
+
+def test_out_of_memory_mid_run_is_reported(kernelspec, workdir):
+    name = kernelspec("small", mem_limit="160m")
+    out = workdir / "oom.out.ipynb"
+    result = tool(
+        "jupyter",
+        "mlcontainer",
+        "run",
+        str(workdir / "oom.ipynb"),
+        "--kernel",
+        name,
+        "-o",
+        str(out),
+    )
+    assert result.returncode == 1
+    assert "out-of-memory killer" in result.stderr and "160 MiB" in result.stderr
+    record = nbformat.read(str(out), as_version=4).metadata["jupyter_mlcontainer"]["run"]
+    assert record["status"] == "kernel died"
+    assert "out-of-memory" in record["reason"]
+    assert "allocating" in outputs(out)
+    converted = tool("jupyter", "nbconvert", "--to", "notebook", "--execute",
+                     f"--ExecutePreprocessor.kernel_name={name}", str(workdir / "oom.ipynb"),
+                     "--output", str(workdir / "oom.nbconvert.ipynb"))  # fmt: skip
+    assert converted.returncode != 0
+    assert "out-of-memory killer" in converted.stderr  # the reason, not only "kernel died"
+
+
+def test_missing_engine_or_image_fails_fast_with_our_message(kernelspec, workdir):
+    no_engine = kernelspec("noengine", docker_host="unix:///tmp/no-engine.sock")
+    result = tool("jupyter", "nbconvert", "--to", "notebook", "--execute",
+                  f"--ExecutePreprocessor.kernel_name={no_engine}", str(workdir / "fails.ipynb"),
+                  "--output", str(workdir / "x.ipynb"))  # fmt: skip
+    assert result.returncode != 0
+    assert "Cannot reach the Docker engine at unix:///tmp/no-engine.sock" in result.stderr
+    result = tool(
+        "jupyter",
+        "mlcontainer",
+        "run",
+        str(workdir / "fails.ipynb"),
+        "--image",
+        "127.0.0.1:9/no/image:1",
+        "-o",
+        str(workdir / "y.ipynb"),
+    )
+    assert result.returncode == 1
+    assert "kernel did not start" in result.stderr and "Could not pull image" in result.stderr
+
+
+def test_a_slow_pull_does_not_count_against_the_startup_timeout(
+    kernelspec, workdir, docker_api, local_registry, monkeypatch
+):
+    from nbclient import NotebookClient
+
+    remote = f"{local_registry}/team/python:slow-pull"
+    push(docker_api, IMAGE, remote)
+    docker_api.remove_image(remote, force=True)  # must really be pulled
+    real_pull = Engine.pull
+
+    async def slow_pull(self, ref, *args, **kwargs):
+        await asyncio.sleep(8)  # a big image on a slow link
+        return await real_pull(self, ref, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "pull", slow_pull)
+    name = kernelspec("slow", image=remote, pull_policy="missing")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('pulled and ran')")])
+    client = NotebookClient(
+        nb, kernel_name=name, startup_timeout=5, resources={"metadata": {"path": str(workdir)}}
+    )
+    asyncio.run(client.async_execute())
+    assert nb.cells[0].outputs[0]["text"].strip() == "pulled and ran"
+    assert docker_api.inspect_image(remote)["RepoDigests"]
+    json.dumps(nb)  # the notebook is intact
