@@ -222,3 +222,24 @@ async def assert_removed(api: Any, kernel_id: str) -> None:
     """After a final shutdown the container goes in the background: wait for it, then check."""
     await Engine.for_url(None).drain()
     assert containers_of(api, kernel_id) == []
+
+
+async def wait_for_iopub(kc: Any, timeout: float = 60) -> None:
+    """After a restart, wait until IOPub carries the *new* kernel's messages.
+
+    ``wait_for_ready`` can return on a stale IOPub message of the old kernel while the SUB
+    socket is still reconnecting, and the next cell's output would be lost (JupyterLab's
+    server "nudges" the same way).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg_id = kc.kernel_info()
+        try:
+            while True:
+                msg = await kc.get_iopub_msg(timeout=0.5)
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    return
+        except Exception:  # queue.Empty: not reconnected yet, ask again
+            continue
+    msg = "IOPub did not reconnect after the restart"
+    raise TimeoutError(msg)

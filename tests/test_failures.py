@@ -16,7 +16,7 @@ from jupyter_mlcontainer.exceptions import (
     KernelStartError,
 )
 
-from .conftest import BARE_IMAGE, containers_of, execute, running_kernel
+from .conftest import BARE_IMAGE, containers_of, execute, running_kernel, wait_for_iopub
 
 pytestmark = pytest.mark.engine
 
@@ -103,6 +103,7 @@ async def test_killed_container_is_restarted(kernelspec, notebook_dir, docker_ap
         docker_api.kill(old)
         await asyncio.wait_for(restarted.wait(), timeout=30)
         await kc.wait_for_ready(timeout=60)
+        await wait_for_iopub(kc)
         out, _ = await execute(kc, "print('back')")
         assert out.strip() == "back"
         assert km.provisioner.container_id != old

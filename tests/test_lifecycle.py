@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import TEST_GID, TEST_UID, assert_removed, containers_of, execute, running_kernel
+from .conftest import (
+    TEST_GID,
+    TEST_UID,
+    assert_removed,
+    containers_of,
+    execute,
+    running_kernel,
+    wait_for_iopub,
+)
 
 pytestmark = pytest.mark.engine
 
@@ -60,6 +68,7 @@ async def test_restart_replaces_the_container(kernelspec, notebook_dir, docker_a
         old = km.provisioner.container_id
         await km.restart_kernel()
         await kc.wait_for_ready(timeout=60)
+        await wait_for_iopub(kc)
         new = km.provisioner.container_id
         assert new and new != old
         out, reply = await execute(kc, "print('y' in globals())")
@@ -147,6 +156,7 @@ async def test_other_network_modes(kernelspec, notebook_dir, docker_api, network
             assert km.transport == "ipc"
         await km.restart_kernel()
         await kc.wait_for_ready(timeout=60)
+        await wait_for_iopub(kc)
         out, reply = await execute(kc, "print(6 * 7)")
         assert out.strip() == "42"
     await assert_removed(docker_api, km.kernel_id)

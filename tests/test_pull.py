@@ -46,7 +46,9 @@ async def test_always_pulls_and_pinned_digest_works(
     caplog.set_level(logging.INFO)
     docker_api.pull(registry)
     digest = next(
-        d for d in docker_api.inspect_image(registry)["RepoDigests"] if d.startswith("127.0.0.1")
+        d
+        for d in docker_api.inspect_image(registry)["RepoDigests"]
+        if d.startswith(registry.rsplit(":", 1)[0] + "@")
     )
     name = kernelspec(image=digest, pull_policy="always")
     async with running_kernel(name, notebook_dir) as (km, kc):
