@@ -12,25 +12,20 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Coroutine
-from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, TypeVar
 
-from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_core.application import JupyterApp
-from jupyter_core.paths import jupyter_path
 from traitlets import Bool, Unicode
 
 from . import kernelspec as ks
 from ._version import __version__
 from .engine import Engine, _default_base_url
 from .exceptions import MLContainerError
-from .gpus import GPUSupport, parse_gpus
-from .images import obtain_image, probe_image
-from .logos import write_logos
+from .gpus import GPUSupport
+from .install import AddRequest, add_container_kernelspec, validate
+from .kernelspec import InstalledSpec, installed_provisioners, installed_specs
 from .progress import PullProgress
 
 T = TypeVar("T")
@@ -63,45 +58,6 @@ class ProgressBar:
         if self.drawn:
             self.stream.write("\n")
             self.stream.flush()
-
-
-@dataclass
-class InstalledSpec:
-    """A kernelspec folder found on disk (including those Jupyter hides)."""
-
-    name: str
-    path: Path
-    spec: dict[str, Any]
-
-    @property
-    def is_container(self) -> bool:
-        return ks.provisioner_of(self.spec) == ks.PROVISIONER_NAME
-
-    @property
-    def image(self) -> str:
-        return str(ks.provisioner_config(self.spec).get("image", ""))
-
-
-def installed_specs() -> list[InstalledSpec]:
-    """Every kernelspec in Jupyter's kernel paths, first occurrence of a name wins."""
-    found: dict[str, InstalledSpec] = {}
-    for base in jupyter_path("kernels"):
-        if not os.path.isdir(base):
-            continue
-        for name in sorted(os.listdir(base)):
-            path = Path(base) / name
-            if name in found or not (path / "kernel.json").is_file():
-                continue
-            try:
-                spec = json.loads((path / "kernel.json").read_text())
-            except (OSError, ValueError):
-                continue
-            found[name.lower()] = InstalledSpec(name.lower(), path, spec)
-    return list(found.values())
-
-
-def installed_provisioners() -> set[str]:
-    return {ep.name for ep in entry_points(group="jupyter_client.kernel_provisioners")}
 
 
 class _Command(JupyterApp):
@@ -182,60 +138,33 @@ class AddApp(_Command):
         self.run(self.add(self.extra_args[0]))
 
     async def add(self, image: str) -> None:
-        name = self.kernel_name or ks.kernel_name_for(image)
-        if not ks.is_valid_name(name):
-            self.fail(
-                f"invalid kernel name {name!r}: use lowercase letters, digits, '.', '_' and '-' "
-                f"(at most {ks.MAX_NAME} characters)"
-            )
-        if self.gpus is not None:
-            parse_gpus(self.gpus)  # ValueError → a clear message, before any work
-        existing = {spec.name: spec for spec in installed_specs()}
-        if name in existing and not self.replace:
-            self.fail(
-                f"a kernelspec named {name!r} exists ({existing[name].path}); "
-                "use --replace or --name"
-            )
-        engine = self.engine()
+        request = AddRequest(
+            image=image,
+            name=self.kernel_name,
+            display_name=self.display_name,
+            gpus=self.gpus,
+            shm_size=self.shm_size,
+            mem_limit=self.mem_limit,
+            user=self.user,
+            prefix=sys.prefix if self.sys_prefix else self.prefix,
+            replace=self.replace,
+        )
+        try:
+            validate(request)
+        except (ValueError, FileExistsError) as e:
+            self.fail(str(e))
         bar = ProgressBar(image)
         try:
-            inspect = await obtain_image(engine, image, "missing", self.log, on_event=bar)
+            result = await add_container_kernelspec(self.engine(), request, self.log, on_event=bar)
         finally:
             bar.close()
-        pinned, shareable = ks.pinned_reference(image, inspect)
-        probe = await probe_image(engine, pinned)
-        image_labels = (inspect.get("Config") or {}).get("Labels") or {}
-        gpus = self.gpus or image_labels.get(ks.LABEL_GPUS) or "auto"
-        settings = ks.ContainerKernelSettings(
-            gpus=gpus, shm_size=self.shm_size, mem_limit=self.mem_limit
-        )
-        spec = ks.kernel_json(
-            image=image,
-            pinned=pinned,
-            image_id=str(inspect["Id"]),
-            probe=probe,
-            display_name=self.display_name
-            or image_labels.get(ks.LABEL_DISPLAY_NAME)
-            or probe.display_name(),
-            settings=settings,
-        )
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp) / name
-            folder.mkdir()
-            (folder / "kernel.json").write_text(json.dumps(spec, indent=2) + "\n")
-            write_logos(folder, probe.logo_kind())
-            manager = KernelSpecManager()
-            prefix = sys.prefix if self.sys_prefix else self.prefix
-            destination = manager.install_kernel_spec(
-                str(folder), name, user=prefix is None and self.user, prefix=prefix, replace=True
-            )
-        print(f"Installed kernelspec {name!r} in {destination}")
-        print(f"  display name: {spec['display_name']}")
-        print(f"  image:        {pinned}")
-        print(f"  probe:        {_probe_summary(probe.to_dict())}")
-        if probe.ipykernel is None:
+        print(f"Installed kernelspec {result.name!r} in {result.destination}")
+        print(f"  display name: {result.spec['display_name']}")
+        print(f"  image:        {result.pinned}")
+        print(f"  probe:        {_probe_summary(result.probe.to_dict())}")
+        if result.probe.ipykernel is None:
             print("  ipykernel:    not in the image; a runtime is provided at start (read-only)")
-        if not shareable:
+        if not result.shareable:
             print(
                 "warning: the image has no registry digest (it was built or loaded here), so the "
                 "kernel is pinned to its local image id, which teammates cannot pull. Push it to a "

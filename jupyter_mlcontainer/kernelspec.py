@@ -5,9 +5,15 @@ Pure apart from reading kernelspec folders. The CLI and the server extension bui
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
+
+from jupyter_core.paths import jupyter_path
 
 from ._version import __version__
 from .probe import ImageProbe
@@ -137,3 +143,42 @@ def provisioner_config(spec_json: dict[str, Any]) -> dict[str, Any]:
 def recorded(spec_json: dict[str, Any]) -> dict[str, Any]:
     """Our metadata of a kernel.json ({} when it was not made by ``add``)."""
     return dict((spec_json.get("metadata") or {}).get(METADATA_KEY) or {})
+
+
+@dataclass
+class InstalledSpec:
+    """A kernelspec folder found on disk (including those Jupyter hides)."""
+
+    name: str
+    path: Path
+    spec: dict[str, Any]
+
+    @property
+    def is_container(self) -> bool:
+        return provisioner_of(self.spec) == PROVISIONER_NAME
+
+    @property
+    def image(self) -> str:
+        return str(provisioner_config(self.spec).get("image", ""))
+
+
+def installed_specs() -> list[InstalledSpec]:
+    """Every kernelspec in Jupyter's kernel paths, first occurrence of a name wins."""
+    found: dict[str, InstalledSpec] = {}
+    for base in jupyter_path("kernels"):
+        if not os.path.isdir(base):
+            continue
+        for name in sorted(os.listdir(base)):
+            path = Path(base) / name
+            if name in found or not (path / "kernel.json").is_file():
+                continue
+            try:
+                spec = json.loads((path / "kernel.json").read_text())
+            except (OSError, ValueError):
+                continue
+            found[name.lower()] = InstalledSpec(name.lower(), path, spec)
+    return list(found.values())
+
+
+def installed_provisioners() -> set[str]:
+    return {ep.name for ep in entry_points(group="jupyter_client.kernel_provisioners")}
