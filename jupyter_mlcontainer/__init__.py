@@ -1,5 +1,22 @@
 """Run Jupyter kernels inside pinned ML containers through the Docker Engine API."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
 from ._version import __version__
 
 __all__ = ["__version__"]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    from .extension import MLContainerExtension
+
+    return [{"module": "jupyter_mlcontainer", "app": MLContainerExtension}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    if not (Path(__file__).parent / "labextension" / "package.json").is_file():
+        return []
+    return [{"src": "labextension", "dest": "jupyter-mlcontainer"}]

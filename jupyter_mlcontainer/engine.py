@@ -404,6 +404,20 @@ class Engine:
             f"create volume {name!r}", lambda api: api.create_volume(name, labels=labels)
         )
 
+    async def stats(self, container_id: str) -> dict[str, Any] | None:
+        """One sample of the container's resource use (None when it is gone)."""
+
+        def stats(api: docker.APIClient) -> dict[str, Any] | None:
+            try:
+                return api.stats(container_id, stream=False, one_shot=True)  # type: ignore[no-any-return]
+            except docker.errors.NotFound:
+                return None
+
+        return await self.call("read the kernel container's resource use", stats)
+
+    async def list_images(self) -> list[dict[str, Any]]:
+        return await self.call("list images", lambda api: list(api.images()))
+
     async def list_containers(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
         return await self.call(
             "list containers", lambda api: list(api.containers(all=True, filters=filters))

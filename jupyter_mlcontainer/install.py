@@ -104,6 +104,5 @@ async def add_container_kernelspec(
             name,
             user=request.prefix is None and request.user,
             prefix=request.prefix,
-            replace=True,
-        )
+        )  # always replaces: validate() already refused an existing name without `replace`
     return AddResult(name, str(destination), spec, pinned, shareable, probe)

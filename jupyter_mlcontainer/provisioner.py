@@ -279,6 +279,10 @@ class MLContainerProvisioner(LocalProvisioner):
     _ipc_dir: str | None = None
     _engine_warned = False
     _last_inspect = 0.0
+    session_path: str | None = None
+    #: image, image_id, repo_digests of the running container's image (set after start).
+    image_details: dict[str, Any] | None = None
+    _details_task: asyncio.Future[None] | None = None
 
     @property
     def has_process(self) -> bool:
@@ -322,6 +326,8 @@ class MLContainerProvisioner(LocalProvisioner):
         uid, gid = self._container_user(self.cwd)
         if self._ipc_dir is not None and os.getuid() == 0:
             os.chown(self._ipc_dir, uid, gid)
+        #: The notebook this kernel serves, as the server sees it (for the save hook).
+        self.session_path = (kwargs.get("env") or {}).get("JPY_SESSION_NAME")
         env = select_env(
             kwargs.get("env") or {},
             self.env_allowlist,
@@ -534,6 +540,27 @@ class MLContainerProvisioner(LocalProvisioner):
         self._exit_code = exit_.exit_code
         self._running = False
         return exit_
+
+    async def post_launch(self, **kwargs: Any) -> None:
+        """Learn the image's id and digests in the background (for records, not the start)."""
+        await super().post_launch(**kwargs)
+        container_id = self.container_id
+
+        async def learn() -> None:
+            try:
+                state = await self.engine.inspect(container_id) if container_id else None
+                image = await self.engine.image_inspect(state["Image"]) if state else None
+            except Exception as e:  # only a record is lost
+                self.log.debug("Kernel %s: no image details: %s", self.kernel_id, e)
+                return
+            if image is not None:
+                self.image_details = {
+                    "image": self.image,
+                    "image_id": image.get("Id"),
+                    "repo_digests": image.get("RepoDigests") or [],
+                }
+
+        self._details_task = asyncio.ensure_future(learn())
 
     # --- running ------------------------------------------------------------------------
 

@@ -1,0 +1,122 @@
+"""The Jupyter Server extension: REST API, pull events, orphan reaping, notebook records."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Unicode
+
+from . import kernelspec as ks
+from .engine import Engine
+from .exceptions import MLContainerError
+from .handlers import default_handlers
+from .provisioner import MLContainerProvisioner
+from .pulls import SCHEMA_PATH, PullTracker
+from .reaper import reap_instance, reap_orphans
+
+
+class MLContainerExtension(ExtensionApp):
+    """Shows and drives container kernels from JupyterLab."""
+
+    name = "jupyter_mlcontainer"
+
+    docker_host = Unicode(
+        None,
+        allow_none=True,
+        help="""Engine the extension reports on and pulls to (None: DOCKER_HOST, the docker
+        context, the default socket). Kernels use MLContainerProvisioner.docker_host.""",
+    ).tag(config=True)
+
+    prepull = Bool(
+        False,
+        help="""At startup, pull the images of installed container kernelspecs that the engine
+        lacks, in the background, so that the first start of each kernel is fast.""",
+    ).tag(config=True)
+
+    reap_orphans = Bool(
+        True,
+        help="""At startup, remove kernel containers that earlier instances of this server
+        left behind (same host, user and runtime dir; their process gone). At shutdown, remove
+        any container of this instance still there.""",
+    ).tag(config=True)
+
+    record_environment = Bool(
+        True,
+        help="""When a notebook attached to a container kernel is saved, record the kernel's
+        image reference, id and digests in its metadata (``jupyter_mlcontainer.environment``).""",
+    ).tag(config=True)
+
+    def initialize_settings(self) -> None:
+        engine = Engine.for_url(self.docker_host or None)
+        event_logger = getattr(self.serverapp, "event_logger", None)
+        if event_logger is not None:
+            event_logger.register_event_schema(SCHEMA_PATH)
+        self.pulls = PullTracker(engine, event_logger, self.log)
+        self.settings.update({"mlcontainer": {"engine": engine, "pulls": self.pulls}})
+        if self.record_environment and self.serverapp is not None:
+            self.serverapp.contents_manager.register_pre_save_hook(self._record_environment)
+        self._background: list[asyncio.Future[Any]] = []
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(default_handlers)
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        engine: Engine = self.settings["mlcontainer"]["engine"]
+        if self.reap_orphans:
+            self._background.append(
+                asyncio.ensure_future(self._quietly(reap_orphans(engine, self.log)))
+            )
+        if self.prepull:
+            self._background.append(asyncio.ensure_future(self._quietly(self._prepull(engine))))
+
+    async def _quietly(self, work: Any) -> None:
+        try:
+            await work
+        except MLContainerError as e:
+            self.log.warning("jupyter-mlcontainer: %s", e)
+
+    async def _prepull(self, engine: Engine) -> None:
+        for spec in ks.installed_specs():
+            if not spec.is_container or not spec.image or spec.image.startswith("sha256:"):
+                continue  # an image id cannot be pulled
+            if await engine.image_inspect(spec.image) is None:
+                self.log.info("Pre-pulling %s for kernelspec %s", spec.image, spec.name)
+                self.pulls.start(spec.image)
+
+    async def stop_extension(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await self.pulls.stop()
+        if self.reap_orphans:
+            await self._quietly(reap_instance(self.settings["mlcontainer"]["engine"], self.log))
+
+    def _record_environment(
+        self, model: dict[str, Any], path: str, contents_manager: Any, **_: Any
+    ) -> None:
+        """pre_save_hook: stamp the kernel's image onto notebooks saved while attached to one."""
+        if model.get("type") != "notebook" or not isinstance(model.get("content"), dict):
+            return
+        try:
+            os_path = contents_manager._get_os_path(path)
+        except Exception:  # non-file contents managers
+            os_path = None
+        candidates = {path, path.lstrip("/"), os_path}
+        if self.serverapp is None:
+            return
+        kernel_manager = self.serverapp.kernel_manager
+        for kernel_id in kernel_manager.list_kernel_ids():
+            provisioner = kernel_manager.get_kernel(kernel_id).provisioner
+            if not isinstance(provisioner, MLContainerProvisioner) or not provisioner.image_details:
+                continue
+            session = provisioner.session_path
+            if session and (session in candidates or os.path.normpath(session) in candidates):
+                metadata = model["content"].setdefault("metadata", {})
+                record = metadata.setdefault(ks.METADATA_KEY, {})
+                record["environment"] = {
+                    **provisioner.image_details,
+                    "kernel_name": getattr(provisioner.parent, "kernel_name", None),
+                }
+                return

@@ -1,0 +1,285 @@
+"""REST API under ``/mlcontainer/``: engine, images and pulls, kernel containers, kernelspecs.
+
+Every handler is authenticated (``@web.authenticated``) and authorized against the
+``mlcontainer`` resource (``@authorized``); ``tests/test_extension.py`` fails if any route
+answers without credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
+
+from . import kernelspec as ks
+from .engine import Engine
+from .exceptions import MLContainerError
+from .gpus import GPUSupport
+from .install import AddRequest, add_container_kernelspec, validate
+from .provisioner import MLContainerProvisioner
+from .pulls import PullTracker
+
+AUTH_RESOURCE = "mlcontainer"
+
+
+class _Handler(APIHandler):
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def engine(self) -> Engine:
+        return self.settings["mlcontainer"]["engine"]  # type: ignore[no-any-return]
+
+    @property
+    def pulls(self) -> PullTracker:
+        return self.settings["mlcontainer"]["pulls"]  # type: ignore[no-any-return]
+
+    def json_body(self) -> dict[str, Any]:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError as e:
+            raise web.HTTPError(400, "the request body is not JSON") from e
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "the request body must be a JSON object")
+        return body
+
+
+class EngineHandler(_Handler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """Engine reachable or not (with the reason), version, GPU support."""
+        engine = self.engine
+        try:
+            version = await engine.version()
+            info = await engine.info(max_age=10)
+        except MLContainerError as e:
+            self.finish({"reachable": False, "address": engine.address, "error": str(e)})
+            return
+        gpus = GPUSupport.from_info(info)
+        self.finish(
+            {
+                "reachable": True,
+                "address": engine.address,
+                "version": version.get("Version"),
+                "api_version": version.get("ApiVersion"),
+                "os": version.get("Os"),
+                "arch": version.get("Arch"),
+                "gpus": {
+                    "available": gpus.available,
+                    "nvidia_runtime": gpus.nvidia_runtime,
+                    "cdi_devices": list(gpus.cdi_devices),
+                    "description": gpus.describe(),
+                },
+            }
+        )
+
+
+class ImagesHandler(_Handler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """Local images, and the images container kernelspecs refer to (present or not)."""
+        images = await self.engine.list_images()
+        local = [
+            {
+                "id": image["Id"],
+                "tags": [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"],
+                "digests": image.get("RepoDigests") or [],
+                "size": image.get("Size"),
+                "created": image.get("Created"),
+            }
+            for image in images
+        ]
+        referenced = []
+        for spec in ks.installed_specs():
+            if not spec.is_container:
+                continue
+            data = await self.engine.image_inspect(spec.image) if spec.image else None
+            referenced.append(
+                {
+                    "kernelspec": spec.name,
+                    "display_name": spec.spec.get("display_name", spec.name),
+                    "image": spec.image,
+                    "present": data is not None,
+                    "id": data.get("Id") if data else None,
+                    "size": data.get("Size") if data else None,
+                }
+            )
+        self.finish({"images": local, "kernelspecs": referenced})
+
+
+class PullsHandler(_Handler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """Pulls of this server, running and finished."""
+        self.finish({"pulls": [vars(state) for state in self.pulls.pulls.values()]})
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        """Start pulling ``{"image": …}``; progress goes out on the event bus."""
+        image = str(self.json_body().get("image") or "").strip()
+        if not image:
+            raise web.HTTPError(400, 'give the image to pull: {"image": "repo:tag"}')
+        state = self.pulls.start(image)
+        self.set_status(202)
+        self.finish(vars(state))
+
+
+def _container_kernel(handler: APIHandler, kernel_id: str) -> MLContainerProvisioner:
+    kernel_manager = handler.kernel_manager
+    if kernel_id not in kernel_manager:
+        raise web.HTTPError(404, f"no kernel {kernel_id}")
+    provisioner = kernel_manager.get_kernel(kernel_id).provisioner
+    if not isinstance(provisioner, MLContainerProvisioner):
+        raise web.HTTPError(404, f"kernel {kernel_id} does not run in a container")
+    return provisioner
+
+
+def _summary(kernel_id: str, provisioner: MLContainerProvisioner) -> dict[str, Any]:
+    last = provisioner.last_exit
+    granted = provisioner.granted_gpus
+    return {
+        "kernel_id": kernel_id,
+        "kernel_name": getattr(provisioner.parent, "kernel_name", None),
+        "container_id": provisioner.container_id,
+        "container_name": provisioner.container_name,
+        "image": provisioner.image,
+        "image_details": provisioner.image_details,
+        "network": provisioner.network,
+        "gpus_requested": provisioner.gpus,
+        "gpus_granted": granted.describe() if granted is not None else None,
+        "mem_limit": provisioner.mem_limit,
+        "last_exit": None
+        if last is None
+        else {"exit_code": last.exit_code, "reason": last.reason, "message": last.message()},
+    }
+
+
+class KernelsHandler(_Handler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """The kernels of this server that run in containers."""
+        out = []
+        for kernel_id in self.kernel_manager.list_kernel_ids():
+            provisioner = self.kernel_manager.get_kernel(kernel_id).provisioner
+            if isinstance(provisioner, MLContainerProvisioner):
+                out.append(_summary(kernel_id, provisioner))
+        self.finish({"kernels": out})
+
+
+class KernelHandler(_Handler):
+    _previous_cpu: dict[str, tuple[float, float]] = {}
+
+    @web.authenticated
+    @authorized
+    async def get(self, kernel_id: str) -> None:
+        """One kernel's container: image, digest, state, GPUs, CPU and memory, log tail."""
+        provisioner = _container_kernel(self, kernel_id)
+        out = _summary(kernel_id, provisioner)
+        container_id = provisioner.container_id
+        state = await self.engine.inspect(container_id) if container_id else None
+        out["state"] = (state or {}).get("State", {}).get("Status") if state else "gone"
+        if state is not None:
+            out["device_requests"] = (state.get("HostConfig") or {}).get("DeviceRequests") or []
+            stats = await self.engine.stats(state["Id"])
+            out["resources"] = self._resources(state["Id"], stats or {})
+            out["log_tail"] = await self.engine.logs(
+                state["Id"], tail=int(self.get_argument("tail", "40"))
+            )
+        self.finish(out)
+
+    def _resources(self, container_id: str, stats: dict[str, Any]) -> dict[str, Any]:
+        memory = stats.get("memory_stats") or {}
+        usage = memory.get("usage")
+        cache = (memory.get("stats") or {}).get("cache", 0) or (memory.get("stats") or {}).get(
+            "inactive_file", 0
+        )
+        cpu_total = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage")
+        now = time.monotonic()
+        cpu_percent = None
+        if cpu_total is not None:
+            previous = self._previous_cpu.get(container_id)
+            if previous is not None and now > previous[0]:
+                cpu_percent = round(100 * (cpu_total - previous[1]) / 1e9 / (now - previous[0]), 1)
+            self._previous_cpu[container_id] = (now, cpu_total)
+        return {
+            "memory_bytes": None if usage is None else max(usage - (cache or 0), 0),
+            "memory_limit_bytes": memory.get("limit"),
+            "cpu_seconds": None if cpu_total is None else round(cpu_total / 1e9, 2),
+            "cpu_percent": cpu_percent,
+            "pids": (stats.get("pids_stats") or {}).get("current"),
+        }
+
+
+class KernelspecsHandler(_Handler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """Installed container kernelspecs (as `jupyter mlcontainer list --json`)."""
+        out = [
+            {
+                "name": spec.name,
+                "display_name": spec.spec.get("display_name", spec.name),
+                "image": spec.image,
+                "config": ks.provisioner_config(spec.spec),
+                "recorded": ks.recorded(spec.spec),
+            }
+            for spec in ks.installed_specs()
+            if spec.is_container
+        ]
+        self.finish({"kernelspecs": out})
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        """Create a container kernelspec, as `jupyter mlcontainer add` does."""
+        body = self.json_body()
+        fields = ("image", "name", "display_name", "gpus", "shm_size", "mem_limit", "replace")
+        unknown = sorted(set(body) - set(fields))
+        if unknown:
+            raise web.HTTPError(400, f"unknown fields: {', '.join(unknown)}")
+        try:
+            request = AddRequest(
+                image=str(body.get("image") or ""),
+                name=body.get("name") or None,
+                display_name=body.get("display_name") or None,
+                gpus=None if body.get("gpus") in (None, "") else str(body["gpus"]),
+                shm_size=body.get("shm_size") or None,
+                mem_limit=body.get("mem_limit") or None,
+                user=True,
+                replace=bool(body.get("replace", False)),
+            )
+            validate(request)
+        except FileExistsError as e:
+            raise web.HTTPError(409, str(e)) from e
+        except ValueError as e:
+            raise web.HTTPError(400, str(e)) from e
+        result = await add_container_kernelspec(self.engine, request, self.log)
+        self.set_status(201)
+        self.finish(
+            {
+                "name": result.name,
+                "display_name": result.spec["display_name"],
+                "image": result.pinned,
+                "shareable": result.shareable,
+                "probe": result.probe.to_dict(),
+            }
+        )
+
+
+_KERNEL_ID = r"(?P<kernel_id>[\w-]+)"
+default_handlers = [
+    (r"/mlcontainer/engine", EngineHandler),
+    (r"/mlcontainer/images", ImagesHandler),
+    (r"/mlcontainer/images/pull", PullsHandler),
+    (r"/mlcontainer/kernels", KernelsHandler),
+    (rf"/mlcontainer/kernels/{_KERNEL_ID}", KernelHandler),
+    (r"/mlcontainer/kernelspecs", KernelspecsHandler),
+]

@@ -1,0 +1,263 @@
+"""The server extension's REST API against a real server, a real engine and a real registry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+
+import pytest
+from tornado.escape import json_decode
+from tornado.httpclient import HTTPClientError
+
+from jupyter_mlcontainer import labels
+from jupyter_mlcontainer.engine import Engine
+from jupyter_mlcontainer.handlers import default_handlers
+from jupyter_mlcontainer.pulls import SCHEMA_ID
+from jupyter_mlcontainer.reaper import reap_orphans
+
+from .conftest import IMAGE, push
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture
+def jp_server_config(request, notebook_dir):
+    config = {
+        "ServerApp": {
+            "root_dir": str(notebook_dir),
+            "jpserver_extensions": {"jupyter_mlcontainer": True},
+        },
+        "MLContainerExtension": {"reap_orphans": False},
+    }
+    for section, values in getattr(request, "param", {}).items():
+        config.setdefault(section, {}).update(values)
+    return config
+
+
+async def get(jp_fetch, *parts, **kwargs):
+    response = await jp_fetch(*parts, **kwargs)
+    return json_decode(response.body)
+
+
+async def test_engine_status(jp_fetch):
+    engine = await get(jp_fetch, "mlcontainer", "engine")
+    assert engine["reachable"] is True
+    assert engine["version"] and engine["api_version"]
+    assert engine["gpus"]["available"] is False
+    assert "no NVIDIA runtime" in engine["gpus"]["description"]
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [{"MLContainerExtension": {"docker_host": "unix:///tmp/no-engine.sock"}}],
+    indirect=True,
+)
+async def test_engine_unreachable_is_explained(jp_fetch):
+    engine = await get(jp_fetch, "mlcontainer", "engine")
+    assert engine["reachable"] is False
+    assert "Cannot reach the Docker engine at unix:///tmp/no-engine.sock" in engine["error"]
+
+
+async def _events_until(ws, image, statuses, timeout=120):
+    seen = []
+
+    async def read():
+        while True:
+            event = json.loads(await ws.read_message())
+            if event.get("schema_id") != SCHEMA_ID or event.get("image") != image:
+                continue
+            seen.append(event)
+            if event["status"] in statuses:
+                return
+
+    await asyncio.wait_for(read(), timeout)
+    return seen
+
+
+async def test_pull_with_progress_events_and_images(
+    jp_fetch, jp_ws_fetch, docker_api, local_registry, kernelspec
+):
+    image = f"{local_registry}/team/python:pull-events"
+    push(docker_api, IMAGE, image)
+    docker_api.remove_image(image, force=True)
+    kernelspec("uses-it", image=image)
+    before = await get(jp_fetch, "mlcontainer", "images")
+    (entry,) = [k for k in before["kernelspecs"] if k["kernelspec"] == "uses-it"]
+    assert entry["present"] is False
+
+    ws = await jp_ws_fetch("api", "events", "subscribe")
+    response = await jp_fetch(
+        "mlcontainer", "images", "pull", method="POST", body=json.dumps({"image": image})
+    )
+    assert response.code == 202
+    events = await _events_until(ws, image, {"done", "error"})
+    ws.close()
+    assert events[-1]["status"] == "done", events[-1]
+    assert events[-1]["digest"].startswith("sha256:")
+    assert any(
+        e["status"] == "pulling" and e["message"].startswith(f"pulling {image}") for e in events
+    )
+
+    after = await get(jp_fetch, "mlcontainer", "images")
+    (entry,) = [k for k in after["kernelspecs"] if k["kernelspec"] == "uses-it"]
+    assert entry["present"] is True
+    assert any(image in i["tags"] for i in after["images"])
+    pulls = await get(jp_fetch, "mlcontainer", "images", "pull")
+    assert {"image": image, "status": "done"}.items() <= next(
+        p for p in pulls["pulls"] if p["image"] == image
+    ).items()
+
+
+async def test_failed_pull_is_reported(jp_fetch, jp_ws_fetch):
+    image = "127.0.0.1:9/nobody/nothing:1"
+    ws = await jp_ws_fetch("api", "events", "subscribe")
+    await jp_fetch(
+        "mlcontainer", "images", "pull", method="POST", body=json.dumps({"image": image})
+    )
+    events = await _events_until(ws, image, {"done", "error"})
+    ws.close()
+    assert events[-1]["status"] == "error"
+    assert "Could not pull image" in events[-1]["message"]
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("mlcontainer", "images", "pull", method="POST", body="{}")
+    assert info.value.code == 400
+
+
+async def _start_session(jp_fetch, kernel_name, path):
+    body = {"path": path, "type": "notebook", "name": path, "kernel": {"name": kernel_name}}
+    session = await get(jp_fetch, "api", "sessions", method="POST", body=json.dumps(body))
+    return session["kernel"]["id"]
+
+
+async def test_kernel_container_details(jp_fetch, kernelspec, docker_api):
+    kernel_id = await _start_session(
+        jp_fetch, kernelspec("detail", mem_limit="512m"), "detail.ipynb"
+    )
+    kernels = await get(jp_fetch, "mlcontainer", "kernels")
+    assert [k["kernel_id"] for k in kernels["kernels"]] == [kernel_id]
+    detail = await get(jp_fetch, "mlcontainer", "kernels", kernel_id)
+    assert detail["image"] == IMAGE
+    assert detail["state"] == "running"
+    assert detail["gpus_granted"] == "no GPU"
+    assert detail["resources"]["memory_bytes"] > 1_000_000
+    assert detail["resources"]["memory_limit_bytes"] == 512 * 2**20
+    assert "[IPKernelApp]" in detail["log_tail"]  # the container's own output
+    assert detail["last_exit"] is None
+
+    docker_api.kill(detail["container_id"])  # it dies; the server's restarter brings it back
+    for _ in range(100):
+        detail = await get(jp_fetch, "mlcontainer", "kernels", kernel_id)
+        if detail["last_exit"]:
+            break
+        await asyncio.sleep(0.2)
+    assert "SIGKILL" in detail["last_exit"]["reason"]
+    old = detail["container_id"]
+    for _ in range(150):  # let the restart finish before deleting
+        detail = await get(jp_fetch, "mlcontainer", "kernels", kernel_id)
+        if detail["container_id"] not in (None, old) and detail["state"] == "running":
+            break
+        await asyncio.sleep(0.2)
+    assert detail["state"] == "running"
+
+    local = await get(jp_fetch, "api", "kernels", method="POST", body=json.dumps({"name": "echo"}))
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("mlcontainer", "kernels", local["id"])
+    assert info.value.code == 404
+    await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+    await jp_fetch("api", "kernels", local["id"], method="DELETE")
+
+
+async def test_notebook_saved_with_a_container_kernel_records_the_image(
+    jp_fetch, kernelspec, notebook_dir, docker_api
+):
+    kernel_id = await _start_session(jp_fetch, kernelspec("recorded"), "rec.ipynb")
+    for _ in range(50):
+        detail = await get(jp_fetch, "mlcontainer", "kernels", kernel_id)
+        if detail["image_details"]:
+            break
+        await asyncio.sleep(0.1)
+    notebook = {"type": "notebook", "format": "json", "content": {
+        "cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}}  # fmt: skip
+    await jp_fetch("api", "contents", "rec.ipynb", method="PUT", body=json.dumps(notebook))
+    saved = json.loads((notebook_dir / "rec.ipynb").read_text())
+    environment = saved["metadata"]["jupyter_mlcontainer"]["environment"]
+    assert environment["image"] == IMAGE
+    assert environment["image_id"] == docker_api.inspect_image(IMAGE)["Id"]
+    assert environment["kernel_name"] == "recorded"
+    await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+
+
+async def test_create_kernelspec_from_the_api(jp_fetch, jp_kernel_dir):
+    body = {"image": IMAGE, "name": "via-api", "gpus": "none", "mem_limit": "2g"}
+    response = await jp_fetch("mlcontainer", "kernelspecs", method="POST", body=json.dumps(body))
+    assert response.code == 201
+    created = json_decode(response.body)
+    assert created["name"] == "via-api" and created["probe"]["ipykernel"] == "7.4.0"
+    specs = await get(jp_fetch, "api", "kernelspecs")
+    assert "via-api" in specs["kernelspecs"]
+    listed = await get(jp_fetch, "mlcontainer", "kernelspecs")
+    (spec,) = [s for s in listed["kernelspecs"] if s["name"] == "via-api"]
+    assert spec["config"]["mem_limit"] == "2g"
+    for bad, code, words in (
+        (body, 409, "exists"),
+        ({"image": IMAGE, "name": "Bad Name"}, 400, "invalid kernel name"),
+        ({"image": ""}, 400, "give an image"),
+        ({"image": IMAGE, "colour": "red"}, 400, "unknown fields"),
+        ({"image": "127.0.0.1:9/none:1"}, 500, "Could not pull image"),
+    ):
+        with pytest.raises(HTTPClientError) as info:
+            await jp_fetch("mlcontainer", "kernelspecs", method="POST", body=json.dumps(bad))
+        assert info.value.code == code
+        assert words in info.value.response.body.decode()
+
+
+async def test_every_handler_requires_authentication(jp_serverapp, http_server_client, jp_base_url):
+    checked = 0
+    for pattern, handler in default_handlers:
+        assert handler.auth_resource == "mlcontainer"
+        path = pattern.replace(r"(?P<kernel_id>[\w-]+)", "00000000-0000-0000-0000-000000000000")
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            if method.lower() not in vars(handler):
+                continue
+            body = "{}" if method in ("POST", "PUT", "PATCH") else None
+            response = await http_server_client.fetch(
+                jp_base_url.rstrip("/") + path, method=method, body=body, raise_error=False
+            )  # no token, no cookie
+            assert response.code in (401, 403), (
+                f"{method} {path} answered {response.code} without credentials"
+            )
+            checked += 1
+    assert checked >= 8
+
+
+async def test_orphans_of_earlier_instances_are_reaped(docker_api):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+
+    def fake(instance, pid):
+        own = {
+            labels.MANAGED: "true",
+            labels.SERVER_ID: labels.server_id(),
+            labels.SERVER_INSTANCE: instance,
+            labels.SERVER_HOST: __import__("socket").gethostname(),
+            labels.SERVER_PID: str(pid),
+        }
+        return docker_api.create_container(IMAGE, command=["true"], labels=own)["Id"]
+
+    orphan = fake("earlier-instance", dead.pid)
+    alive = fake("another-live-process", os.getpid())
+    try:
+        removed = await reap_orphans(Engine.for_url(None), logging.getLogger("test"))
+        ids = {c["Id"] for c in docker_api.containers(all=True)}
+        assert orphan not in ids
+        assert alive in ids
+        assert len(removed) == 1
+    finally:
+        for container_id in (orphan, alive):
+            try:
+                docker_api.remove_container(container_id, force=True)
+            except Exception:
+                pass
