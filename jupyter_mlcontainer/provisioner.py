@@ -554,9 +554,11 @@ class MLContainerProvisioner(LocalProvisioner):
                 self.log.debug("Kernel %s: no image details: %s", self.kernel_id, e)
                 return
             if image is not None:
+                pinned, shareable = kernelspec.pinned_reference(self.image, image)
                 self.image_details = {
                     "image": self.image,
                     "image_id": image.get("Id"),
+                    "digest": pinned if shareable else None,
                     "repo_digests": image.get("RepoDigests") or [],
                 }
 

@@ -46,10 +46,10 @@ function el<K extends keyof HTMLElementTagNameMap>(
 
 function gpuBadge(info: IKernelContainer): string {
   if (info.gpus_granted && info.gpus_granted !== 'no GPU') {
-    return 'GPU';
+    return `GPU: ${info.gpus_granted}`;
   }
   const requested = String(info.gpus_requested ?? 'auto');
-  return requested === 'none' ? 'CPU' : `CPU (GPU ${requested} requested)`;
+  return requested === 'none' ? 'CPU' : 'CPU · no GPU on the engine';
 }
 
 /** The status-bar item: the active notebook's container kernel at a glance. */
@@ -126,10 +126,11 @@ class ContainerStatus extends Widget {
 function detailsWidget(info: IKernelContainer): Widget {
   const widget = new Widget();
   const table = el('table', 'jp-mlcontainer-details');
-  const digest = info.image_details?.repo_digests?.[0] ?? info.image_details?.image_id ?? '–';
+  const details = info.image_details;
   const rows: [string, string][] = [
     ['Image', info.image],
-    ['Digest', digest],
+    ['Digest', details ? details.digest ?? 'none (built or loaded on this engine)' : '–'],
+    ['Image ID', details?.image_id ?? '–'],
     ['Container', `${info.container_name ?? '–'} (${info.state ?? '–'})`],
     ['GPUs', `${info.gpus_granted ?? '–'} (requested: ${String(info.gpus_requested)})`],
     [

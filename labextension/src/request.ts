@@ -64,7 +64,7 @@ export interface IKernelContainer {
   container_id: string | null;
   container_name: string | null;
   image: string;
-  image_details: { image_id: string; repo_digests: string[] } | null;
+  image_details: { image_id: string; digest: string | null; repo_digests: string[] } | null;
   gpus_requested: unknown;
   gpus_granted: string | null;
   mem_limit: string | null;

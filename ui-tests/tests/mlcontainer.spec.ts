@@ -1,0 +1,75 @@
+import { expect, test } from '@playwright/test';
+
+const TOKEN = process.env.MLC_UI_TOKEN ?? 'ui-test';
+const PULL_IMAGE = process.env.MLC_UI_PULL_IMAGE ?? '';
+const SHOTS = process.env.MLC_UI_SCREENSHOTS ?? 'screenshots';
+
+test('container kernel from the launcher, status bar, sidebar and a pull', async ({ page }) => {
+  await page.goto(`/lab?token=${TOKEN}`);
+  await page.locator('.jp-LauncherCard', { hasText: 'Container Python (UI test)' }).first().click();
+  const news = page.locator('.jp-toast-button', { hasText: 'No' });
+  try {
+    await news.waitFor({ state: 'visible', timeout: 5000 });
+    await news.click(); // JupyterLab's "notify about news?" toast would cover the screenshots
+  } catch {
+    // no toast this time
+  }
+
+  // The status bar shows the container kernel's image once the kernel is up.
+  const status = page.locator('.jp-mlcontainer-status');
+  await expect(status).toContainText('python:3.11');
+  await expect(status).toContainText('CPU');
+
+  // Run a cell: it runs in the container (its hostname is the container id).
+  const cell = page.locator('.jp-Notebook .jp-Cell .cm-content').first();
+  await cell.click();
+  await page.keyboard.type('import socket, os; print("host", socket.gethostname(), os.getuid())');
+  await page.keyboard.press('Shift+Enter');
+  const output = page.locator('.jp-OutputArea-output').first();
+  await expect(output).toContainText(/host [0-9a-f]{12}/);
+  await page.screenshot({ path: `${SHOTS}/notebook-status-bar.png` });
+
+  // Click the status bar item: image, digest, resources.
+  await status.click();
+  const dialog = page.locator('.jp-Dialog');
+  await expect(dialog).toContainText('mlcontainer/python:3.11');
+  await expect(dialog).toContainText(/Image ID\s*sha256:[0-9a-f]{64}/);
+  await expect(dialog).toContainText('Memory');
+  await page.screenshot({ path: `${SHOTS}/kernel-details.png` });
+  await dialog.getByRole('button', { name: 'Close' }).click();
+
+  // The sidebar: engine, the running container with its memory use.
+  await page.locator('.jp-SideBar [title="Container kernels"]').click();
+  const panel = page.locator('#jp-mlcontainer-panel');
+  await expect(panel).toContainText('Docker ');
+  const kernel = panel.locator('.jp-mlcontainer-kernel').first();
+  await expect(kernel).toContainText('python:3.11');
+  await expect(kernel).toContainText(/mem \d+(\.\d)? MiB/);
+
+  // Pull an image that a kernelspec needs and watch the bar finish.
+  if (PULL_IMAGE) {
+    const row = panel.locator(`.jp-mlcontainer-image[data-image="${PULL_IMAGE}"]`);
+    await expect(row).toContainText('not on the engine');
+    await row.locator('.jp-mlcontainer-pull').click();
+    await expect(row.locator('.jp-mlcontainer-progress')).toHaveAttribute('data-status', 'done', {
+      timeout: 120_000
+    });
+    await expect(row.locator('.jp-mlcontainer-progress')).toContainText('Pull complete');
+  }
+  await page.screenshot({ path: `${SHOTS}/sidebar.png` });
+
+  // Create a container kernelspec from the dialog; the launcher offers it at once.
+  await panel.getByRole('button', { name: 'New container kernel…' }).click();
+  const form = page.locator('.jp-Dialog');
+  await form.locator('input[name="image"]').fill('mlcontainer/python:3.11');
+  await form.locator('input[name="name"]').fill('ui-created');
+  await form.locator('input[name="display_name"]').fill('Made in the dialog');
+  await form.locator('input[name="gpus"]').fill('none');
+  await page.screenshot({ path: `${SHOTS}/new-kernel-dialog.png` });
+  await form.getByRole('button', { name: 'Create' }).click();
+  await expect(page.locator('.jp-Dialog')).toContainText('Container kernel created');
+  await page.locator('.jp-Dialog').getByRole('button', { name: 'Ok' }).click();
+  await page.locator('#jp-mlcontainer-panel').waitFor();
+  await page.keyboard.press('Control+Shift+L'); // a new launcher
+  await expect(page.locator('.jp-LauncherCard', { hasText: 'Made in the dialog' }).first()).toBeVisible();
+});
