@@ -144,7 +144,11 @@ def _container_kernel(handler: APIHandler, kernel_id: str) -> MLContainerProvisi
 def _summary(kernel_id: str, provisioner: MLContainerProvisioner) -> dict[str, Any]:
     last = provisioner.last_exit
     granted = provisioner.granted_gpus
+    spec = provisioner.kernel_spec.to_dict() if provisioner.kernel_spec else {}
     return {
+        "display_name": spec.get("display_name"),
+        "probe": ks.recorded(spec).get("probe"),
+        "source": ks.recorded(spec).get("source"),
         "kernel_id": kernel_id,
         "kernel_name": getattr(provisioner.parent, "kernel_name", None),
         "container_id": provisioner.container_id,

@@ -132,7 +132,7 @@ async def _start_session(jp_fetch, kernel_name, path):
     return session["kernel"]["id"]
 
 
-async def test_kernel_container_details(jp_fetch, kernelspec, docker_api):
+async def test_kernel_container_details(jp_serverapp, jp_fetch, kernelspec, docker_api):
     kernel_id = await _start_session(
         jp_fetch, kernelspec("detail", mem_limit="512m"), "detail.ipynb"
     )
@@ -146,6 +146,7 @@ async def test_kernel_container_details(jp_fetch, kernelspec, docker_api):
     assert detail["resources"]["memory_limit_bytes"] == 512 * 2**20
     assert "[IPKernelApp]" in detail["log_tail"]  # the container's own output
     assert detail["last_exit"] is None
+    assert detail["display_name"] == "Container detail"
 
     docker_api.kill(detail["container_id"])  # it dies; the server's restarter brings it back
     for _ in range(100):
@@ -155,11 +156,14 @@ async def test_kernel_container_details(jp_fetch, kernelspec, docker_api):
         await asyncio.sleep(0.2)
     assert "SIGKILL" in detail["last_exit"]["reason"]
     old = detail["container_id"]
-    for _ in range(150):  # let the restart finish before deleting
-        detail = await get(jp_fetch, "mlcontainer", "kernels", kernel_id)
-        if detail["container_id"] not in (None, old) and detail["state"] == "running":
+    manager = jp_serverapp.kernel_manager.get_kernel(kernel_id)
+    for _ in range(
+        150
+    ):  # let the restart finish: deleting a restarting kernel trips jupyter_client
+        if manager.ready.done() and manager.provisioner.container_id not in (None, old):
             break
         await asyncio.sleep(0.2)
+    detail = await get(jp_fetch, "mlcontainer", "kernels", kernel_id)
     assert detail["state"] == "running"
 
     local = await get(jp_fetch, "api", "kernels", method="POST", body=json.dumps({"name": "echo"}))
@@ -261,3 +265,34 @@ async def test_orphans_of_earlier_instances_are_reaped(docker_api):
                 docker_api.remove_container(container_id, force=True)
             except Exception:
                 pass
+
+
+@pytest.mark.parametrize(
+    "jp_server_config", [{"MLContainerExtension": {"prepull": True}}], indirect=True
+)
+async def test_prepull_fetches_kernelspec_images_at_startup(
+    jp_serverapp, jp_fetch, kernelspec, docker_api, local_registry
+):
+    image = f"{local_registry}/team/python:prepull"
+    push(docker_api, IMAGE, image)
+    docker_api.remove_image(image, force=True)
+    kernelspec("needs-prepull", image=image)
+    await jp_serverapp._post_start()  # what the server does once its event loop runs
+    for _ in range(300):
+        pulls = await get(jp_fetch, "mlcontainer", "images", "pull")
+        states = {p["image"]: p["status"] for p in pulls["pulls"]}
+        if states.get(image) in ("done", "error"):
+            break
+        await asyncio.sleep(0.2)
+    assert states.get(image) == "done"
+    assert docker_api.inspect_image(image)["RepoDigests"]
+
+
+async def test_instance_containers_are_removed_at_shutdown(docker_api):
+    from jupyter_mlcontainer.reaper import reap_instance
+
+    own = {labels.MANAGED: "true", labels.SERVER_INSTANCE: labels.server_instance_id()}
+    leftover = docker_api.create_container(IMAGE, command=["true"], labels=own)["Id"]
+    removed = await reap_instance(Engine.for_url(None), logging.getLogger("test"))
+    assert leftover not in {c["Id"] for c in docker_api.containers(all=True)}
+    assert len(removed) == 1

@@ -47,7 +47,9 @@ kernelspec() {  # kernelspec NAME DISPLAY IMAGE
  "config": {"image": "$3", "gpus": "none"}}}}
 JSON
 }
-kernelspec ui-python "Container Python (UI test)" mlcontainer/python:3.11
+# The kernel the test starts is made the way users make them (pinned, probed, with logos).
+"$VENV/bin/jupyter" mlcontainer add mlcontainer/python:3.11 --name ui-python \
+  --display-name "Container Python (UI test)" --gpus none >/dev/null 2>&1
 kernelspec ui-pull "Pulled on demand (container)" "$MLC_UI_PULL_IMAGE"
 
 "$VENV/bin/jupyter" lab --no-browser --port "$PORT" --ip 127.0.0.1 --ServerApp.token=ui-test \

@@ -100,7 +100,8 @@ class ContainerStatus extends Widget {
     }
     this.show();
     const status = this.tracker.currentWidget?.sessionContext.kernelDisplayStatus ?? '';
-    this.node.appendChild(el('span', 'jp-mlcontainer-status-image', `⬢ ${shortImage(this.info.image)}`));
+    const name = shortImage(this.info.source ?? this.info.image);
+    this.node.appendChild(el('span', 'jp-mlcontainer-status-image', `⬢ ${name}`));
     const badge = gpuBadge(this.info);
     this.node.appendChild(
       el('span', `jp-mlcontainer-badge ${badge === 'GPU' ? 'jp-mlcontainer-gpu' : ''}`, badge)
@@ -123,14 +124,38 @@ class ContainerStatus extends Widget {
   private info: IKernelContainer | null = null;
 }
 
+function probeSummary(probe: Record<string, string> | null): string {
+  if (!probe) {
+    return 'not probed (kernelspec not made by `jupyter mlcontainer add`)';
+  }
+  const parts = [`Python ${probe.python_version}`];
+  for (const [key, label] of [
+    ['torch', 'PyTorch'],
+    ['tensorflow', 'TensorFlow'],
+    ['jax', 'JAX'],
+    ['cuda', 'CUDA'],
+    ['cudnn', 'cuDNN'],
+    ['ipykernel', 'ipykernel']
+  ]) {
+    if (probe[key]) {
+      parts.push(`${label} ${probe[key]}`);
+    }
+  }
+  if (probe.os) {
+    parts.push(probe.os);
+  }
+  return parts.join(' · ');
+}
+
 function detailsWidget(info: IKernelContainer): Widget {
   const widget = new Widget();
   const table = el('table', 'jp-mlcontainer-details');
   const details = info.image_details;
   const rows: [string, string][] = [
-    ['Image', info.image],
+    ['Image', info.source && info.source !== info.image ? `${info.source} → ${info.image}` : info.image],
     ['Digest', details ? details.digest ?? 'none (built or loaded on this engine)' : '–'],
     ['Image ID', details?.image_id ?? '–'],
+    ['Inside', probeSummary(info.probe)],
     ['Container', `${info.container_name ?? '–'} (${info.state ?? '–'})`],
     ['GPUs', `${info.gpus_granted ?? '–'} (requested: ${String(info.gpus_requested)})`],
     [
@@ -218,7 +243,7 @@ class ContainersPanel extends Widget {
     }
     for (const kernel of kernels) {
       const row = el('div', 'jp-mlcontainer-kernel');
-      row.appendChild(el('div', 'jp-mlcontainer-kernel-image', shortImage(kernel.image)));
+      row.appendChild(el('div', 'jp-mlcontainer-kernel-image', shortImage(kernel.source ?? kernel.image)));
       const memory = `${formatBytes(kernel.resources?.memory_bytes)} / ${formatBytes(kernel.resources?.memory_limit_bytes)}`;
       const cpu = kernel.resources?.cpu_percent == null ? '–' : `${kernel.resources.cpu_percent}%`;
       row.appendChild(el('div', 'jp-mlcontainer-kernel-usage', `${kernel.state ?? ''} · mem ${memory} · cpu ${cpu} · ${gpuBadge(kernel)}`));

@@ -65,6 +65,8 @@ export interface IKernelContainer {
   container_name: string | null;
   image: string;
   image_details: { image_id: string; digest: string | null; repo_digests: string[] } | null;
+  probe: Record<string, string> | null;
+  source: string | null;
   gpus_requested: unknown;
   gpus_granted: string | null;
   mem_limit: string | null;

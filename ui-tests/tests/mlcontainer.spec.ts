@@ -6,6 +6,8 @@ const SHOTS = process.env.MLC_UI_SCREENSHOTS ?? 'screenshots';
 
 test('container kernel from the launcher, status bar, sidebar and a pull', async ({ page }) => {
   await page.goto(`/lab?token=${TOKEN}`);
+  await page.locator('.jp-LauncherCard', { hasText: 'Container Python (UI test)' }).first().waitFor();
+  await page.screenshot({ path: `${SHOTS}/launcher.png` });
   await page.locator('.jp-LauncherCard', { hasText: 'Container Python (UI test)' }).first().click();
   const news = page.locator('.jp-toast-button', { hasText: 'No' });
   try {
@@ -33,6 +35,7 @@ test('container kernel from the launcher, status bar, sidebar and a pull', async
   await status.click();
   const dialog = page.locator('.jp-Dialog');
   await expect(dialog).toContainText('mlcontainer/python:3.11');
+  await expect(dialog).toContainText('Python 3.11.2 · ipykernel 7.4.0 · Debian GNU/Linux 12');
   await expect(dialog).toContainText(/Image ID\s*sha256:[0-9a-f]{64}/);
   await expect(dialog).toContainText('Memory');
   await page.screenshot({ path: `${SHOTS}/kernel-details.png` });
