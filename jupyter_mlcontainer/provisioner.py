@@ -23,24 +23,9 @@ import tempfile
 import time
 from typing import Any
 
-import docker.utils
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
-from traitlets import (
-    Any as AnyTrait,
-)
-from traitlets import (
-    Bool,
-    CaselessStrEnum,
-    Dict,
-    Float,
-    Int,
-    List,
-    TraitError,
-    Unicode,
-    validate,
-)
 
 from . import gpus as gpu
 from . import kernelspec
@@ -50,8 +35,9 @@ from .exceptions import EngineError, EngineUnavailableError, ImageNotFoundError,
 from .images import obtain_image, probe_image
 from .probe import ImageProbe
 from .readiness import HeartbeatProbe
-from .runtime import DEFAULT_PACKAGES, ensure_runtime
-from .spec import NETWORK_MODES, KernelLaunch, build_plan, parse_mount, select_env
+from .runtime import ensure_runtime
+from .settings import ContainerKernelSettings
+from .spec import KernelLaunch, build_plan, parse_mount, select_env
 
 #: While a stop is under way, how often ``poll`` may still ask ``inspect`` (events answer first).
 INSPECT_INTERVAL_WHILE_STOPPING = 1.0
@@ -59,210 +45,12 @@ INSPECT_INTERVAL_WHILE_STOPPING = 1.0
 GPU_INFO_MAX_AGE = 60.0
 #: Images found to lack ipykernel in this process, with their probes (skips a failing start).
 _RUNTIME_PROBES: dict[str, ImageProbe] = {}
-DEFAULT_ENV_ALLOWLIST = ["LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "JPY_SESSION_NAME"]
 
 
-class MLContainerProvisioner(LocalProvisioner):
+# KernelProvisionerMeta derives from MetaHasTraits, so the bases agree at run time; mypy cannot
+# see that through the ABC metaclass.
+class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type: ignore[metaclass]
     """Start, signal, restart and stop a Jupyter kernel inside a Docker container."""
-
-    # --- configuration ----------------------------------------------------------------
-
-    image = Unicode(
-        "",
-        help="""The kernel's container image, e.g. ``pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime``
-        or an image pinned by digest (``repo@sha256:…``). Required.""",
-    ).tag(config=True)
-
-    pull_policy = CaselessStrEnum(
-        ["missing", "always", "never"],
-        default_value="missing",
-        help="""When to pull the image: ``missing`` (only when the engine lacks it),
-        ``always`` (before every start; fails when the registry cannot be reached), or
-        ``never`` (a missing image is an error). Pulls log their progress.""",
-    ).tag(config=True)
-
-    gpus = AnyTrait(
-        "auto",
-        help="""GPUs for the kernel: ``auto`` (every GPU when the engine can provide them,
-        otherwise CPU with a warning), ``all``, a count (``2``), a list of device indexes or
-        UUIDs (``["0", "GPU-…"]``) or ``none``. Explicit requests fail clearly on an engine
-        without GPU support.""",
-    ).tag(config=True)
-
-    shm_size = Unicode(
-        "2g",
-        allow_none=True,
-        help="""Size of ``/dev/shm``. Docker's 64 MB default kills PyTorch DataLoader workers
-        ("bus error"); memory in it counts against ``mem_limit``. None keeps Docker's default.""",
-    ).tag(config=True)
-
-    mem_limit = Unicode(
-        None,
-        allow_none=True,
-        help="""Memory limit of the container (``"8g"``, ``"512m"``). A kernel that exceeds it
-        is killed by the out-of-memory killer and the reason is reported. None: no limit.""",
-    ).tag(config=True)
-
-    cpus = Float(
-        None,
-        allow_none=True,
-        help="""CPU share of the container, in CPUs (``1.5``). None: no limit.""",
-    ).tag(config=True)
-
-    pids_limit = Int(
-        None,
-        allow_none=True,
-        help="""Maximum number of processes and threads in the container. None: no limit.""",
-    ).tag(config=True)
-
-    network = CaselessStrEnum(
-        list(NETWORK_MODES),
-        default_value="bridge",
-        help="""How the server reaches the kernel: ``bridge`` (the container's own network,
-        kernel ports published on 127.0.0.1 only), ``host`` (the engine host's network; the
-        kernel binds 127.0.0.1; local engines on Linux only) or ``none`` (no network at all;
-        ZMQ over ipc sockets in a directory shared with the container; local engines only).""",
-    ).tag(config=True)
-
-    mount_cwd = Bool(
-        True,
-        help="""Mount the notebook's directory at the same path in the container and start the
-        kernel there, so relative paths and tracebacks match the host.""",
-    ).tag(config=True)
-
-    mounts: List[Any] = List(
-        AnyTrait(),
-        [],
-        help="""Extra mounts: ``"SOURCE:TARGET"``, ``"SOURCE:TARGET:ro"`` or
-        ``{"source": …, "target": …, "read_only": true}``. A source that is not an absolute
-        path names a Docker volume.""",
-    ).tag(config=True)
-
-    path_map = Dict(
-        {},
-        help="""Paths as the server sees them → paths on the engine's host, for bind mounts
-        when the server itself runs in a container or the engine is remote
-        (``{"/home/jovyan/work": "/srv/users/alice/work"}``). Longest prefix wins.""",
-    ).tag(config=True)
-
-    env = Dict(
-        {},
-        help="""Extra environment variables for the kernel (after the kernelspec's ``env``).""",
-    ).tag(config=True)
-
-    env_allowlist = List(
-        DEFAULT_ENV_ALLOWLIST,
-        help="""Names of the server's environment variables passed to the kernel. Nothing
-        else of the server's environment reaches the container (tokens, credentials, host
-        paths) unless the kernelspec's ``env`` names it.""",
-    ).tag(config=True)
-
-    uid = Int(
-        None,
-        allow_none=True,
-        help="""User id the kernel runs as. None: the server's uid; when the server runs as
-        root, the owner of the notebook's directory (root only if root owns it).""",
-    ).tag(config=True)
-
-    gid = Int(
-        None,
-        allow_none=True,
-        help="""Group id the kernel runs as. None: the group that goes with ``uid``.""",
-    ).tag(config=True)
-
-    python = Unicode(
-        "python3",
-        help="""The image's Python: replaces ``python``/``python3`` at the start of the
-        kernelspec's argv (jupyter_client would put the *server's* interpreter there).""",
-    ).tag(config=True)
-
-    docker_host = Unicode(
-        None,
-        allow_none=True,
-        help="""Address of the Docker engine (``unix:///var/run/docker.sock``,
-        ``tcp://host:2376``, ``ssh://user@host``). None: ``DOCKER_HOST``, then the current
-        docker context, then the default socket.""",
-    ).tag(config=True)
-
-    inject_runtime = CaselessStrEnum(
-        ["auto", "always", "never"],
-        default_value="auto",
-        help="""Provide ipykernel from outside the image, unchanged, when the image lacks it:
-        ``auto`` (when the kernelspec's recorded probe says so, or when a start fails with
-        "No module named ipykernel_launcher"), ``always`` or ``never``. The runtime is a
-        read-only volume appended to ``sys.path``, so the image's own packages win.""",
-    ).tag(config=True)
-
-    runtime_packages = List(
-        list(DEFAULT_PACKAGES),
-        help="""Requirements of the injected runtime (pinned; built once per Python version
-        and platform, then reused by every kernel).""",
-    ).tag(config=True)
-
-    wheelhouse = Unicode(
-        None,
-        allow_none=True,
-        help="""A folder of wheels for building injected runtimes offline (``pip download
-        ipykernel --only-binary=:all: --python-version 3.11 -d DIR``). None: the package
-        index.""",
-    ).tag(config=True)
-
-    use_image_entrypoint = Bool(
-        False,
-        help="""Run the kernel through the image's ENTRYPOINT. By default it is bypassed:
-        entrypoint scripts print banners, switch users or start services.""",
-    ).tag(config=True)
-
-    ready_timeout = Float(
-        60.0,
-        help="""Seconds to wait, after the container starts, for the kernel to answer its
-        heartbeat. A container that exits meanwhile fails the start with its reason; past
-        the timeout the start goes on and Jupyter's own timeouts apply.""",
-    ).tag(config=True)
-
-    log_tail = Int(
-        30,
-        help="""Lines of the container's log quoted when a kernel dies or fails to start.""",
-    ).tag(config=True)
-
-    @validate("gpus")
-    def _validate_gpus(self, proposal: dict[str, Any]) -> Any:
-        try:
-            gpu.parse_gpus(proposal["value"])
-        except ValueError as e:
-            raise TraitError(str(e)) from e
-        return proposal["value"]
-
-    @validate("shm_size", "mem_limit")
-    def _validate_size(self, proposal: dict[str, Any]) -> Any:
-        value = proposal["value"]
-        if value is not None:
-            try:
-                docker.utils.parse_bytes(value)
-            except Exception as e:
-                msg = (
-                    f"Invalid {proposal['trait'].name} {value!r}: use a size such as "
-                    "'512m', '2g' or a number of bytes."
-                )
-                raise TraitError(msg) from e
-        return value
-
-    @validate("cpus")
-    def _validate_cpus(self, proposal: dict[str, Any]) -> Any:
-        value = proposal["value"]
-        if value is not None and value <= 0:
-            msg = f"Invalid cpus {value!r}: use a positive number of CPUs such as 0.5 or 2."
-            raise TraitError(msg)
-        return value
-
-    @validate("mounts")
-    def _validate_mounts(self, proposal: dict[str, Any]) -> Any:
-        for item in proposal["value"]:
-            try:
-                parse_mount(item)
-            except ValueError as e:
-                raise TraitError(str(e)) from e
-        return proposal["value"]
 
     # --- state --------------------------------------------------------------------------
 
