@@ -104,6 +104,7 @@ class ImagesHandler(_Handler):
                     "kernelspec": spec.name,
                     "display_name": spec.spec.get("display_name", spec.name),
                     "image": spec.image,
+                    "source": ks.recorded(spec.spec).get("source"),
                     "present": data is not None,
                     "id": data.get("Id") if data else None,
                     "size": data.get("Size") if data else None,

@@ -277,7 +277,7 @@ class ContainersPanel extends Widget {
       row.appendChild(el('div', 'jp-mlcontainer-image-name', entry.display_name));
       row.appendChild(
         el('div', entry.present ? 'jp-mlcontainer-ok' : 'jp-mlcontainer-muted',
-          `${shortImage(entry.image)} · ${entry.present ? formatBytes(entry.size) : 'not on the engine'}`)
+          `${shortImage(entry.source ?? entry.image)} · ${entry.present ? formatBytes(entry.size) : 'not on the engine'}`)
       );
       const pull = el('button', 'jp-mlcontainer-button jp-mlcontainer-pull', entry.present ? 'Pull again' : 'Pull');
       pull.disabled = entry.image.startsWith('sha256:');

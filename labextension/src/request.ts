@@ -41,6 +41,7 @@ export interface IKernelImage {
   kernelspec: string;
   display_name: string;
   image: string;
+  source: string | null;
   present: boolean;
   size: number | null;
 }
