@@ -24,7 +24,7 @@ from ._version import __version__
 from .engine import Engine, _default_base_url
 from .exceptions import MLContainerError
 from .gpus import GPUSupport
-from .install import AddRequest, add_container_kernelspec, validate
+from .install import AddRequest, add_container_kernelspec
 from .kernelspec import InstalledSpec, installed_provisioners, installed_specs
 from .progress import PullProgress
 
@@ -70,7 +70,7 @@ class _Command(JupyterApp):
             return asyncio.run(coro)
         except MLContainerError as e:
             self.fail(str(e))
-        except ValueError as e:  # invalid settings, names
+        except (ValueError, FileExistsError) as e:  # invalid settings or names, name taken
             self.fail(str(e))
         msg = "unreachable: fail() exits"
         raise AssertionError(msg)
@@ -149,10 +149,6 @@ class AddApp(_Command):
             prefix=sys.prefix if self.sys_prefix else self.prefix,
             replace=self.replace,
         )
-        try:
-            validate(request)
-        except (ValueError, FileExistsError) as e:
-            self.fail(str(e))
         bar = ProgressBar(image)
         try:
             result = await add_container_kernelspec(self.engine(), request, self.log, on_event=bar)

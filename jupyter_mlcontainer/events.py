@@ -41,9 +41,6 @@ class ExitWatcher:
         """True while the event stream is open (exits are then seen as they happen)."""
         return self._connected.is_set()
 
-    def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
-
     def exit_code(self, container_id: str) -> int | None:
         with self._lock:
             return self._exits.get(container_id)

@@ -19,7 +19,7 @@ from . import kernelspec as ks
 from .engine import Engine
 from .exceptions import MLContainerError
 from .gpus import GPUSupport
-from .install import AddRequest, add_container_kernelspec, validate
+from .install import AddRequest, add_container_kernelspec
 from .provisioner import MLContainerProvisioner
 from .pulls import PullTracker
 
@@ -146,10 +146,11 @@ def _summary(kernel_id: str, provisioner: MLContainerProvisioner) -> dict[str, A
     last = provisioner.last_exit
     granted = provisioner.granted_gpus
     spec = provisioner.kernel_spec.to_dict() if provisioner.kernel_spec else {}
+    recorded = ks.recorded(spec)
     return {
         "display_name": spec.get("display_name"),
-        "probe": ks.recorded(spec).get("probe"),
-        "source": ks.recorded(spec).get("source"),
+        "probe": recorded.get("probe"),
+        "source": recorded.get("source"),
         "kernel_id": kernel_id,
         "kernel_name": getattr(provisioner.parent, "kernel_name", None),
         "container_id": provisioner.container_id,
@@ -250,23 +251,22 @@ class KernelspecsHandler(_Handler):
         unknown = sorted(set(body) - set(fields))
         if unknown:
             raise web.HTTPError(400, f"unknown fields: {', '.join(unknown)}")
-        try:
-            request = AddRequest(
-                image=str(body.get("image") or ""),
-                name=body.get("name") or None,
-                display_name=body.get("display_name") or None,
-                gpus=None if body.get("gpus") in (None, "") else str(body["gpus"]),
-                shm_size=body.get("shm_size") or None,
-                mem_limit=body.get("mem_limit") or None,
-                user=True,
-                replace=bool(body.get("replace", False)),
-            )
-            validate(request)
+        request = AddRequest(
+            image=str(body.get("image") or ""),
+            name=body.get("name") or None,
+            display_name=body.get("display_name") or None,
+            gpus=None if body.get("gpus") in (None, "") else str(body["gpus"]),
+            shm_size=body.get("shm_size") or None,
+            mem_limit=body.get("mem_limit") or None,
+            user=True,
+            replace=bool(body.get("replace", False)),
+        )
+        try:  # the request is validated first, before any pull
+            result = await add_container_kernelspec(self.engine, request, self.log)
         except FileExistsError as e:
             raise web.HTTPError(409, str(e)) from e
         except ValueError as e:
             raise web.HTTPError(400, str(e)) from e
-        result = await add_container_kernelspec(self.engine, request, self.log)
         self.set_status(201)
         self.finish(
             {

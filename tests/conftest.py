@@ -115,6 +115,13 @@ def push(api: Any, image: str, remote: str) -> str:
     return next(d for d in api.inspect_image(remote)["RepoDigests"] if d.startswith(repo + "@"))
 
 
+def only_in_registry(api: Any, image: str, remote: str) -> str:
+    """Push ``image`` as ``remote`` and drop the local tag, so that a start must pull it."""
+    digest = push(api, image, remote)
+    api.remove_image(remote, force=True)  # only the tag goes; layers stay shared
+    return digest
+
+
 @pytest.fixture
 def kernelspec(jp_environ: None, jp_kernel_dir: Path, docker_api: Any) -> Callable[..., str]:
     """Write a container kernelspec; returns its name."""

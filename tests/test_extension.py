@@ -18,7 +18,7 @@ from jupyter_mlcontainer.handlers import default_handlers
 from jupyter_mlcontainer.pulls import SCHEMA_ID
 from jupyter_mlcontainer.reaper import reap_orphans
 
-from .conftest import IMAGE, push
+from .conftest import IMAGE, only_in_registry
 
 pytestmark = pytest.mark.engine
 
@@ -81,8 +81,7 @@ async def test_pull_with_progress_events_and_images(
     jp_fetch, jp_ws_fetch, docker_api, local_registry, kernelspec
 ):
     image = f"{local_registry}/team/python:pull-events"
-    push(docker_api, IMAGE, image)
-    docker_api.remove_image(image, force=True)
+    only_in_registry(docker_api, IMAGE, image)
     kernelspec("uses-it", image=image)
     before = await get(jp_fetch, "mlcontainer", "images")
     (entry,) = [k for k in before["kernelspecs"] if k["kernelspec"] == "uses-it"]
@@ -274,8 +273,7 @@ async def test_prepull_fetches_kernelspec_images_at_startup(
     jp_serverapp, jp_fetch, kernelspec, docker_api, local_registry
 ):
     image = f"{local_registry}/team/python:prepull"
-    push(docker_api, IMAGE, image)
-    docker_api.remove_image(image, force=True)
+    only_in_registry(docker_api, IMAGE, image)
     kernelspec("needs-prepull", image=image)
     await jp_serverapp._post_start()  # what the server does once its event loop runs
     for _ in range(300):

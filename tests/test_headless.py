@@ -15,7 +15,7 @@ import pytest
 
 from jupyter_mlcontainer.engine import Engine
 
-from .conftest import IMAGE, TORCH_IMAGE, push
+from .conftest import IMAGE, TORCH_IMAGE, only_in_registry, push
 
 pytestmark = pytest.mark.engine
 
@@ -216,8 +216,7 @@ def test_a_slow_pull_does_not_count_against_the_startup_timeout(
     from nbclient import NotebookClient
 
     remote = f"{local_registry}/team/python:slow-pull"
-    push(docker_api, IMAGE, remote)
-    docker_api.remove_image(remote, force=True)  # must really be pulled
+    only_in_registry(docker_api, IMAGE, remote)
     real_pull = Engine.pull
 
     async def slow_pull(self, ref, *args, **kwargs):
