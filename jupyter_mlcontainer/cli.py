@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +23,7 @@ from . import kernelspec as ks
 from ._version import __version__
 from .engine import Engine, _default_base_url
 from .exceptions import MLContainerError
-from .gpus import GPUSupport
+from .gpus import GPURequest, GPUSupport, parse_gpus
 from .install import AddRequest, add_container_kernelspec
 from .kernelspec import InstalledSpec, installed_provisioners, installed_specs
 from .progress import PullProgress
@@ -160,6 +160,8 @@ class AddApp(_Command):
         print(f"  probe:        {_probe_summary(result.probe.to_dict())}")
         if result.probe.ipykernel is None:
             print("  ipykernel:    not in the image; a runtime is provided at start (read-only)")
+        for warning in result.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         if not result.shareable:
             print(
                 "warning: the image has no registry digest (it was built or loaded here), so the "
@@ -322,10 +324,22 @@ class DoctorApp(_Command):
             self.exit(1)
 
     async def doctor(self) -> bool:
+        rows: list[tuple[str, str, str]] = []
+        try:
+            problems = await self._diagnose(rows.append)
+        finally:
+            width = max((len(label) for label, _, _ in rows), default=0)
+            for label, status, detail in rows:
+                print(f"{label:<{width}}  {status:<8} {detail}".rstrip())
+        print("all good" if not problems else f"{problems} problem(s) found")
+        return problems == 0
+
+    async def _diagnose(self, add_row: Callable[[tuple[str, str, str]], None]) -> int:
+        """Check everything; one row (label, status, detail) per check; return the problems."""
         problems = 0
 
         def report(label: str, status: str, detail: str) -> None:
-            print(f"{label:<14} {status:<8} {detail}")
+            add_row((label, status, detail))
 
         host = os.environ.get("DOCKER_HOST")
         address = _default_base_url() or "unix:///var/run/docker.sock"
@@ -339,6 +353,7 @@ class DoctorApp(_Command):
         except MLContainerError as e:
             report("engine", "FAIL", str(e))
             problems += 1
+        support: GPUSupport | None = None
         if version is not None and info is not None:
             report(
                 "engine",
@@ -380,10 +395,23 @@ class DoctorApp(_Command):
                 report(spec.name, "?", "engine unreachable")
                 continue
             status, detail = await self._check_spec(engine, spec)
+            gpus = _gpu_request(spec)
+            no_gpus = support is not None and not support.available
+            if status == "ok" and gpus is not None and gpus.explicit and no_gpus:
+                assert support is not None
+                source = ks.recorded(spec.spec).get("source") or spec.image
+                status, detail = (
+                    "NO GPU",
+                    (
+                        f"asks for {gpus.describe()}, but the engine has {support.describe()}: "
+                        "it cannot start here. Install the NVIDIA Container Toolkit, or run "
+                        f"`jupyter mlcontainer add {source} --name {spec.name} --replace "
+                        "--gpus auto`"
+                    ),
+                )
             report(spec.name, status, detail)
             problems += status not in ("ok",)
-        print("all good" if not problems else f"{problems} problem(s) found")
-        return problems == 0
+        return problems
 
     async def _check_spec(self, engine: Engine, spec: InstalledSpec) -> tuple[str, str]:
         image = spec.image
@@ -405,6 +433,14 @@ class DoctorApp(_Command):
             "MISSING",
             f"{image} is not on the engine: run `jupyter mlcontainer pull {spec.name}`",
         )
+
+
+def _gpu_request(spec: InstalledSpec) -> GPURequest | None:
+    """The kernelspec's GPU request (None when it is not valid; the provisioner says why)."""
+    try:
+        return parse_gpus(ks.provisioner_config(spec.spec).get("gpus", "auto"))
+    except ValueError:
+        return None
 
 
 class MLContainerApp(JupyterApp):

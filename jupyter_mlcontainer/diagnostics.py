@@ -38,6 +38,8 @@ class ContainerExit:
     mem_limit: int = 0
     error: str = ""
     log_tail: str = ""
+    #: Jupyter asked for this stop (shutdown or restart): an end, not a death.
+    requested: bool = False
 
     @classmethod
     def from_inspect(cls, data: dict[str, Any], log_tail: str = "") -> ContainerExit:

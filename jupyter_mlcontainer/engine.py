@@ -29,8 +29,10 @@ from .exceptions import (
     GPUUnavailableError,
     ImageNotFoundError,
     ImagePullError,
+    InvalidReferenceError,
 )
 from .progress import PullProgress
+from .reference import check_reference
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -207,6 +209,10 @@ class Engine:
         on_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         """Pull ``ref``, logging progress every few seconds; return the image's inspect data."""
+        try:
+            check_reference(ref)
+        except ValueError as e:
+            raise InvalidReferenceError(str(e)) from None
         progress = PullProgress(ref)
 
         def pull(api: docker.APIClient) -> dict[str, Any]:
@@ -334,8 +340,10 @@ class Engine:
         def logs(api: docker.APIClient) -> str:
             try:
                 raw = api.logs(container_id, stdout=True, stderr=True, tail=tail)
-            except docker.errors.NotFound:
-                return ""
+            except docker.errors.APIError as e:
+                if _gone(e):
+                    return ""
+                raise
             return bytes(raw).decode("utf-8", errors="replace")
 
         return await self.call("read the kernel container's log", logs)
@@ -410,8 +418,10 @@ class Engine:
         def stats(api: docker.APIClient) -> dict[str, Any] | None:
             try:
                 return api.stats(container_id, stream=False, one_shot=True)  # type: ignore[no-any-return]
-            except docker.errors.NotFound:
-                return None
+            except docker.errors.APIError as e:
+                if _gone(e):
+                    return None
+                raise
 
         return await self.call("read the kernel container's resource use", stats)
 
@@ -426,7 +436,15 @@ class Engine:
 
 def _pull_failed(ref: str, reason: str) -> str:
     return (
-        f"Could not pull image {ref!r}: {reason}. Check the image name and tag, "
-        "`docker login` if the registry is private, or build/load the image on the engine "
-        "and set pull_policy to 'never' or 'missing'."
+        f"Could not pull image {ref!r}: {reason}. Check the image name and tag (`docker images` "
+        "lists the engine's own), run `docker login REGISTRY` if the registry is private, or "
+        "build or load the image onto the engine first."
     )
+
+
+def _gone(error: docker.errors.APIError) -> bool:
+    """The container no longer exists, or the engine is removing it (409 "marked for
+    removal", "removal in progress", "dead"): either way there is nothing to read."""
+    if isinstance(error, docker.errors.NotFound):
+        return True
+    return bool(error.status_code == 409)

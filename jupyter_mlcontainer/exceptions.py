@@ -67,3 +67,10 @@ class ImageProbeError(MLContainerError):
     """The image could not be probed (no Python in it, or the probe failed)."""
 
     reason_default = "Kernel image unusable"
+
+
+class InvalidReferenceError(MLContainerError, ValueError):
+    """An image reference that no registry accepts; refused before the engine is asked."""
+
+    status_code_default = 400
+    reason_default = "Invalid image reference"

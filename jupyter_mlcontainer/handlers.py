@@ -8,6 +8,7 @@ answers without credentials.
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -16,6 +17,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from . import kernelspec as ks
+from . import labels
 from .engine import Engine
 from .exceptions import MLContainerError
 from .gpus import GPUSupport
@@ -106,11 +108,29 @@ class ImagesHandler(_Handler):
                     "image": spec.image,
                     "source": ks.recorded(spec.spec).get("source"),
                     "present": data is not None,
+                    "pullable": _pullable(spec.image, data),
                     "id": data.get("Id") if data else None,
                     "size": data.get("Size") if data else None,
                 }
             )
         self.finish({"images": local, "kernelspecs": referenced})
+
+
+_IMAGE_ID = re.compile(r"(sha256:)?[0-9a-f]{12,64}")
+
+
+def _pullable(image: str | None, inspect: dict[str, Any] | None) -> bool:
+    """Whether pulling ``image`` can work: a registry reference, not an engine-local image.
+
+    An image id exists on one engine only. A present image is pullable when it came from
+    (or went to) a registry under this repository, or is pinned by digest; one built or
+    loaded on the engine is not. A missing image can only come from a registry.
+    """
+    if not image or _IMAGE_ID.fullmatch(image):
+        return False
+    if inspect is None:
+        return True
+    return ks.pinned_reference(image, inspect)[1]
 
 
 class PullsHandler(_Handler):
@@ -161,26 +181,57 @@ def _summary(kernel_id: str, provisioner: MLContainerProvisioner) -> dict[str, A
         "gpus_requested": provisioner.gpus,
         "gpus_granted": granted.describe() if granted is not None else None,
         "mem_limit": provisioner.mem_limit,
+        # A stop or restart that Jupyter asked for is an end, not a death: not reported.
         "last_exit": None
-        if last is None
+        if last is None or last.requested
         else {"exit_code": last.exit_code, "reason": last.reason, "message": last.message()},
     }
+
+
+def _container_kernels(handler: APIHandler) -> dict[str, MLContainerProvisioner]:
+    """This server's kernels that run in containers, by kernel id."""
+    kernel_manager = handler.kernel_manager
+    out = {}
+    for kernel_id in kernel_manager.list_kernel_ids():
+        provisioner = kernel_manager.get_kernel(kernel_id).provisioner
+        if isinstance(provisioner, MLContainerProvisioner):
+            out[kernel_id] = provisioner
+    return out
 
 
 class KernelsHandler(_Handler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        """The kernels of this server that run in containers."""
+        """The kernels of this server that run in containers, with their containers' state.
+
+        One container list call per engine, however many kernels: the sidebar polls this.
+        Resource use and logs cost calls per container; they are in ``kernels/{id}``.
+        """
+        kernels = _container_kernels(self)
+        by_engine: dict[Engine, list[str]] = {}
+        for provisioner in kernels.values():
+            if provisioner.container_id:
+                by_engine.setdefault(provisioner.engine, []).append(provisioner.container_id)
+        containers: dict[str, dict[str, Any]] = {}
+        for engine, ids in by_engine.items():
+            listed = await engine.list_containers(labels.managed_filter() | {"id": ids})
+            containers.update((c["Id"], c) for c in listed)
         out = []
-        for kernel_id in self.kernel_manager.list_kernel_ids():
-            provisioner = self.kernel_manager.get_kernel(kernel_id).provisioner
-            if isinstance(provisioner, MLContainerProvisioner):
-                out.append(_summary(kernel_id, provisioner))
+        for kernel_id, provisioner in kernels.items():
+            summary = _summary(kernel_id, provisioner)
+            container = containers.get(provisioner.container_id or "")
+            if container is not None:
+                summary["state"] = container.get("State")
+                summary["status"] = container.get("Status")
+            else:
+                summary["state"] = "starting" if provisioner.container_id is None else "gone"
+            out.append(summary)
         self.finish({"kernels": out})
 
 
 class KernelHandler(_Handler):
+    #: The last CPU sample of each container: (monotonic time, total CPU nanoseconds).
     _previous_cpu: dict[str, tuple[float, float]] = {}
 
     @web.authenticated
@@ -188,18 +239,25 @@ class KernelHandler(_Handler):
     async def get(self, kernel_id: str) -> None:
         """One kernel's container: image, digest, state, GPUs, CPU and memory, log tail."""
         provisioner = _container_kernel(self, kernel_id)
+        self._prune_cpu_samples()
         out = _summary(kernel_id, provisioner)
         container_id = provisioner.container_id
-        state = await self.engine.inspect(container_id) if container_id else None
+        state = await provisioner.engine.inspect(container_id) if container_id else None
         out["state"] = (state or {}).get("State", {}).get("Status") if state else "gone"
         if state is not None:
             out["device_requests"] = (state.get("HostConfig") or {}).get("DeviceRequests") or []
-            stats = await self.engine.stats(state["Id"])
+            stats = await provisioner.engine.stats(state["Id"])
             out["resources"] = self._resources(state["Id"], stats or {})
-            out["log_tail"] = await self.engine.logs(
+            out["log_tail"] = await provisioner.engine.logs(
                 state["Id"], tail=int(self.get_argument("tail", "40"))
             )
         self.finish(out)
+
+    def _prune_cpu_samples(self) -> None:
+        """Forget the samples of containers that no kernel of this server runs any more."""
+        live = {p.container_id for p in _container_kernels(self).values()}
+        for container_id in set(self._previous_cpu) - live:
+            del self._previous_cpu[container_id]
 
     def _resources(self, container_id: str, stats: dict[str, Any]) -> dict[str, Any]:
         memory = stats.get("memory_stats") or {}

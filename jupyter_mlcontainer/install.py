@@ -12,13 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_client.kernelspec import KernelSpecManager
+from traitlets import TraitError
 
 from . import kernelspec as ks
 from .engine import Engine
-from .gpus import parse_gpus
+from .gpus import GPUSupport, parse_gpus
 from .images import obtain_image, probe_image
 from .logos import write_logos
 from .probe import ImageProbe
+from .reference import check_reference
+from .settings import ContainerKernelSettings as KernelTraits
+
+#: Quiet: the callers say themselves where the kernelspec went.
+_quiet = logging.getLogger("jupyter_mlcontainer.install")
+_quiet.setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
@@ -44,13 +51,13 @@ class AddResult:
     pinned: str
     shareable: bool
     probe: ImageProbe
+    #: Things the user should know (e.g. GPUs requested from an engine without GPU support).
+    warnings: tuple[str, ...] = ()
 
 
 def validate(request: AddRequest) -> str:
     """Check the request before any work; return the kernelspec name. Raises ValueError."""
-    if not request.image.strip():
-        msg = "give an image, e.g. python:3.11-slim"
-        raise ValueError(msg)
+    check_reference(request.image)
     name = request.name or ks.kernel_name_for(request.image)
     if not ks.is_valid_name(name):
         msg = (
@@ -58,8 +65,12 @@ def validate(request: AddRequest) -> str:
             f"(at most {ks.MAX_NAME} characters)"
         )
         raise ValueError(msg)
-    if request.gpus is not None:
-        parse_gpus(request.gpus)
+    # The provisioner's own validators: what `add` accepts, a kernel can start with.
+    given = {"gpus": request.gpus, "shm_size": request.shm_size, "mem_limit": request.mem_limit}
+    try:
+        KernelTraits(**{key: value for key, value in given.items() if value is not None})
+    except TraitError as e:
+        raise ValueError(str(e)) from None
     existing = {spec.name: spec for spec in ks.installed_specs()}
     if name in existing and not request.replace:
         msg = f"a kernelspec named {name!r} exists ({existing[name].path}); use --replace or --name"
@@ -84,25 +95,39 @@ async def add_container_kernelspec(
         shm_size=request.shm_size,
         mem_limit=request.mem_limit,
     )
+    gpus = parse_gpus(settings.gpus)
+    warnings = []
+    if gpus.explicit:
+        support = GPUSupport.from_info(await engine.info(max_age=60))
+        if not support.available:
+            warnings.append(
+                f"this kernel asks for {gpus.describe()}, but the Docker engine has "
+                f"{support.describe()}: it will not start here. Install the NVIDIA Container "
+                "Toolkit on the engine's host, or add it with --gpus auto (GPUs when there are "
+                "any) or --gpus none."
+            )
+    display_name = request.display_name or ks.unique_display_name(
+        image_labels.get(ks.LABEL_DISPLAY_NAME) or probe.display_name(gpus.explicit),
+        request.image,
+        [spec for spec in ks.installed_specs() if spec.name != name],
+    )
     spec = ks.kernel_json(
         image=request.image,
         pinned=pinned,
         image_id=str(inspect["Id"]),
         probe=probe,
-        display_name=request.display_name
-        or image_labels.get(ks.LABEL_DISPLAY_NAME)
-        or probe.display_name(),
+        display_name=display_name,
         settings=settings,
     )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / name
         folder.mkdir()
         (folder / "kernel.json").write_text(json.dumps(spec, indent=2) + "\n")
-        write_logos(folder, probe.logo_kind())
-        destination = KernelSpecManager().install_kernel_spec(
+        write_logos(folder, probe.logo_kind(), accent_of=request.image)
+        destination = KernelSpecManager(log=_quiet).install_kernel_spec(
             str(folder),
             name,
             user=request.prefix is None and request.user,
             prefix=request.prefix,
         )  # always replaces: validate() already refused an existing name without `replace`
-    return AddResult(name, str(destination), spec, pinned, shareable, probe)
+    return AddResult(name, str(destination), spec, pinned, shareable, probe, tuple(warnings))

@@ -59,6 +59,27 @@ def kernel_name_for(image: str) -> str:
     return name[:MAX_NAME].rstrip("-.")
 
 
+def short_image_name(image: str) -> str:
+    """``mlcontainer/python:3.11`` of ``registry.example.com:5000/mlcontainer/python:3.11@sha…``:
+    the repository path and tag, without a registry host or digest."""
+    ref = image.split("@", 1)[0]
+    first, _, rest = ref.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        ref = rest
+    return ref
+
+
+def unique_display_name(name: str, image: str, others: list[InstalledSpec]) -> str:
+    """``name``, or ``name (repo:tag)`` when another kernelspec of another image has it already:
+    two kernels in the launcher never look the same."""
+    taken = {
+        str(spec.spec.get("display_name", ""))
+        for spec in others
+        if recorded(spec.spec).get("source", spec.image) != image
+    }
+    return name if name not in taken else f"{name} ({short_image_name(image)})"
+
+
 def pinned_reference(image: str, inspect: dict[str, Any]) -> tuple[str, bool]:
     """The reference that pins ``image``: (reference, shareable).
 

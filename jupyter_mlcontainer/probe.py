@@ -119,10 +119,13 @@ class ImageProbe:
             return f"JAX {_short(self.jax)}"
         return "Python"
 
-    def display_name(self) -> str:
-        """A dropdown name: ``PyTorch 2.13 · CUDA 12.4 · Python 3.11``."""
+    def display_name(self, gpus_requested: bool = False) -> str:
+        """A dropdown name: ``PyTorch 2.13 · CUDA 12.4 · Python 3.11``.
+
+        ``gpus_requested``: the kernel asks for GPUs explicitly, so it is never called "CPU".
+        """
         cuda = self.cuda_version
-        device = f"CUDA {_short(cuda)}" if cuda else "CPU"
+        device = f"CUDA {_short(cuda)}" if cuda else ("GPU" if gpus_requested else "CPU")
         python = f"Python {self.python_minor}"
         framework = self.framework()
         if framework == "Python":

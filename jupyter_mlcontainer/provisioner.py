@@ -35,6 +35,7 @@ from .exceptions import EngineError, EngineUnavailableError, ImageNotFoundError,
 from .images import obtain_image, probe_image
 from .probe import ImageProbe
 from .readiness import HeartbeatProbe
+from .reference import check_reference
 from .runtime import ensure_runtime
 from .settings import ContainerKernelSettings
 from .spec import KernelLaunch, build_plan, parse_mount, select_env
@@ -93,6 +94,11 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                 "metadata.kernel_provisioner.config (or MLContainerProvisioner.image)."
             )
             raise KernelStartError(msg)
+        try:
+            check_reference(self.image)
+        except ValueError as e:
+            msg = f"{e}. Fix 'image' in the kernelspec's metadata.kernel_provisioner.config."
+            raise KernelStartError(msg) from None
         km = self.parent
         if self.network == "none" and km is not None:
             # ZMQ over ipc sockets in a directory that the container mounts.
@@ -319,11 +325,14 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                 image=self.image,
                 exit_code=-1,
                 error="the container was removed from outside Jupyter",
+                requested=self._stopping,
             )
         else:
             assert self.container_id is not None
             tail = await self.engine.logs(self.container_id, tail=self.log_tail)
-            exit_ = ContainerExit.from_inspect(state, tail)
+            exit_ = dataclasses.replace(
+                ContainerExit.from_inspect(state, tail), requested=self._stopping
+            )
         self.last_exit = exit_
         self._exit_code = exit_.exit_code
         self._running = False
@@ -396,7 +405,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
 
     def _record_requested_exit(self, code: int) -> int:
         self.last_exit = ContainerExit(
-            name=self.container_name or "", image=self.image, exit_code=code
+            name=self.container_name or "", image=self.image, exit_code=code, requested=True
         )
         self._exit_code = code
         self._running = False

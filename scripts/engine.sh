@@ -2,9 +2,29 @@
 # Make sure a Docker engine answers on this machine: install Debian's engine when none is
 # installed, start dockerd when none runs, and wait until `docker info` answers.
 # Idempotent; does nothing when an engine already answers (a desktop, a CI service, DOCKER_HOST).
+# An engine started here keeps its pid file and log in the project: .build/engine/dockerd.pid,
+# .build/logs/dockerd.log. `scripts/engine.sh stop` stops exactly that engine (by its pid).
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+ENGINE_DIR="$MLC_ROOT/.build/engine"
+PIDFILE="$ENGINE_DIR/dockerd.pid"
 
-if docker info >/dev/null 2>&1; then
+engine_answers() { docker info >/dev/null 2>&1; }
+
+if [ "${1:-}" = stop ]; then
+  if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+    echo "==> stopping dockerd (pid $(cat "$PIDFILE"))"
+    kill "$(cat "$PIDFILE")"
+  else
+    echo "no engine started by this project runs"
+  fi
+  exit 0
+fi
+
+if ! command -v docker >/dev/null 2>&1 && ! command -v dockerd >/dev/null 2>&1; then
+  apt_install docker.io
+fi
+if engine_answers; then
   exit 0
 fi
 if [ -n "${DOCKER_HOST:-}" ]; then
@@ -12,34 +32,30 @@ if [ -n "${DOCKER_HOST:-}" ]; then
   exit 1
 fi
 if ! command -v dockerd >/dev/null 2>&1; then
-  if [ "$(id -u)" != 0 ]; then
-    echo "No Docker engine here. Install one (https://docs.docker.com/engine/install/) and start it." >&2
-    exit 1
-  fi
-  echo "==> installing Debian's Docker engine (docker.io)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq docker.io >/dev/null
+  apt_install docker.io
 fi
 if [ "$(id -u)" != 0 ]; then
   echo "A Docker engine is installed but not running; start it (e.g. sudo systemctl start docker)." >&2
   exit 1
 fi
-# A machine restarted without a clean engine stop leaves a pid file that blocks dockerd.
-for pidfile in /var/run/docker.pid /run/docker/containerd/containerd.pid; do
+# A machine restarted without a clean engine stop leaves pid files that block dockerd.
+mkdir -p "$ENGINE_DIR"
+for pidfile in "$PIDFILE" /var/run/docker.pid /run/docker/containerd/containerd.pid; do
   if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
     rm -f "$pidfile"
   fi
 done
-echo "==> starting dockerd (log: /tmp/dockerd.log)"
+echo "==> starting dockerd (log: .build/logs/dockerd.log, pid file: .build/engine/dockerd.pid)"
+started=$(date +%s)
 # setsid: the engine must outlive the shell that started it.
-setsid dockerd >/tmp/dockerd.log 2>&1 < /dev/null &
+setsid dockerd --pidfile "$PIDFILE" >>"$LOGS/dockerd.log" 2>&1 </dev/null &
 for _ in $(seq 1 60); do
-  if docker info >/dev/null 2>&1; then
+  if engine_answers; then
+    echo "    done in $(($(date +%s) - started)) s"
     exit 0
   fi
   sleep 0.5
 done
-echo "dockerd did not answer within 30 s; see /tmp/dockerd.log:" >&2
-tail -n 20 /tmp/dockerd.log >&2
+echo "FAILED: dockerd did not answer within 30 s. Last lines of $LOGS/dockerd.log:" >&2
+tail -n 30 "$LOGS/dockerd.log" >&2
 exit 1

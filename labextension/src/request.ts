@@ -1,18 +1,33 @@
+/**
+ * The server extension's REST API under /mlcontainer/: one function per call, typed answers,
+ * and errors that say whether the server answered (ApiError.status) or could not be reached.
+ */
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-/** Call the server extension's REST API under /mlcontainer/. Errors carry the server's words. */
+/** A failed call: `status` is the HTTP status, 0 when the server could not be reached. */
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+/** Call `/mlcontainer/<endPoint>`; errors carry the server's words. */
 export async function requestAPI<T>(
   endPoint: string,
-  init: RequestInit = {}
+  init: RequestInit = {},
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
 ): Promise<T> {
-  const settings = ServerConnection.makeSettings();
   const url = URLExt.join(settings.baseUrl, 'mlcontainer', endPoint);
   let response: Response;
   try {
     response = await ServerConnection.makeRequest(url, init, settings);
   } catch (error) {
-    throw new Error(`The Jupyter server cannot be reached: ${error}`);
+    throw new ApiError(`The Jupyter server cannot be reached: ${error}`, 0);
   }
   const text = await response.text();
   let data: any = text;
@@ -22,8 +37,10 @@ export async function requestAPI<T>(
     // not JSON: keep the text
   }
   if (!response.ok) {
-    const message = (data && data.message) || response.statusText;
-    throw new Error(message);
+    const message =
+      (data && typeof data === 'object' && data.message) ||
+      `${response.status} ${response.statusText}`.trim();
+    throw new ApiError(message, response.status);
   }
   return data as T;
 }
@@ -43,6 +60,8 @@ export interface IKernelImage {
   image: string;
   source: string | null;
   present: boolean;
+  /** Whether a pull can fetch it: false for images built or loaded on the engine. */
+  pullable: boolean;
   size: number | null;
 }
 
@@ -62,6 +81,7 @@ export interface IPullState {
 export interface IKernelContainer {
   kernel_id: string;
   kernel_name: string | null;
+  display_name?: string | null;
   container_id: string | null;
   container_name: string | null;
   image: string;
@@ -71,38 +91,67 @@ export interface IKernelContainer {
   gpus_requested: unknown;
   gpus_granted: string | null;
   mem_limit: string | null;
+  /** The container's state: running, exited, … ("starting" before it exists, "gone" after). */
   state?: string;
+  /** The engine's words for the state, in the kernel list only: "Up 3 minutes". */
+  status?: string;
   resources?: {
     memory_bytes: number | null;
     memory_limit_bytes: number | null;
     cpu_percent: number | null;
   };
   log_tail?: string;
+  /** How the last container died; null after a stop or restart that Jupyter asked for. */
   last_exit: { exit_code: number; reason: string; message: string } | null;
+}
+
+export interface IAddRequest {
+  image: string;
+  name?: string;
+  display_name?: string;
+  gpus?: string;
+  mem_limit?: string;
+  shm_size?: string;
+}
+
+export interface IAddResult {
+  name: string;
+  display_name: string;
+  image: string;
 }
 
 export const PULL_SCHEMA = 'https://events.jupyter-mlcontainer.org/image_pull/v1';
 
-export function formatBytes(bytes: number | null | undefined): string {
-  if (bytes === null || bytes === undefined) {
-    return '–';
-  }
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(unit < 2 ? 0 : 1)} ${units[unit]}`;
+export function getEngine(): Promise<IEngineStatus> {
+  return requestAPI<IEngineStatus>('engine');
 }
 
-/** pytorch/pytorch:2.6.0-cuda12.4 → pytorch:2.6.0-cuda12.4; repo@sha256:abc… → repo@abc1234 */
-export function shortImage(image: string): string {
-  const [ref, digest] = image.split('@');
-  const last = ref.split('/').pop() || ref;
-  if (image.startsWith('sha256:')) {
-    return image.slice(7, 19);
-  }
-  return digest ? `${last}@${digest.replace('sha256:', '').slice(0, 7)}` : last;
+export function getImages(): Promise<IImages> {
+  return requestAPI<IImages>('images');
+}
+
+/** The container kernels with their containers' state: one engine call on the server. */
+export async function listKernels(): Promise<IKernelContainer[]> {
+  return (await requestAPI<{ kernels: IKernelContainer[] }>('kernels')).kernels;
+}
+
+/** One kernel in full: resources and the last `tail` lines of its log. */
+export function getKernel(kernelId: string, tail = 40): Promise<IKernelContainer> {
+  return requestAPI<IKernelContainer>(
+    `kernels/${encodeURIComponent(kernelId)}?tail=${tail}`
+  );
+}
+
+export function startPull(image: string): Promise<IPullState> {
+  return requestAPI<IPullState>('images/pull', {
+    method: 'POST',
+    body: JSON.stringify({ image })
+  });
+}
+
+export function addKernelspec(request: IAddRequest): Promise<IAddResult> {
+  return requestAPI<IAddResult>('kernelspecs', {
+    method: 'POST',
+    body: JSON.stringify(request)
+  });
 }

@@ -1,0 +1,137 @@
+/**
+ * Pure formatting helpers: what the widgets show, computed from the REST API's answers.
+ * No DOM and no requests here, so each function is unit-tested on its own.
+ */
+import type { IKernelContainer } from './request';
+
+export function formatBytes(bytes: number | null | undefined): string {
+  if (bytes === null || bytes === undefined) {
+    return '–';
+  }
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(unit < 2 ? 0 : 1)} ${units[unit]}`;
+}
+
+export function formatPercent(value: number | null | undefined): string {
+  return value === null || value === undefined ? '–' : `${value}%`;
+}
+
+const DOCKER_HUB = /^(docker\.io|index\.docker\.io|registry-1\.docker\.io)\//;
+
+/**
+ * The image reference as users write it: repository path and tag kept, Docker Hub's host
+ * (and its `library/` namespace) dropped, a digest shortened to 7 characters and a bare
+ * image id to 12.
+ *
+ * `docker.io/library/python:3.11` → `python:3.11`;
+ * `ghcr.io/org/img@sha256:0123456789…` → `ghcr.io/org/img@0123456`.
+ */
+export function imageName(image: string): string {
+  if (/^sha256:[0-9a-f]+$/.test(image)) {
+    return image.slice(7, 19);
+  }
+  const [ref, digest] = image.split('@');
+  let name = ref;
+  if (DOCKER_HUB.test(name)) {
+    name = name.replace(DOCKER_HUB, '').replace(/^library\/(?=[^/]+$)/, '');
+  }
+  return digest ? `${name}@${digest.replace('sha256:', '').slice(0, 7)}` : name;
+}
+
+/** The name a kernel's image is shown by: the reference it was made from, else the image. */
+export function kernelImageName(info: Pick<IKernelContainer, 'source' | 'image'>): string {
+  return imageName(info.source ?? info.image);
+}
+
+/** What the kernel has of GPUs, in a few words. */
+export function gpuSummary(info: Pick<IKernelContainer, 'gpus_granted' | 'gpus_requested'>): string {
+  if (info.gpus_granted && info.gpus_granted !== 'no GPU') {
+    return `GPU: ${info.gpus_granted}`;
+  }
+  const requested = String(info.gpus_requested ?? 'auto');
+  return requested === 'none' ? 'CPU' : 'CPU · no GPU on the engine';
+}
+
+const PROBE_LABELS: [string, string][] = [
+  ['torch', 'PyTorch'],
+  ['tensorflow', 'TensorFlow'],
+  ['jax', 'JAX'],
+  ['cuda', 'CUDA'],
+  ['cudnn', 'cuDNN'],
+  ['ipykernel', 'ipykernel']
+];
+
+/** What the image probe found inside: `Python 3.11.2 · PyTorch 2.6.0 · Debian …`. */
+export function probeSummary(probe: Record<string, string> | null): string {
+  if (!probe) {
+    return 'not probed (kernelspec not made by `jupyter mlcontainer add`)';
+  }
+  const parts = [`Python ${probe.python_version}`];
+  for (const [key, label] of PROBE_LABELS) {
+    if (probe[key]) {
+      parts.push(`${label} ${probe[key]}`);
+    }
+  }
+  if (probe.os) {
+    parts.push(probe.os);
+  }
+  return parts.join(' · ');
+}
+
+/** One line for a kernel in the sidebar, from what the kernel list reports. */
+export function kernelLine(info: IKernelContainer): string {
+  const parts = [info.status || info.state || '–'];
+  if (info.mem_limit) {
+    parts.push(`memory limit ${info.mem_limit}`);
+  }
+  parts.push(gpuSummary(info));
+  return parts.join(' · ');
+}
+
+/** The rows of the kernel details dialog. */
+export function detailRows(info: IKernelContainer): [string, string][] {
+  const details = info.image_details;
+  const image =
+    info.source && info.source !== info.image ? `${info.source} → ${info.image}` : info.image;
+  const resources = info.resources;
+  const rows: [string, string][] = [
+    ['Image', image],
+    ['Digest', details ? (details.digest ?? 'none (built or loaded on this engine)') : '–'],
+    ['Image ID', details?.image_id ?? '–'],
+    ['Inside', probeSummary(info.probe)],
+    ['Container', `${info.container_name ?? '–'} (${info.state ?? '–'})`],
+    ['GPUs', `${info.gpus_granted ?? '–'} (requested: ${String(info.gpus_requested)})`],
+    [
+      'Memory',
+      `${formatBytes(resources?.memory_bytes)} of ${formatBytes(resources?.memory_limit_bytes)}`
+    ],
+    ['CPU', formatPercent(resources?.cpu_percent)]
+  ];
+  if (info.last_exit) {
+    rows.push(['Last death', info.last_exit.reason]);
+  }
+  return rows;
+}
+
+/** What the sidebar says about a kernelspec's image. */
+export function imageLine(entry: {
+  image: string;
+  source: string | null;
+  present: boolean;
+  pullable: boolean;
+  size: number | null;
+}): string {
+  const where = entry.present
+    ? formatBytes(entry.size)
+    : entry.pullable
+      ? 'not on the engine'
+      : 'not on the engine, and not in a registry';
+  const origin = entry.present && !entry.pullable ? ' · built locally' : '';
+  return `${imageName(entry.source ?? entry.image)} · ${where}${origin}`;
+}

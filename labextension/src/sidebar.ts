@@ -1,0 +1,284 @@
+/** The sidebar: the engine and its GPUs, running kernel containers, kernel images and pulls. */
+import { JupyterFrontEnd } from '@jupyterlab/application';
+import { showErrorMessage } from '@jupyterlab/apputils';
+import { Event } from '@jupyterlab/services';
+import { Signal } from '@lumino/signaling';
+import { Widget } from '@lumino/widgets';
+
+import { button, containerIcon, el, errorText } from './dom';
+import { formatBytes, imageName, kernelImageName, kernelLine } from './format';
+import { COMMAND_NEW } from './newkernel';
+import {
+  getEngine,
+  getImages,
+  getKernel,
+  IEngineStatus,
+  IImages,
+  IKernelContainer,
+  IKernelImage,
+  IPullState,
+  listKernels,
+  PULL_SCHEMA,
+  startPull
+} from './request';
+
+const POLL_MS = 5000;
+
+type Result<T> = { value: T } | { error: string };
+
+async function settle<T>(promise: Promise<T>): Promise<Result<T>> {
+  try {
+    return { value: await promise };
+  } catch (error) {
+    return { error: errorText(error) };
+  }
+}
+
+export class ContainersPanel extends Widget {
+  constructor(private readonly app: JupyterFrontEnd) {
+    super();
+    this.id = 'jp-mlcontainer-panel';
+    this.title.icon = containerIcon;
+    this.title.caption = 'Container kernels';
+    this.addClass('jp-mlcontainer-panel');
+    app.serviceManager.events.stream.connect(this.onEvent, this);
+    this.timer = window.setInterval(() => {
+      if (this.isVisible) {
+        void this.refresh();
+      }
+    }, POLL_MS);
+  }
+
+  dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
+    window.clearInterval(this.timer);
+    Signal.clearData(this);
+    super.dispose();
+  }
+
+  protected onAfterShow(): void {
+    void this.refresh();
+  }
+
+  /** Three calls, whatever the number of kernels; logs only of kernels whose log is open. */
+  async refresh(): Promise<void> {
+    const [engine, images, kernels] = await Promise.all([
+      settle(getEngine()),
+      settle(getImages()),
+      settle(listKernels())
+    ]);
+    const open = 'value' in kernels ? kernels.value.filter(k => this.logs.has(k.kernel_id)) : [];
+    await Promise.all(open.map(k => this.loadLog(k.kernel_id)));
+    if (!this.isDisposed) {
+      this.render(engine, images, kernels);
+    }
+  }
+
+  private onEvent(_: Event.IManager, event: Event.Emission): void {
+    if (event.schema_id !== PULL_SCHEMA) {
+      return;
+    }
+    const state = event as unknown as IPullState;
+    this.pulls.set(state.image, state);
+    this.renderPulls();
+    if (state.status !== 'pulling') {
+      void this.refresh();
+    }
+  }
+
+  private async loadLog(kernelId: string): Promise<void> {
+    try {
+      const detail = await getKernel(kernelId);
+      this.logs.set(kernelId, { text: detail.log_tail ?? '', error: false });
+    } catch (error) {
+      this.logs.set(kernelId, { text: errorText(error), error: true });
+    }
+  }
+
+  private render(
+    engine: Result<IEngineStatus>,
+    images: Result<IImages>,
+    kernels: Result<IKernelContainer[]>
+  ): void {
+    const node = this.node;
+    node.textContent = '';
+    node.appendChild(el('h2', '', 'Container kernels'));
+    node.appendChild(this.renderEngine(engine));
+    node.appendChild(
+      button('New container kernel…', 'jp-mod-accept', () => {
+        void this.app.commands.execute(COMMAND_NEW);
+      })
+    );
+
+    node.appendChild(el('h3', '', 'Running kernel containers'));
+    const list = el('div', 'jp-mlcontainer-section jp-mlcontainer-kernels');
+    if ('error' in kernels) {
+      list.appendChild(el('div', 'jp-mlcontainer-error', `Cannot list kernels: ${kernels.error}`));
+    } else if (!kernels.value.length) {
+      list.appendChild(el('div', 'jp-mlcontainer-muted', 'none'));
+    } else {
+      for (const kernel of kernels.value) {
+        list.appendChild(this.renderKernel(kernel));
+      }
+    }
+    node.appendChild(list);
+
+    node.appendChild(el('h3', '', 'Kernel images'));
+    const imageBox = el('div', 'jp-mlcontainer-section jp-mlcontainer-images');
+    if ('error' in images) {
+      imageBox.appendChild(
+        el('div', 'jp-mlcontainer-error', `Cannot list images: ${images.error}`)
+      );
+    } else {
+      for (const entry of images.value.kernelspecs) {
+        imageBox.appendChild(this.renderImage(entry));
+      }
+    }
+    node.appendChild(imageBox);
+    this.renderPulls();
+  }
+
+  private renderEngine(engine: Result<IEngineStatus>): HTMLElement {
+    const box = el('div', 'jp-mlcontainer-section jp-mlcontainer-engine');
+    if ('error' in engine) {
+      box.appendChild(el('div', 'jp-mlcontainer-error', engine.error));
+    } else if (engine.value.reachable) {
+      const { version, api_version, gpus } = engine.value;
+      box.appendChild(el('div', 'jp-mlcontainer-ok', `Docker ${version} (API ${api_version})`));
+      box.appendChild(el('div', '', `GPUs: ${gpus?.description ?? '–'}`));
+    } else {
+      box.appendChild(
+        el('div', 'jp-mlcontainer-error', `Engine unreachable: ${engine.value.error ?? ''}`)
+      );
+    }
+    return box;
+  }
+
+  private renderKernel(kernel: IKernelContainer): HTMLElement {
+    const id = kernel.kernel_id;
+    const row = el('div', 'jp-mlcontainer-kernel');
+    row.dataset.kernel = id;
+    row.appendChild(el('div', 'jp-mlcontainer-kernel-image', kernelImageName(kernel)));
+    row.appendChild(el('div', 'jp-mlcontainer-kernel-usage', kernelLine(kernel)));
+    if (kernel.last_exit) {
+      row.appendChild(
+        el('div', 'jp-mlcontainer-error', `last death: ${kernel.last_exit.reason}`)
+      );
+    }
+    const log = this.logs.get(id);
+    const pre = el(
+      'pre',
+      log?.error ? 'jp-mlcontainer-log jp-mlcontainer-error' : 'jp-mlcontainer-log',
+      log?.text ?? ''
+    );
+    pre.hidden = !log;
+    const logButton = button('Log', 'jp-mlcontainer-log-button', () => {
+      if (this.logs.has(id)) {
+        this.logs.delete(id);
+        pre.hidden = true;
+        return;
+      }
+      this.logs.set(id, { text: 'loading…', error: false });
+      pre.textContent = 'loading…';
+      pre.hidden = false;
+      void this.loadLog(id).then(() => {
+        const loaded = this.logs.get(id);
+        if (loaded) {
+          pre.textContent = loaded.text;
+          pre.classList.toggle('jp-mlcontainer-error', loaded.error);
+        }
+      });
+    });
+    const stopButton = button('Stop', 'jp-mod-warn jp-mlcontainer-stop');
+    stopButton.addEventListener('click', () => void this.stop(id, stopButton));
+    row.appendChild(logButton);
+    row.appendChild(stopButton);
+    row.appendChild(pre);
+    return row;
+  }
+
+  private async stop(kernelId: string, stopButton: HTMLButtonElement): Promise<void> {
+    stopButton.disabled = true;
+    try {
+      await this.app.serviceManager.kernels.shutdown(kernelId);
+    } catch (error) {
+      await showErrorMessage('Could not stop the kernel', errorText(error));
+    } finally {
+      stopButton.disabled = false;
+    }
+    this.logs.delete(kernelId);
+    void this.refresh();
+  }
+
+  private renderImage(entry: IKernelImage): HTMLElement {
+    const row = el('div', 'jp-mlcontainer-image');
+    row.dataset.image = entry.image;
+    row.appendChild(el('div', 'jp-mlcontainer-image-name', entry.display_name));
+    const size = entry.present ? formatBytes(entry.size) : 'not on the engine';
+    row.appendChild(
+      el(
+        'div',
+        entry.present ? 'jp-mlcontainer-ok' : 'jp-mlcontainer-muted',
+        `${imageName(entry.source ?? entry.image)} · ${size}`
+      )
+    );
+    if (entry.pullable) {
+      row.appendChild(
+        button(entry.present ? 'Pull again' : 'Pull', 'jp-mlcontainer-pull', () => {
+          void this.pull(entry.image);
+        })
+      );
+    } else {
+      row.appendChild(
+        el(
+          'div',
+          'jp-mlcontainer-muted jp-mlcontainer-local',
+          entry.present
+            ? 'built locally: rebuild or load it on the engine to update it'
+            : 'an image id: only the engine that built it has it'
+        )
+      );
+    }
+    row.appendChild(el('div', 'jp-mlcontainer-progress'));
+    return row;
+  }
+
+  private async pull(image: string): Promise<void> {
+    try {
+      this.pulls.set(image, await startPull(image));
+      this.renderPulls();
+    } catch (error) {
+      await showErrorMessage('Pull failed', errorText(error));
+    }
+  }
+
+  private renderPulls(): void {
+    this.node.querySelectorAll<HTMLElement>('.jp-mlcontainer-image').forEach(row => {
+      const state = this.pulls.get(row.dataset.image ?? '');
+      const box = row.querySelector<HTMLElement>('.jp-mlcontainer-progress');
+      if (!state || !box) {
+        return;
+      }
+      box.textContent = '';
+      const bar = el('progress', 'jp-mlcontainer-bar');
+      bar.max = 1;
+      bar.value = state.status === 'done' ? 1 : (state.fraction ?? 0);
+      box.appendChild(bar);
+      box.appendChild(
+        el(
+          'div',
+          state.status === 'error' ? 'jp-mlcontainer-error' : 'jp-mlcontainer-pull-status',
+          state.status === 'done' ? 'Pull complete' : state.message
+        )
+      );
+      box.dataset.status = state.status;
+    });
+  }
+
+  private timer: number;
+  private pulls = new Map<string, IPullState>();
+  /** The kernels whose log is open, with the last text read. */
+  private logs = new Map<string, { text: string; error: boolean }>();
+}

@@ -1,0 +1,128 @@
+/** The status-bar item: the active notebook's container kernel at a glance. */
+import { ISessionContext } from '@jupyterlab/apputils';
+import { INotebookTracker } from '@jupyterlab/notebook';
+import { KernelSpec } from '@jupyterlab/services';
+import { Signal } from '@lumino/signaling';
+import { Widget } from '@lumino/widgets';
+
+import { showKernelDetails } from './details';
+import { el, errorText } from './dom';
+import { gpuSummary, kernelImageName } from './format';
+import { getKernel, IKernelContainer } from './request';
+
+const POLL_MS = 5000;
+const PROVISIONER = 'mlcontainer';
+
+/** Whether kernels of this kernelspec run in containers (its provisioner is ours). */
+export function isContainerKernelSpec(
+  specs: KernelSpec.ISpecModels | null,
+  name: string | undefined
+): boolean {
+  const metadata = name ? specs?.kernelspecs[name]?.metadata : undefined;
+  const provisioner = metadata?.kernel_provisioner as { provisioner_name?: string } | undefined;
+  return provisioner?.provisioner_name === PROVISIONER;
+}
+
+export class ContainerStatus extends Widget {
+  constructor(
+    private readonly tracker: INotebookTracker,
+    private readonly specs: KernelSpec.IManager
+  ) {
+    super();
+    this.addClass('jp-mlcontainer-status');
+    this.node.title = 'Container kernel: click for details';
+    this.node.addEventListener('click', () => void this.showDetails());
+    tracker.currentChanged.connect(this.watch, this);
+    specs.specsChanged.connect(this.onChange, this);
+    this.watch();
+    this.timer = window.setInterval(() => void this.refresh(), POLL_MS);
+  }
+
+  dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
+    window.clearInterval(this.timer);
+    this.watched = null;
+    Signal.clearData(this); // every connection made with this as the receiver
+    super.dispose();
+  }
+
+  /** Follow the current notebook's session (and only that one). */
+  private watch(): void {
+    const context = this.tracker.currentWidget?.sessionContext ?? null;
+    if (context !== this.watched) {
+      if (this.watched) {
+        this.watched.kernelChanged.disconnect(this.onChange, this);
+        this.watched.statusChanged.disconnect(this.onChange, this);
+      }
+      this.watched = context;
+      context?.kernelChanged.connect(this.onChange, this);
+      context?.statusChanged.connect(this.onChange, this);
+    }
+    void this.refresh();
+  }
+
+  private onChange(): void {
+    void this.refresh();
+  }
+
+  /** Ask the server about the current kernel, when it is a container kernel. */
+  async refresh(): Promise<void> {
+    const kernel = this.watched?.session?.kernel;
+    if (!kernel || !isContainerKernelSpec(this.specs.specs, kernel.name)) {
+      this.info = null;
+      this.error = '';
+      this.render();
+      return;
+    }
+    try {
+      this.info = await getKernel(kernel.id, 0);
+      this.error = '';
+    } catch (error) {
+      this.error = errorText(error);
+    }
+    if (!this.isDisposed) {
+      this.render();
+    }
+  }
+
+  private render(): void {
+    this.node.textContent = '';
+    const kernel = this.watched?.session?.kernel;
+    if (!kernel || !isContainerKernelSpec(this.specs.specs, kernel.name)) {
+      this.hide();
+      return;
+    }
+    this.show();
+    if (this.error) {
+      this.node.appendChild(el('span', 'jp-mlcontainer-status-image', '⬢ container kernel'));
+      this.node.appendChild(el('span', 'jp-mlcontainer-status-error', `⚠ ${this.error}`));
+      this.node.title = `Container kernel: ${this.error}`;
+      return;
+    }
+    this.node.title = 'Container kernel: click for details';
+    if (!this.info) {
+      this.node.appendChild(el('span', 'jp-mlcontainer-status-image', '⬢ container kernel'));
+      return;
+    }
+    this.node.appendChild(
+      el('span', 'jp-mlcontainer-status-image', `⬢ ${kernelImageName(this.info)}`)
+    );
+    this.node.appendChild(el('span', 'jp-mlcontainer-badge', gpuSummary(this.info)));
+    const state = this.info.state ?? this.watched?.kernelDisplayStatus ?? '';
+    this.node.appendChild(el('span', 'jp-mlcontainer-status-state', state));
+  }
+
+  private async showDetails(): Promise<void> {
+    await this.refresh();
+    if (this.info && !this.error) {
+      await showKernelDetails(this.info);
+    }
+  }
+
+  private timer: number;
+  private watched: ISessionContext | null = null;
+  private info: IKernelContainer | null = null;
+  private error = '';
+}
