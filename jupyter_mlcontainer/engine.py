@@ -167,10 +167,12 @@ class Engine:
             api = self._api()
             try:
                 return fn(api, *args, **kwargs)
+            # `from None`: our message carries the engine's words; the SDK's traceback
+            # would only bury it.
             except docker.errors.APIError as e:
-                raise _explain_api_error(e, what) from e
+                raise _explain_api_error(e, what) from None
             except (requests.exceptions.ConnectionError, ConnectionError) as e:
-                raise _engine_unavailable(self.address, e) from e
+                raise _engine_unavailable(self.address, e) from None
 
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, run)

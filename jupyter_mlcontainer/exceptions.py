@@ -7,6 +7,9 @@ user's error dialog in JupyterLab. Outside a server they behave like ``RuntimeEr
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from tornado.web import HTTPError
 
 
@@ -74,3 +77,36 @@ class InvalidReferenceError(MLContainerError, ValueError):
 
     status_code_default = 400
     reason_default = "Invalid image reference"
+
+
+class OneLineErrors(logging.Filter):
+    """Log our own errors as their message alone, unless the logger is at DEBUG level.
+
+    Their messages already say what happened and what to do; the traceback is noise for a
+    command-line user (``jupyter execute``, nbconvert, papermill, ``jupyter mlcontainer``).
+    The server keeps full tracebacks in its log: this filter is only installed outside it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, MLContainerError) and not _shows_debug(logging.getLogger(record.name)):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _shows_debug(logger: logging.Logger) -> bool:
+    """Whether DEBUG records reach the user (traitlets apps filter by handler level)."""
+    if not logger.isEnabledFor(logging.DEBUG):
+        return False
+    handlers = logger.handlers or logging.getLogger().handlers
+    return not handlers or any(h.level <= logging.DEBUG for h in handlers)
+
+
+def one_line_errors(log: Any) -> None:
+    """Install :class:`OneLineErrors` once on ``log`` (a Logger or a LoggerAdapter)."""
+    logger = getattr(log, "logger", log)
+    if isinstance(logger, logging.Logger) and not any(
+        isinstance(f, OneLineErrors) for f in logger.filters
+    ):
+        logger.addFilter(OneLineErrors())

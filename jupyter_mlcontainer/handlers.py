@@ -237,7 +237,14 @@ class KernelHandler(_Handler):
     @web.authenticated
     @authorized
     async def get(self, kernel_id: str) -> None:
-        """One kernel's container: image, digest, state, GPUs, CPU and memory, log tail."""
+        """One kernel's container: image, digest, state, GPUs, CPU and memory, log tail.
+
+        ``?tail=N`` lines of log (40 by default; 0 for none, which saves the logs call).
+        """
+        try:
+            tail = int(self.get_argument("tail", "40"))
+        except ValueError as e:
+            raise web.HTTPError(400, "tail must be a number of lines") from e
         provisioner = _container_kernel(self, kernel_id)
         self._prune_cpu_samples()
         out = _summary(kernel_id, provisioner)
@@ -248,8 +255,8 @@ class KernelHandler(_Handler):
             out["device_requests"] = (state.get("HostConfig") or {}).get("DeviceRequests") or []
             stats = await provisioner.engine.stats(state["Id"])
             out["resources"] = self._resources(state["Id"], stats or {})
-            out["log_tail"] = await provisioner.engine.logs(
-                state["Id"], tail=int(self.get_argument("tail", "40"))
+            out["log_tail"] = (
+                await provisioner.engine.logs(state["Id"], tail=tail) if tail > 0 else ""
             )
         self.finish(out)
 

@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.multikernelmanager import MultiKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 
@@ -31,7 +32,13 @@ from . import gpus as gpu
 from . import kernelspec
 from .diagnostics import ContainerExit
 from .engine import Engine
-from .exceptions import EngineError, EngineUnavailableError, ImageNotFoundError, KernelStartError
+from .exceptions import (
+    EngineError,
+    EngineUnavailableError,
+    ImageNotFoundError,
+    KernelStartError,
+    one_line_errors,
+)
 from .images import obtain_image, probe_image
 from .probe import ImageProbe
 from .readiness import HeartbeatProbe
@@ -100,6 +107,10 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             msg = f"{e}. Fix 'image' in the kernelspec's metadata.kernel_provisioner.config."
             raise KernelStartError(msg) from None
         km = self.parent
+        if not isinstance(getattr(km, "parent", None), MultiKernelManager):
+            # A headless tool's own kernel manager: errors in one line (the server's log
+            # keeps tracebacks).
+            one_line_errors(self.log)
         if self.network == "none" and km is not None:
             # ZMQ over ipc sockets in a directory that the container mounts.
             if self._ipc_dir is None:
@@ -122,6 +133,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             os.chown(self._ipc_dir, uid, gid)
         #: The notebook this kernel serves, as the server sees it (for the save hook).
         self.session_path = (kwargs.get("env") or {}).get("JPY_SESSION_NAME")
+        spec_json = self.kernel_spec.to_dict() if self.kernel_spec else {}
         env = select_env(
             kwargs.get("env") or {},
             self.env_allowlist,
@@ -150,6 +162,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             ipc_dir=self._ipc_dir,
             path_map=self.path_map,
             use_image_entrypoint=self.use_image_entrypoint,
+            source_image=str(kernelspec.recorded(spec_json).get("source") or ""),
         )
         probe = await self._probe_for_runtime()
         try:
@@ -215,7 +228,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             try:
                 await engine.start(self.container_id)
             except EngineError as e:
-                raise KernelStartError(self._start_refused(e)) from e
+                raise KernelStartError(self._start_refused(e)) from None
             self._running = True
             await self._wait_until_up()
         except BaseException:

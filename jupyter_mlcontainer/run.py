@@ -9,12 +9,15 @@ fails or the kernel dies, and the exit status says whether the run succeeded.
 from __future__ import annotations
 
 import ast
+import asyncio
 import datetime as dt
 import json
+import os
 import re
 import sys
 import tempfile
 import time
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,6 @@ from traitlets import Int, Unicode
 
 from . import kernelspec as ks
 from .cli import _Command
-from .engine import Engine
 from .exceptions import MLContainerError
 from .gpus import parse_gpus
 from .images import probe_image
@@ -124,6 +126,14 @@ class RunApp(_Command):
                 i += 1
         super().parse_command_line(rest)
 
+    def emit_alias_help(self) -> Generator[str, None, None]:
+        """``-p`` is parsed by hand (it takes two values), so its help is written by hand."""
+        yield "-p NAME VALUE, --parameter NAME VALUE"
+        yield "    Set a notebook parameter (repeatable): VALUE is a Python literal (3, 0.1,"
+        yield "    [1, 2], True, 'text') or else plain text. The assignments go into a cell after"
+        yield "    the cell tagged 'parameters' (papermill's convention), or first."
+        yield from super().emit_alias_help()
+
     def start(self) -> None:
         if len(self.extra_args) != 1:
             self.fail("give exactly one NOTEBOOK")
@@ -135,11 +145,12 @@ class RunApp(_Command):
         nb = nbformat.read(str(path), as_version=4)
         inject_parameters(nb, self.parameters)
         output = Path(self.output) if self.output else path.with_suffix(".run.ipynb")
-        record = self.run(self.execute(nb, str(path.resolve().parent)))
-        record["notebook"] = str(path)
-        nb.metadata[RECORD_KEY] = {**nb.metadata.get(RECORD_KEY, {}), "run": record}
-        output.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, str(output))
+        try:
+            record = self.run(self.run_and_write(nb, path, output, str(path.resolve().parent)))
+        except KeyboardInterrupt:
+            # run_and_write wrote what ran before it was interrupted.
+            print(f"interrupted; output (with what ran): {output}", file=sys.stderr)
+            self.exit(130)
         if record["status"] == "ok":
             print(
                 f"{path} ran in {record['duration_s']:.1f} s in {record['image']}; output: {output}"
@@ -148,6 +159,21 @@ class RunApp(_Command):
         print(f"error: {path}: {record['status']}: {record.get('reason')}", file=sys.stderr)
         print(f"output (with what ran): {output}", file=sys.stderr)
         self.exit(1)
+
+    async def run_and_write(
+        self, nb: Any, path: Path, output: Path, workdir: str
+    ) -> dict[str, Any]:
+        """Execute, then write the output notebook whatever happened (atomically)."""
+        record: dict[str, Any] = {"started": _utc_now(), "notebook": str(path)}
+        try:
+            await self.execute(nb, workdir, record)
+        except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels us, then raises it
+            record["status"], record["reason"] = "interrupted", "interrupted (Ctrl-C)"
+            raise
+        finally:
+            nb.metadata[RECORD_KEY] = {**nb.metadata.get(RECORD_KEY, {}), "run": record}
+            _write_atomically(nb, output)
+        return record
 
     def _kernel_manager(self, tmp: str) -> tuple[AsyncKernelManager, dict[str, Any]]:
         if self.image:
@@ -182,10 +208,10 @@ class RunApp(_Command):
             self.fail(f"kernelspec {self.kernel!r} is not a container kernel")
         return AsyncKernelManager(kernel_spec_manager=manager, kernel_name=name), spec
 
-    async def execute(self, nb: Any, workdir: str) -> dict[str, Any]:
-        """Run ``nb`` in place; return the run record (status, reason, environment)."""
+    async def execute(self, nb: Any, workdir: str, record: dict[str, Any]) -> None:
+        """Run ``nb`` in place, filling ``record`` (status, reason, environment); the kernel
+        and its container are shut down however the run ends."""
         container: dict[str, Any] = {}
-        record: dict[str, Any] = {"started": _utc_now()}
         if self.parameters:
             record["parameters"] = self.parameters
         with tempfile.TemporaryDirectory() as tmp:
@@ -199,13 +225,14 @@ class RunApp(_Command):
                 provisioner = km.provisioner
                 container_id = getattr(provisioner, "container_id", None)
                 if container_id:
-                    container.update(await Engine.for_url(None).inspect(container_id) or {})
+                    container.update(await self.engine().inspect(container_id) or {})
                 granted = getattr(provisioner, "granted_gpus", None)
                 record["gpus_granted"] = granted.describe() if granted is not None else None
 
             client = NotebookClient(
                 nb,
                 km=km,
+                kernel_name=km.kernel_name,
                 timeout=None if self.timeout < 0 else self.timeout,
                 startup_timeout=self.startup_timeout,
                 resources={"metadata": {"path": workdir}},
@@ -224,19 +251,22 @@ class RunApp(_Command):
                 status, reason = "kernel died", exit_.message() if exit_ else "the kernel died"
             except MLContainerError as e:
                 status, reason = "kernel did not start", str(e)
-            record["duration_s"] = round(time.monotonic() - started, 3)
+            finally:
+                record["duration_s"] = round(time.monotonic() - started, 3)
+                # nbclient shuts down only the kernels it created; this one is ours.
+                if km.has_kernel:
+                    await km.shutdown_kernel(now=status != "ok")
         record["status"] = status
         if reason:
             record["reason"] = reason
         record.update(await self._image_record(spec, container))
-        return record
 
     async def _image_record(
         self, spec: dict[str, Any], container: dict[str, Any]
     ) -> dict[str, Any]:
         """Image id, digests and probe of the image the kernel really ran in."""
         out: dict[str, Any] = {}
-        engine = Engine.for_url(None)
+        engine = self.engine()
         image_id = container.get("Image")
         if container:
             host = container.get("HostConfig") or {}
@@ -254,6 +284,19 @@ class RunApp(_Command):
         except MLContainerError as e:
             out["probe_error"] = str(e)
         return out
+
+
+def _write_atomically(nb: Any, output: Path) -> None:
+    """Write ``nb`` to ``output`` so that a reader never sees half a notebook."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            nbformat.write(nb, f)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -38,6 +38,12 @@ BOOTSTRAP = (
 _LAUNCHERS = {"ipykernel_launcher", "ipykernel"}
 
 NETWORK_MODES = ("bridge", "host", "none")
+#: Variables every kernel container gets: the pinned image, its source reference, the GPUs
+#: granted, the kernelspec's name.
+ENV_IMAGE = "JUPYTER_MLCONTAINER_IMAGE"
+ENV_SOURCE_IMAGE = "JUPYTER_MLCONTAINER_SOURCE_IMAGE"
+ENV_GPUS = "JUPYTER_MLCONTAINER_GPUS"
+ENV_KERNEL = "JUPYTER_MLCONTAINER_KERNEL"
 PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 _PYTHON_NAMES = {"python", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}"}
 
@@ -70,6 +76,8 @@ class KernelLaunch:
     container_name: str | None = None
     runtime_volume: str | None = None
     use_image_entrypoint: bool = False
+    #: The reference the image was pinned from (``add`` records it), for the kernel to show.
+    source_image: str = ""
 
 
 @dataclass(frozen=True)
@@ -227,6 +235,11 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
     # The kernel's parent is the container's init, PID 1. Saying so keeps ipykernel's parent
     # poller off and silences its "Ctrl-C will not work" banner (SIGINT does reach it).
     env["JPY_PARENT_PID"] = "1"
+    # What the kernel runs in, for notebooks to show or record (no secrets: all in kernel.json).
+    env[ENV_IMAGE] = launch.image
+    env[ENV_SOURCE_IMAGE] = launch.source_image or launch.image
+    env[ENV_GPUS] = launch.gpus.describe()
+    env[ENV_KERNEL] = launch.kernel_name
     gpu_requests = device_requests(launch.gpus, launch.gpu_support)
     if not gpu_requests:
         # Images that bake in NVIDIA_VISIBLE_DEVICES=all would otherwise get every GPU

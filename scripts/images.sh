@@ -74,8 +74,9 @@ build_image() {  # build_image DIR TAG DESCRIPTION
     echo "==> $tag is up to date"
     return 0
   fi
-  have "$tag" && echo "==> $tag: its inputs changed since it was built; rebuilding"
-  local ctx log=image-${dir}
+  local old_id ctx log=image-${dir}
+  old_id=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
+  [ -n "$old_id" ] && echo "==> $tag: its inputs changed since it was built; rebuilding"
   ctx=$(mktemp -d /tmp/mlc-build.XXXXXX)
   tmpdirs+=("$ctx")
   cp images/Dockerfile "images/$dir/requirements.txt" "$ctx/"
@@ -86,6 +87,14 @@ build_image() {  # build_image DIR TAG DESCRIPTION
     --label "org.opencontainers.image.description=$description" \
     --label "$INPUTS_LABEL=$hash" \
     "$ctx"
+  drop_if_untagged "$old_id"
+}
+
+drop_if_untagged() {  # the image a rebuild replaced, unless something still uses it
+  [ -n "$1" ] || return 0
+  if [ -z "$(docker image inspect -f '{{join .RepoTags ""}}' "$1" 2>/dev/null || echo keep)" ]; then
+    docker rmi "$1" >>"$LOGS/images-removed.log" 2>&1 || echo "    (kept the old image ${1:7:12}: still in use)"
+  fi
 }
 
 build_gpu_image() {  # build_gpu_image DIR TAG: on a registry base pinned in the Dockerfile

@@ -86,6 +86,7 @@ async def test_pull_with_progress_events_and_images(
     before = await get(jp_fetch, "mlcontainer", "images")
     (entry,) = [k for k in before["kernelspecs"] if k["kernelspec"] == "uses-it"]
     assert entry["present"] is False
+    assert entry["pullable"] is True  # only a registry has it
 
     ws = await jp_ws_fetch("api", "events", "subscribe")
     response = await jp_fetch(
@@ -103,11 +104,30 @@ async def test_pull_with_progress_events_and_images(
     after = await get(jp_fetch, "mlcontainer", "images")
     (entry,) = [k for k in after["kernelspecs"] if k["kernelspec"] == "uses-it"]
     assert entry["present"] is True
+    assert entry["pullable"] is True  # it came from a registry: "Pull again" works
     assert any(image in i["tags"] for i in after["images"])
     pulls = await get(jp_fetch, "mlcontainer", "images", "pull")
     assert {"image": image, "status": "done"}.items() <= next(
         p for p in pulls["pulls"] if p["image"] == image
     ).items()
+
+
+async def test_images_built_locally_are_not_pullable(jp_fetch, docker_api, kernelspec):
+    inspect = docker_api.inspect_image(IMAGE)
+    image_id = inspect["Id"]
+    # Pushes of other tests may give it digests of *other* repositories: they do not count.
+    repo = IMAGE.rsplit(":", 1)[0]
+    assert not [d for d in inspect["RepoDigests"] if d.startswith(repo + "@")]
+    kernelspec("by-tag", image=IMAGE)
+    kernelspec("by-id", image=image_id)  # what `add` pins a local-only image to
+    kernelspec("missing", image="nobody/nothing:1")
+    listed = await get(jp_fetch, "mlcontainer", "images")
+    entries = {k["kernelspec"]: k for k in listed["kernelspecs"]}
+    assert {k: (e["present"], e["pullable"]) for k, e in entries.items()} == {
+        "by-tag": (True, False),
+        "by-id": (True, False),
+        "missing": (False, True),
+    }
 
 
 async def test_failed_pull_is_reported(jp_fetch, jp_ws_fetch):
@@ -173,6 +193,61 @@ async def test_kernel_container_details(jp_serverapp, jp_fetch, kernelspec, dock
     await jp_fetch("api", "kernels", local["id"], method="DELETE")
 
 
+async def test_kernel_list_costs_one_engine_call(jp_fetch, kernelspec, monkeypatch):
+    first = await _start_session(jp_fetch, kernelspec("first"), "first.ipynb")
+    second = await _start_session(jp_fetch, kernelspec("second", mem_limit="256m"), "second.ipynb")
+    calls: list[str] = []
+    original = Engine.call
+
+    async def counted(self, what, fn, *args, **kwargs):
+        calls.append(what)
+        return await original(self, what, fn, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "call", counted)
+    kernels = await get(jp_fetch, "mlcontainer", "kernels")
+    assert calls == ["list containers"]
+    calls.clear()
+    status = await get(jp_fetch, "mlcontainer", "kernels", first, params={"tail": "0"})
+    assert status["log_tail"] == "" and status["resources"]["memory_bytes"]
+    assert not [what for what in calls if "log" in what]  # what the status bar asks for
+    monkeypatch.undo()
+    by_id = {k["kernel_id"]: k for k in kernels["kernels"]}
+    assert set(by_id) == {first, second}
+    for kernel in by_id.values():
+        assert kernel["state"] == "running"
+        assert kernel["status"].startswith("Up ")
+        assert kernel["last_exit"] is None
+    assert by_id[second]["mem_limit"] == "256m"
+    for kernel_id in (first, second):
+        await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+
+
+async def test_requested_restart_is_not_a_death(jp_fetch, kernelspec):
+    kernel_id = await _start_session(jp_fetch, kernelspec("restarted"), "restarted.ipynb")
+    before = await get(jp_fetch, "mlcontainer", "kernels", kernel_id)
+    await jp_fetch("api", "kernels", kernel_id, "restart", method="POST", body="{}")
+    detail = await get(jp_fetch, "mlcontainer", "kernels", kernel_id)
+    assert detail["container_id"] != before["container_id"]
+    assert detail["state"] == "running"
+    assert detail["last_exit"] is None
+    (listed,) = (await get(jp_fetch, "mlcontainer", "kernels"))["kernels"]
+    assert listed["last_exit"] is None
+    await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+
+
+async def test_cpu_samples_of_gone_kernels_are_forgotten(jp_fetch, kernelspec):
+    from jupyter_mlcontainer.handlers import KernelHandler
+
+    kernel_id = await _start_session(jp_fetch, kernelspec("sampled"), "sampled.ipynb")
+    detail = await get(jp_fetch, "mlcontainer", "kernels", kernel_id)
+    assert detail["container_id"] in KernelHandler._previous_cpu
+    await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+    other = await _start_session(jp_fetch, kernelspec("other"), "other.ipynb")
+    await get(jp_fetch, "mlcontainer", "kernels", other)
+    assert detail["container_id"] not in KernelHandler._previous_cpu
+    await jp_fetch("api", "kernels", other, method="DELETE")
+
+
 async def test_notebook_saved_with_a_container_kernel_records_the_image(
     jp_fetch, kernelspec, notebook_dir, docker_api
 ):
@@ -207,7 +282,7 @@ async def test_create_kernelspec_from_the_api(jp_fetch, jp_kernel_dir):
     for bad, code, words in (
         (body, 409, "exists"),
         ({"image": IMAGE, "name": "Bad Name"}, 400, "invalid kernel name"),
-        ({"image": ""}, 400, "give an image"),
+        ({"image": ""}, 400, "No image given"),
         ({"image": IMAGE, "colour": "red"}, 400, "unknown fields"),
         ({"image": "127.0.0.1:9/none:1"}, 500, "Could not pull image"),
     ):
