@@ -33,6 +33,7 @@ from .cli import _Command
 from .exceptions import MLContainerError
 from .gpus import parse_gpus
 from .images import probe_image
+from .reference import check_reference
 
 RECORD_KEY = ks.METADATA_KEY
 PARAMETERS_TAG = "parameters"
@@ -77,9 +78,11 @@ class RunApp(_Command):
     jupyter mlcontainer run report.ipynb --image python:3.11-slim -p epochs 3 -p lr 0.01
     """
 
-    kernel = Unicode(None, allow_none=True, help="Container kernelspec to run with.").tag(
-        config=True
-    )
+    kernel = Unicode(
+        None,
+        allow_none=True,
+        help="Container kernelspec to run with (default: the one the notebook names).",
+    ).tag(config=True)
     image = Unicode(None, allow_none=True, help="Image to run with (no kernelspec needed).").tag(
         config=True
     )
@@ -137,12 +140,17 @@ class RunApp(_Command):
     def start(self) -> None:
         if len(self.extra_args) != 1:
             self.fail("give exactly one NOTEBOOK")
-        if bool(self.kernel) == bool(self.image):
-            self.fail("give either --kernel NAME or --image IMAGE")
+        if self.kernel and self.image:
+            self.fail("give either --kernel NAME or --image IMAGE, not both")
         path = Path(self.extra_args[0])
         if not path.is_file():
             self.fail(f"no notebook at {path}")
         nb = nbformat.read(str(path), as_version=4)
+        if not self.kernel and not self.image:
+            # The kernel the notebook was saved with, as nbconvert and papermill do.
+            self.kernel = nb.metadata.get("kernelspec", {}).get("name")
+            if not self.kernel:
+                self.fail("the notebook names no kernel: give --kernel NAME or --image IMAGE")
         inject_parameters(nb, self.parameters)
         output = Path(self.output) if self.output else path.with_suffix(".run.ipynb")
         try:
@@ -178,6 +186,10 @@ class RunApp(_Command):
     def _kernel_manager(self, tmp: str) -> tuple[AsyncKernelManager, dict[str, Any]]:
         if self.image:
             parse_gpus(self.gpus)
+            try:
+                check_reference(self.image)
+            except ValueError as e:
+                self.fail(str(e))
             config = {"image": self.image, "gpus": self.gpus}
             spec = {
                 "argv": list(ks.KERNEL_ARGV),

@@ -34,16 +34,6 @@ KERNEL_ARGV = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 TEST_UID, TEST_GID = 4321, 4322
 
 
-def _ours() -> dict[str, list[str]]:
-    """A filter for the containers this test process created."""
-    return {
-        "label": [
-            f"{labels.MANAGED}=true",
-            f"{labels.SERVER_INSTANCE}={labels.server_instance_id()}",
-        ]
-    }
-
-
 @pytest.fixture(scope="session")
 def docker_api() -> Any:
     """The real engine; the session's own containers must all be gone at the end."""
@@ -60,13 +50,29 @@ def docker_api() -> Any:
             missing.append(image)
     if missing:
         pytest.skip(f"test images missing ({', '.join(missing)}): run scripts/images.sh")
+    # Containers of this project that exist already are not the session's (another run, a
+    # JupyterLab); every other one at the end was left by a test, the CLI or a subprocess
+    # (`jupyter mlcontainer run`, nbconvert, a server) that the tests started.
+    before = {c["Id"] for c in api.containers(all=True, filters=labels.managed_filter())}
     yield api
     Engine.for_url(None).drain_blocking()
-    leftovers = api.containers(all=True, filters=_ours())
+    deadline = time.monotonic() + 10  # removals the engine has under way finish
+    while True:
+        leftovers = [
+            c
+            for c in api.containers(all=True, filters=labels.managed_filter())
+            if c["Id"] not in before
+        ]
+        if not leftovers or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     for container in leftovers:
-        api.remove_container(container["Id"], force=True)
+        try:
+            api.remove_container(container["Id"], force=True)
+        except docker.errors.NotFound:
+            pass
     if leftovers:
-        names = ", ".join(c["Names"][0] for c in leftovers)
+        names = ", ".join(f"{c['Names'][0]} ({c['Status']})" for c in leftovers)
         pytest.fail(f"containers left behind by the test session: {names}")
 
 

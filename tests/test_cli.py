@@ -165,11 +165,12 @@ def test_doctor_reports_a_missing_image_and_a_stopped_engine(jp_environ, jp_kern
     assert doctor.returncode == 1
     line = next(line for line in doctor.stdout.splitlines() if line.startswith("gone"))
     assert "MISSING" in line and "jupyter mlcontainer pull gone" in line
-    assert "engine         ok" in doctor.stdout
+    assert ["engine", "ok"] in [line.split()[:2] for line in doctor.stdout.splitlines()]
 
     stopped = cli("doctor", DOCKER_HOST="unix:///tmp/no-engine-here.sock")
     assert stopped.returncode == 1
-    assert "engine         FAIL" in stopped.stdout and "Start the engine" in stopped.stdout
+    assert ["engine", "FAIL"] in [line.split()[:2] for line in stopped.stdout.splitlines()]
+    assert "Start the engine" in stopped.stdout
 
 
 def test_probe_findings(docker_api):
@@ -275,3 +276,89 @@ async def test_shipped_kernelspec_folder_installs_and_runs(jp_environ, notebook_
     async with running_kernel("mlcontainer-pytorch-cpu", notebook_dir) as (km, kc):
         out, _ = await execute(kc, "import torch; print(torch.tensor([1.0, 2.0]).sum().item())")
         assert out.strip() == "3.0"
+
+
+def test_add_says_where_it_installed_once(jp_environ, jp_data_dir, docker_api):
+    result = cli("add", IMAGE, "--gpus", "none")
+    assert result.returncode == 0, result.stderr
+    said = (result.stdout + result.stderr).count("Installed kernelspec")
+    assert said == 1, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["UPPER/Case::bad"], "is not a valid image reference (repository names are lowercase)"),
+        (["python:3.11", "--mem-limit", "huge"], "Invalid mem_limit 'huge'"),
+        (["python:3.11", "--shm-size", "lots"], "Invalid shm_size 'lots'"),
+    ],
+)
+def test_bad_input_is_refused_before_the_engine_is_asked(jp_environ, jp_kernel_dir, args, message):
+    # No engine at this address: an error that reached the engine would say so instead.
+    before = set(os.listdir(jp_kernel_dir))
+    result = cli("add", *args, DOCKER_HOST="unix:///tmp/no-engine-here.sock")
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Cannot reach the Docker engine" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert set(os.listdir(jp_kernel_dir)) == before
+
+
+def test_adding_a_missing_image_gives_advice_that_applies(jp_environ, jp_kernel_dir, docker_api):
+    result = cli("add", "mlc-test/never-built-anywhere:1")
+    assert result.returncode == 1
+    assert "Could not pull image 'mlc-test/never-built-anywhere:1'" in result.stderr
+    assert "pull_policy" not in result.stderr  # `add` always pulls what is missing
+    assert "build or load the image onto the engine" in result.stderr
+
+
+def test_gpus_on_an_engine_without_them_warn_at_add_and_in_doctor(
+    jp_environ, jp_data_dir, docker_api
+):
+    result = cli("add", IMAGE, "--name", "wants-gpus", "--gpus", "all")
+    assert result.returncode == 0, result.stderr
+    assert "warning: this kernel asks for all GPUs, but the Docker engine has" in result.stderr
+    assert "NVIDIA Container Toolkit" in result.stderr
+    spec = installed(Path(jp_data_dir), "wants-gpus")
+    assert "CPU" not in spec["display_name"]
+    assert spec["display_name"] == "Python 3.11 · GPU"
+    doctor = cli("doctor")
+    assert doctor.returncode == 1
+    line = next(line for line in doctor.stdout.splitlines() if line.startswith("wants-gpus"))
+    assert "NO GPU" in line
+    assert "--gpus auto" in line
+    assert "all good" not in doctor.stdout
+
+
+def test_doctor_columns_line_up(jp_environ, jp_data_dir, docker_api):
+    long_name = "a-kernelspec-with-a-rather-long-name"
+    assert cli("add", IMAGE, "--name", long_name, "--gpus", "none").returncode == 0
+    doctor = cli("doctor")
+    rows = [line for line in doctor.stdout.splitlines() if line.split()[0] != "all"]
+    status_columns = {line.index(line.split()[1]) for line in rows if len(line.split()) > 1}
+    assert len(status_columns) == 1, doctor.stdout
+
+
+def test_kernels_of_different_images_look_different(jp_environ, jp_data_dir, docker_api):
+    # The same probe (Python 3.11, CPU) for both: only the image differs.
+    first = cli("add", IMAGE, "--name", "first", "--gpus", "none")
+    second = cli("add", BARE_IMAGE, "--name", "second", "--gpus", "none")
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    names = {n: installed(Path(jp_data_dir), n)["display_name"] for n in ("first", "second")}
+    assert names["first"] == "Python 3.11 · CPU"
+    assert names["second"] == f"Python 3.11 · CPU ({BARE_IMAGE})"
+    logos = {
+        n: (Path(jp_data_dir) / "kernels" / n / "logo-svg.svg").read_text()
+        for n in ("first", "second")
+    }
+    assert logos["first"] != logos["second"]
+    pngs = {
+        n: (Path(jp_data_dir) / "kernels" / n / "logo-64x64.png").read_bytes()
+        for n in ("first", "second")
+    }
+    assert pngs["first"] != pngs["second"]
+    # Adding the same image again under its own name keeps its name.
+    again = cli("add", IMAGE, "--name", "first", "--gpus", "none", "--replace")
+    assert again.returncode == 0, again.stderr
+    assert installed(Path(jp_data_dir), "first")["display_name"] == "Python 3.11 · CPU"

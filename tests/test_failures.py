@@ -111,3 +111,11 @@ async def test_killed_container_is_restarted(kernelspec, notebook_dir, docker_ap
             km.provisioner.container_id
         ]
         assert "SIGKILL" in caplog.text and "died" in caplog.text
+
+
+async def test_a_malformed_image_reference_is_refused_before_the_engine(kernelspec, tmp_path):
+    # No engine at this address: reaching it would fail with EngineUnavailableError instead.
+    name = kernelspec(image="UPPER/Case::bad", docker_host="unix:///tmp/no-docker-here.sock")
+    _, message = await _start_fails(name, tmp_path, KernelStartError)
+    assert "'UPPER/Case::bad' is not a valid image reference" in message
+    assert "Fix 'image' in the kernelspec" in message

@@ -13,6 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from jupyter_mlcontainer import labels
 from jupyter_mlcontainer.engine import Engine
 
 from .conftest import IMAGE, TORCH_IMAGE, only_in_registry, push
@@ -54,6 +55,10 @@ def outputs(path: Path) -> str:
     return "\n".join(texts)
 
 
+def project_containers(api) -> set[str]:
+    return {c["Id"] for c in api.containers(all=True, filters=labels.managed_filter())}
+
+
 def check_pytorch_outputs(text: str, epochs: int) -> None:
     assert f"rows 200 epochs {epochs}" in text  # the relative data file was read
     assert "matmul [[5.0, 14.0], [14.0, 50.0]]" in text
@@ -64,6 +69,7 @@ def check_pytorch_outputs(text: str, epochs: int) -> None:
 @pytest.mark.parametrize("runner", ["nbconvert", "execute", "papermill", "mlcontainer"])
 def test_pytorch_notebook_runs_headless(runner, kernelspec, workdir, docker_api):
     name = kernelspec("torchk", image=TORCH_IMAGE)
+    before = project_containers(docker_api)
     notebook = workdir / "pytorch_line.ipynb"
     out = workdir / "out.ipynb"
     epochs = 30
@@ -95,6 +101,8 @@ def test_pytorch_notebook_runs_headless(runner, kernelspec, workdir, docker_api)
         )
     assert result.returncode == 0, result.stderr[-3000:]
     check_pytorch_outputs(outputs(out), epochs)
+    # The tool has exited: the kernel's container went with it.
+    assert project_containers(docker_api) - before == set()
     if runner == "mlcontainer":
         record = nbformat.read(str(out), as_version=4).metadata["jupyter_mlcontainer"]["run"]
         image = docker_api.inspect_image(TORCH_IMAGE)
@@ -233,3 +241,59 @@ def test_a_slow_pull_does_not_count_against_the_startup_timeout(
     assert nb.cells[0].outputs[0]["text"].strip() == "pulled and ran"
     assert docker_api.inspect_image(remote)["RepoDigests"]
     json.dumps(nb)  # the notebook is intact
+
+
+def test_run_names_its_kernel_documents_p_and_leaves_nothing(kernelspec, workdir, docker_api):
+    name = kernelspec("named")
+    before = project_containers(docker_api)
+    (workdir / "tiny.ipynb").write_text(
+        nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")]))
+    )
+    result = tool("jupyter", "mlcontainer", "run", str(workdir / "tiny.ipynb"), "--kernel", name)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"Executing notebook with kernel: {name}" in result.stderr
+    assert project_containers(docker_api) - before == set()
+    help_text = tool("jupyter", "mlcontainer", "run", "--help").stdout
+    assert "-p NAME VALUE, --parameter NAME VALUE" in help_text
+
+
+def test_a_clear_error_is_one_line_unless_debugging(kernelspec, workdir, docker_api):
+    name = kernelspec("gpus", gpus="all")  # this engine has no GPU support
+    before = project_containers(docker_api)
+    args = ("jupyter", "mlcontainer", "run", str(workdir / "fails.ipynb"), "--kernel", name)
+    result = tool(*args)
+    assert result.returncode == 1
+    assert "NVIDIA Container Toolkit" in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    debug = tool(*args, "--debug")
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr
+    # jupyter execute (nbclient's CLI) still ends in its own uncaught traceback; ours is not
+    # logged on top of it, and no chain of SDK tracebacks buries the message.
+    execute = tool("jupyter", "execute", f"--kernel_name={name}", str(workdir / "fails.ipynb"))
+    assert execute.returncode != 0
+    assert "NVIDIA Container Toolkit" in execute.stderr
+    assert execute.stderr.count("Traceback") == 1, execute.stderr
+    assert project_containers(docker_api) - before == set()
+
+
+def test_the_welcome_notebook_shows_the_container(
+    jp_environ, jp_data_dir, notebook_dir, docker_api
+):
+    welcome = Path(__file__).parent.parent / "examples" / "welcome.ipynb"
+    shutil.copy(welcome, notebook_dir / "welcome.ipynb")
+    added = tool("jupyter", "mlcontainer", "add", IMAGE, "--name", "mlc-python-3.11")
+    assert added.returncode == 0, added.stderr
+    # No --kernel: the notebook's own kernelspec (mlc-python-3.11) is used.
+    result = tool("jupyter", "mlcontainer", "run", str(notebook_dir / "welcome.ipynb"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = notebook_dir / "welcome.run.ipynb"
+    text = outputs(out)
+    assert f"image:         {IMAGE}" in text
+    image_id = docker_api.inspect_image(IMAGE)["Id"]
+    assert f"pinned to:     {image_id}" in text  # a local image: pinned to its id
+    assert "GPUs granted:  GPUs if available" not in text  # resolved: the engine has none
+    assert "GPUs granted:  no GPU" in text
+    assert f"working directory: {notebook_dir}" in text
+    written = notebook_dir / "written-in-the-container.txt"
+    assert written.stat().st_uid == notebook_dir.stat().st_uid  # the user's, not root's

@@ -228,3 +228,15 @@ def test_gpu_support_uses_cdi_names_when_the_engine_lists_them():
     (request,) = plan.host_config["device_requests"]
     assert request["Driver"] == "cdi"
     assert request["DeviceIDs"] == ["nvidia.com/gpu=0"]
+
+
+def test_the_kernel_knows_what_it_runs_in():
+    plan = build_plan(launch(source_image="team/torch:2.6", gpus=GPURequest("count", count=2)))
+    env = plan.create_args["environment"]
+    assert env["JUPYTER_MLCONTAINER_SOURCE_IMAGE"] == "team/torch:2.6"
+    assert env["JUPYTER_MLCONTAINER_IMAGE"] == plan.create_args["image"]
+    assert env["JUPYTER_MLCONTAINER_GPUS"] == "2 GPUs"
+    assert env["JUPYTER_MLCONTAINER_KERNEL"] == launch().kernel_name
+    # Without a recorded source, the configured image stands for it.
+    plain = build_plan(launch()).create_args["environment"]
+    assert plain["JUPYTER_MLCONTAINER_SOURCE_IMAGE"] == plain["JUPYTER_MLCONTAINER_IMAGE"]

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import logging
+
+import docker.errors
 import pytest
+import requests
 from traitlets import TraitError
 
 from jupyter_mlcontainer.diagnostics import ContainerExit
+from jupyter_mlcontainer.engine import _gone
+from jupyter_mlcontainer.exceptions import KernelStartError, OneLineErrors, one_line_errors
 from jupyter_mlcontainer.gpus import GPURequest, GPUSupport, device_requests, parse_gpus, resolve
 from jupyter_mlcontainer.progress import PullProgress
 from jupyter_mlcontainer.provisioner import MLContainerProvisioner
+from jupyter_mlcontainer.reference import check_reference
 
 
 @pytest.mark.parametrize(
@@ -219,3 +227,74 @@ def test_injected_command_appends_the_runtime():
     assert "sys.path.append" in BOOTSTRAP
     with pytest.raises(ValueError, match="python -m ipykernel_launcher"):
         container_command(["julia", "kernel.jl", "{connection_file}"], "python3", injected=True)
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "python:3.11-slim",
+        "mlcontainer/python:3.11",
+        "localhost:5000/team/torch:2.13",
+        "127.0.0.1:5123/ui/python:pull",
+        "registry.example.com/ml/pytorch:2.6-cuda12.4",
+        "pytorch/pytorch@sha256:" + "a" * 64,
+        "sha256:" + "b" * 64,
+        "  python:3.11  ",
+    ],
+)
+def test_valid_image_references(ref):
+    assert check_reference(ref) == ref.strip()
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("UPPER/Case::bad", "repository names are lowercase"),
+        ("Python:3.11", "repository names are lowercase"),
+        ("a b", "is not a valid image reference"),
+        ("repo:", "is not a valid image reference"),
+        ("repo@sha256:xyz", "is not a valid image reference"),
+        ("", "No image given"),
+    ],
+)
+def test_malformed_image_references(ref, message):
+    with pytest.raises(ValueError, match=r"valid image reference|No image given") as info:
+        check_reference(ref)
+    assert message in str(info.value)
+    if ref:
+        assert "e.g. python:3.11-slim" in str(info.value)
+
+
+def test_a_container_being_removed_counts_as_gone():
+    def api_error(status):
+        response = requests.Response()
+        response.status_code = status
+        return docker.errors.APIError("x", response=response, explanation="marked for removal")
+
+    assert _gone(api_error(409))
+    assert _gone(docker.errors.NotFound("gone"))
+    assert not _gone(api_error(500))
+
+
+def test_our_errors_log_one_line_unless_debugging():
+    logger = logging.getLogger("mlc-test-one-line")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    one_line_errors(logger)
+    one_line_errors(logger)  # installed once
+    assert sum(isinstance(f, OneLineErrors) for f in logger.filters) == 1
+    for level, traceback_shown in ((logging.INFO, False), (logging.DEBUG, True)):
+        handler.setLevel(level)
+        stream.truncate(0)
+        stream.seek(0)
+        for error in (KernelStartError("what happened; what to do"), ValueError("other")):
+            try:
+                raise error
+            except Exception as e:
+                logger.exception(e)
+        text = stream.getvalue()
+        assert "what happened; what to do" in text
+        assert text.count("Traceback") == (2 if traceback_shown else 1)  # others keep theirs
+    logger.removeHandler(handler)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Browser test of the JupyterLab extension: starts a local registry (with one image to pull),
 # a JupyterLab with container kernelspecs, then Playwright in Debian's Chromium.
-# Screenshots land in ui-tests/screenshots/. Usage: bash ui-tests/run.sh (after scripts/dev setup)
+# Screenshots land in ui-tests/screenshots/, the logs of every step in ui-tests/.jupyter-ui/logs/.
+# Usage: bash ui-tests/run.sh (after scripts/dev setup). Every tool of the project comes from
+# the venv by absolute path ($MLC_VENV, default .venv), whatever the caller's PATH.
 set -euo pipefail
 cd "$(dirname "$0")"
 HERE=$(pwd)
@@ -13,17 +15,24 @@ WORK="$HERE/.jupyter-ui"
 export MLC_UI_TOKEN=ui-test MLC_UI_URL="http://127.0.0.1:$PORT" MLC_UI_SCREENSHOTS="$HERE/screenshots"
 export MLC_UI_PULL_IMAGE="127.0.0.1:$REGISTRY_PORT/ui/python:pull"
 
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "==> installing Debian's chromium"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-fi
-[ -d node_modules/@playwright/test ] || npm install --no-audit --no-fund --loglevel=error >/dev/null
+rm -rf "$WORK" && mkdir -p "$WORK/data/kernels" "$WORK/config" "$WORK/runtime" "$WORK/notebooks" "$WORK/registry" "$WORK/logs" screenshots
+# step/apt_install: one line per step, its duration, and on failure the tail and path of its log.
+MLC_LOGS="$WORK/logs" source "$ROOT/scripts/lib.sh"
 
-rm -rf "$WORK" && mkdir -p "$WORK/data/kernels" "$WORK/config" "$WORK/runtime" "$WORK/notebooks" "$WORK/registry" screenshots
+command -v chromium >/dev/null 2>&1 || apt_install chromium
+command -v docker-registry >/dev/null 2>&1 || apt_install docker-registry
+[ -d node_modules/@playwright/test ] || step "installing Playwright" npm npm install --no-audit --no-fund
+
 export JUPYTER_DATA_DIR="$WORK/data" JUPYTER_CONFIG_DIR="$WORK/config" JUPYTER_RUNTIME_DIR="$WORK/runtime"
 
+# Everything started here is stopped by its PID; the pulled test image goes with it.
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  docker rmi "$MLC_UI_PULL_IMAGE" >>"$WORK/logs/cleanup.log" 2>&1 || true
+}
 trap cleanup EXIT
 
 cat > "$WORK/registry/config.yml" <<YAML
@@ -32,35 +41,46 @@ log: {level: error}
 storage: {filesystem: {rootdirectory: $WORK/registry/data}, delete: {enabled: true}}
 http: {addr: 127.0.0.1:$REGISTRY_PORT}
 YAML
-docker-registry serve "$WORK/registry/config.yml" >/dev/null 2>&1 &
+docker-registry serve "$WORK/registry/config.yml" >"$WORK/logs/registry.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$REGISTRY_PORT/v2/" >/dev/null && break; sleep 0.2; done
-docker tag mlcontainer/python:3.11 "$MLC_UI_PULL_IMAGE"
-docker push -q "$MLC_UI_PULL_IMAGE" >/dev/null
-docker rmi -f "$MLC_UI_PULL_IMAGE" >/dev/null
 
-kernelspec() {  # kernelspec NAME DISPLAY IMAGE
+push_pull_image() {  # a copy of the local image that only the registry has: the test pulls it
+  docker tag mlcontainer/python:3.11 "$MLC_UI_PULL_IMAGE"
+  docker push "$MLC_UI_PULL_IMAGE"
+  docker rmi -f "$MLC_UI_PULL_IMAGE"
+}
+step "pushing $MLC_UI_PULL_IMAGE to the local registry" push push_pull_image
+
+kernelspec() {  # kernelspec NAME DISPLAY CONFIG_JSON: a hand-written container kernelspec
   mkdir -p "$JUPYTER_DATA_DIR/kernels/$1"
   cat > "$JUPYTER_DATA_DIR/kernels/$1/kernel.json" <<JSON
 {"argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"], "display_name": "$2",
  "language": "python", "metadata": {"kernel_provisioner": {"provisioner_name": "mlcontainer",
- "config": {"image": "$3", "gpus": "none"}}}}
+ "config": $3}}}
 JSON
 }
 # The kernel the test starts is made the way users make them (pinned, probed, with logos).
-"$VENV/bin/jupyter" mlcontainer add mlcontainer/python:3.11 --name ui-python \
-  --display-name "Container Python (UI test)" --gpus none >/dev/null 2>&1
-kernelspec ui-pull "Pulled on demand (container)" "$MLC_UI_PULL_IMAGE"
+step "adding the ui-python kernelspec" add "$VENV/bin/jupyter-mlcontainer" add mlcontainer/python:3.11 \
+  --name ui-python --display-name "Container Python (UI test)" --gpus none
+kernelspec ui-pull "Pulled on demand (container)" "{\"image\": \"$MLC_UI_PULL_IMAGE\", \"gpus\": \"none\"}"
+# This engine has no NVIDIA runtime: starting it fails with the GPU error and its advice.
+kernelspec ui-gpu "GPU kernel (UI test)" '{"image": "mlcontainer/python:3.11", "gpus": "all"}'
 
-"$VENV/bin/jupyter" lab --no-browser --port "$PORT" --ip 127.0.0.1 --ServerApp.token=ui-test \
+"$VENV/bin/jupyter-lab" --no-browser --port "$PORT" --ip 127.0.0.1 --ServerApp.token=ui-test \
   --ServerApp.root_dir="$WORK/notebooks" --allow-root --LabApp.news_url=None \
   --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate >"$WORK/lab.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 120); do curl -sf "http://127.0.0.1:$PORT/api/status?token=ui-test" >/dev/null && break; sleep 0.5; done
+if ! curl -sf "http://127.0.0.1:$PORT/api/status?token=ui-test" >/dev/null; then
+  echo "JupyterLab did not start; last lines of $WORK/lab.log:" >&2
+  tail -n 30 "$WORK/lab.log" >&2
+  exit 1
+fi
 
 status=0
-npx playwright test || status=$?
+npx playwright test "$@" || status=$?
 if [ $status -ne 0 ]; then
-  echo "---- JupyterLab log (tail) ----"; tail -n 60 "$WORK/lab.log"
+  echo "---- JupyterLab log (tail; full log: $WORK/lab.log) ----"; tail -n 60 "$WORK/lab.log"
 fi
 exit $status

@@ -17,9 +17,9 @@ test('container kernel from the launcher, status bar, sidebar and a pull', async
     // no toast this time
   }
 
-  // The status bar shows the container kernel's image once the kernel is up.
+  // The status bar shows the container kernel's image, by its full source reference.
   const status = page.locator('.jp-mlcontainer-status');
-  await expect(status).toContainText('python:3.11');
+  await expect(status).toContainText('mlcontainer/python:3.11');
   await expect(status).toContainText('CPU');
 
   // Run a cell: it runs in the container (its hostname is the container id).
@@ -41,13 +41,54 @@ test('container kernel from the launcher, status bar, sidebar and a pull', async
   await page.screenshot({ path: `${SHOTS}/kernel-details.png` });
   await dialog.getByRole('button', { name: 'Close' }).click();
 
-  // The sidebar: engine, the running container with its memory use.
+  await expect(dialog).toContainText(/Memory\s*\d+(\.\d)? MiB of/);
+  await expect(dialog).not.toContainText('Last death');
+
+  // A restart the user asks for is not a death.
+  await page.locator('.jp-MenuBar-itemLabel', { hasText: /^Kernel$/ }).click();
+  await page.locator('.lm-Menu-itemLabel', { hasText: /^Restart Kernel…$/ }).click();
+  await page.locator('.jp-Dialog').getByRole('button', { name: 'Restart' }).click();
+  await expect(page.locator('.jp-Dialog')).toHaveCount(0);
+  await cell.click();
+  await page.keyboard.press('Shift+Enter'); // the same cell again: it runs in the new container
+  await expect(output).toContainText(/host [0-9a-f]{12}/);
+
+  // The sidebar: engine, the running container.
   await page.locator('.jp-SideBar [title="Container kernels"]').click();
   const panel = page.locator('#jp-mlcontainer-panel');
   await expect(panel).toContainText('Docker ');
   const kernel = panel.locator('.jp-mlcontainer-kernel').first();
-  await expect(kernel).toContainText('python:3.11');
-  await expect(kernel).toContainText(/mem \d+(\.\d)? MiB/);
+  await expect(kernel).toContainText('mlcontainer/python:3.11');
+  await expect(kernel).toContainText(/Up .* · CPU/);
+  await expect(kernel).not.toContainText('last death');
+
+  // Its buttons are JupyterLab's, not the browser's.
+  const logButton = kernel.getByRole('button', { name: 'Log' });
+  await expect(logButton).toHaveClass(/jp-mod-styled/);
+  const style = await logButton.evaluate(node => {
+    const css = getComputedStyle(node);
+    const plain = document.createElement('button');
+    document.body.appendChild(plain);
+    const ua = getComputedStyle(plain);
+    const out = {
+      background: css.backgroundColor,
+      uaBackground: ua.backgroundColor,
+      border: css.borderTopColor,
+      uaBorder: ua.borderTopColor,
+      radius: css.borderTopLeftRadius
+    };
+    plain.remove();
+    return out;
+  });
+  expect(style.background).not.toBe(style.uaBackground);
+  expect(style.border).not.toBe(style.uaBorder);
+  await logButton.click();
+  await expect(kernel.locator('.jp-mlcontainer-log')).toContainText('IPKernelApp');
+
+  // An image built on this engine cannot be pulled: no pull button, "built locally".
+  const local = panel.locator('.jp-mlcontainer-image', { hasText: 'Container Python (UI test)' });
+  await expect(local).toContainText('built locally');
+  await expect(local.locator('.jp-mlcontainer-pull')).toHaveCount(0);
 
   // Pull an image that a kernelspec needs and watch the bar finish.
   if (PULL_IMAGE) {
@@ -58,6 +99,7 @@ test('container kernel from the launcher, status bar, sidebar and a pull', async
       timeout: 120_000
     });
     await expect(row.locator('.jp-mlcontainer-progress')).toContainText('Pull complete');
+    await expect(row.locator('.jp-mlcontainer-pull')).toHaveText('Pull again'); // from a registry
   }
   await page.screenshot({ path: `${SHOTS}/sidebar.png` });
 
@@ -75,4 +117,28 @@ test('container kernel from the launcher, status bar, sidebar and a pull', async
   await page.locator('#jp-mlcontainer-panel').waitFor();
   await page.keyboard.press('Control+Shift+L'); // a new launcher
   await expect(page.locator('.jp-LauncherCard', { hasText: 'Made in the dialog' }).first()).toBeVisible();
+});
+
+test('a GPU kernel on an engine without GPUs: the whole error, wrapped, with its fix', async ({
+  page
+}) => {
+  await page.goto(`/lab?token=${TOKEN}`);
+  const card = page.locator('.jp-LauncherCard', { hasText: 'GPU kernel (UI test)' }).first();
+  await card.click();
+  const dialog = page.locator('.jp-Dialog', { hasText: 'Error Starting Kernel' });
+  await expect(dialog).toBeVisible();
+  // The advice at the end of the message (jupyter_mlcontainer/engine.py) is there and visible.
+  const advice = dialog.locator('pre', { hasText: 'NVIDIA Container Toolkit' }).first();
+  await expect(advice).toBeVisible();
+  await expect(advice).toContainText("set gpus='none'");
+  const body = dialog.locator('.jp-Dialog-body');
+  for (const box of [body, advice]) {
+    const { scrollWidth, clientWidth } = await box.evaluate(node => ({
+      scrollWidth: node.scrollWidth,
+      clientWidth: node.clientWidth
+    }));
+    expect(scrollWidth).toBeLessThanOrEqual(clientWidth);
+  }
+  await page.screenshot({ path: `${SHOTS}/gpu-error-dialog.png` });
+  await dialog.getByRole('button', { name: 'Ok' }).click();
 });
