@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import socket
 import subprocess
@@ -24,6 +25,7 @@ from jupyter_mlcontainer import labels
 from jupyter_mlcontainer.engine import Engine
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 #: Built by scripts/images.sh (cached by tag).
 IMAGE = os.environ.get("MLC_TEST_IMAGE", "mlcontainer/python:3.11")
@@ -61,7 +63,7 @@ def docker_api() -> Any:
         leftovers = [
             c
             for c in api.containers(all=True, filters=labels.managed_filter())
-            if c["Id"] not in before
+            if c["Id"] not in before and not _owned_by_another_live_process(c)
         ]
         if not leftovers or time.monotonic() > deadline:
             break
@@ -74,6 +76,24 @@ def docker_api() -> Any:
     if leftovers:
         names = ", ".join(f"{c['Names'][0]} ({c['Status']})" for c in leftovers)
         pytest.fail(f"containers left behind by the test session: {names}")
+
+
+def _owned_by_another_live_process(container: dict[str, Any]) -> bool:
+    """A container of a server that still runs beside the tests (a developer's JupyterLab,
+    the UI tests); the processes the tests start have all exited by the session's end."""
+    container_labels = container.get("Labels") or {}
+    if container_labels.get(labels.SERVER_HOST) != socket.gethostname():
+        return False
+    pid = int(container_labels.get(labels.SERVER_PID) or 0)
+    if pid in (0, os.getpid()):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @pytest.fixture(scope="session")
@@ -129,8 +149,14 @@ def only_in_registry(api: Any, image: str, remote: str) -> str:
 
 
 @pytest.fixture
-def kernelspec(jp_environ: None, jp_kernel_dir: Path, docker_api: Any) -> Callable[..., str]:
-    """Write a container kernelspec; returns its name."""
+def kernelspec(kernelspec_file: Callable[..., str], docker_api: Any) -> Callable[..., str]:
+    """Write a container kernelspec for a test that runs it on the engine; returns its name."""
+    return kernelspec_file
+
+
+@pytest.fixture
+def kernelspec_file(jp_environ: None, jp_kernel_dir: Path) -> Callable[..., str]:
+    """Write a container kernelspec (no engine needed); returns its name."""
 
     def make(
         name: str = "mlc",
@@ -171,18 +197,59 @@ def notebook_dir(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
+    """Keep each phase's report on the item, for fixtures that act on failures."""
+    report = yield
+    item.stash.setdefault(_REPORTS, {})[report.when] = report
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _containers_of_a_failed_test(request: pytest.FixtureRequest, monkeypatch: Any) -> Any:
+    """When an engine test fails, print the state and log of every container it removed
+    (captured just before removal) and of those it left."""
+    if request.node.get_closest_marker("engine") is None:
+        yield
+        return
+    captured: dict[str, str] = {}
+    real_remove = Engine._remove
+
+    def remove(api: Any, container_id: str) -> None:
+        captured[container_id] = describe_container(api, container_id)
+        real_remove(api, container_id)
+
+    monkeypatch.setattr(Engine, "_remove", staticmethod(remove))
+    started = int(time.time()) - 1
+    yield
+    reports = request.node.stash.get(_REPORTS, {})
+    if not any(r.failed for r in reports.values()):
+        return
+    api = docker.APIClient(version="auto")
+    for c in api.containers(all=True, filters=labels.managed_filter()):
+        if c["Created"] >= started and c["Id"] not in captured:
+            captured[c["Id"]] = describe_container(api, c["Id"])
+    for text in captured.values():
+        print(text, file=sys.stderr)
+
+
+def describe_container(api: Any, container_id: str) -> str:
+    """A container's name, state and last log lines, as text."""
+    try:
+        info = api.inspect_container(container_id)
+        log = api.logs(container_id, tail=50).decode(errors="replace")
+    except docker.errors.APIError as e:
+        return f"container {container_id[:12]}: {e}"
+    return (
+        f"---- container {info['Name'].lstrip('/')} ({container_id[:12]}), image "
+        f"{info['Config']['Image']}\nstate: {json.dumps(info['State'])}\nlog:\n{log}"
+    )
+
+
 def dump_container(api: Any, container_id: str | None) -> None:
     """Print a container's state and log (called when a test fails)."""
-    if not container_id:
-        return
-    try:
-        state = api.inspect_container(container_id)["State"]
-        log = api.logs(container_id, tail=50).decode(errors="replace")
-    except docker.errors.NotFound:
-        print(f"container {container_id[:12]}: gone", file=sys.stderr)
-        return
-    print(f"container {container_id[:12]} state: {json.dumps(state)}", file=sys.stderr)
-    print(f"container log:\n{log}", file=sys.stderr)
+    if container_id:
+        print(describe_container(api, container_id), file=sys.stderr)
 
 
 @asynccontextmanager
@@ -237,6 +304,29 @@ async def assert_removed(api: Any, kernel_id: str) -> None:
     assert containers_of(api, kernel_id) == []
 
 
+async def start_fails(name: str, cwd: Path, error: type[BaseException]) -> tuple[Any, str]:
+    """Start kernel ``name``, which must fail with ``error``; return (manager, message)."""
+    km = AsyncKernelManager(kernel_name=name)
+    with pytest.raises(error) as info:
+        await km.start_kernel(cwd=str(cwd))
+    return km, str(info.value)
+
+
+async def wait_for_status(kc: Any, msg_id: str, state: str, timeout: float = 30) -> None:
+    """Wait until IOPub says the kernel is ``state`` ("busy", "idle") for request ``msg_id``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = await kc.get_iopub_msg(timeout=max(deadline - time.monotonic(), 0.1))
+        if (
+            msg["header"]["msg_type"] == "status"
+            and msg["parent_header"].get("msg_id") == msg_id
+            and msg["content"]["execution_state"] == state
+        ):
+            return
+    msg = f"the kernel did not report {state!r} for {msg_id} within {timeout:.0f} s"
+    raise TimeoutError(msg)
+
+
 async def wait_for_iopub(kc: Any, timeout: float = 60) -> None:
     """After a restart, wait until IOPub carries the *new* kernel's messages.
 
@@ -252,7 +342,7 @@ async def wait_for_iopub(kc: Any, timeout: float = 60) -> None:
                 msg = await kc.get_iopub_msg(timeout=0.5)
                 if msg["parent_header"].get("msg_id") == msg_id:
                     return
-        except Exception:  # queue.Empty: not reconnected yet, ask again
+        except queue.Empty:  # not reconnected yet, ask again
             continue
     msg = "IOPub did not reconnect after the restart"
     raise TimeoutError(msg)

@@ -1,4 +1,5 @@
-"""GPU requests reach the engine as device requests; a GPU-less engine is explained."""
+"""GPU requests reach the engine as device requests; a kernel gets the GPUs it asked for where
+the engine has them (``gpu``), and a GPU-less engine is explained (``no_gpu``)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.engine
         ),
     ],
 )
+@pytest.mark.no_gpu
 async def test_explicit_gpus_are_requested_and_refused_clearly(
     kernelspec, tmp_path, docker_api, monkeypatch, gpus, expected
 ):
@@ -54,6 +56,7 @@ async def test_explicit_gpus_are_requested_and_refused_clearly(
     assert containers_of(docker_api, km.kernel_id) == []
 
 
+@pytest.mark.no_gpu
 async def test_auto_falls_back_to_cpu_with_a_warning(kernelspec, notebook_dir, docker_api, caplog):
     caplog.set_level(logging.WARNING)
     async with running_kernel(kernelspec(gpus="auto"), notebook_dir) as (km, kc):
@@ -64,3 +67,18 @@ async def test_auto_falls_back_to_cpu_with_a_warning(kernelspec, notebook_dir, d
         assert out.strip() == "void"
         assert km.provisioner.granted_gpus.mode == "none"
     assert "runs on the CPU" in caplog.text and "NVIDIA Container Toolkit" in caplog.text
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("gpus", ["all", "auto", 1])
+async def test_a_gpu_kernel_sees_its_devices(kernelspec, notebook_dir, docker_api, gpus):
+    async with running_kernel(kernelspec(gpus=gpus), notebook_dir) as (km, kc):
+        info = docker_api.inspect_container(km.provisioner.container_id)
+        assert info["HostConfig"]["DeviceRequests"]
+        out, _ = await execute(
+            kc,
+            "import glob, os; print(len(glob.glob('/dev/nvidia[0-9]*')), os.environ['JUPYTER_MLCONTAINER_GPUS'])",
+        )
+        devices, granted = out.split(maxsplit=1)
+        assert int(devices) >= 1
+        assert granted.strip() == ("1 GPU" if gpus == 1 else "all GPUs")

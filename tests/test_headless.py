@@ -238,6 +238,7 @@ def test_a_slow_pull_does_not_count_against_the_startup_timeout(
         nb, kernel_name=name, startup_timeout=5, resources={"metadata": {"path": str(workdir)}}
     )
     asyncio.run(client.async_execute())
+    assert nb.cells[0].outputs[0]["text"] == "pulled and ran\n"
     assert nb.cells[0].outputs[0]["text"].strip() == "pulled and ran"
     assert docker_api.inspect_image(remote)["RepoDigests"]
     json.dumps(nb)  # the notebook is intact

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from pathlib import Path
@@ -17,6 +16,7 @@ from .conftest import (
     execute,
     running_kernel,
     wait_for_iopub,
+    wait_for_status,
 )
 
 pytestmark = pytest.mark.engine
@@ -51,7 +51,7 @@ async def test_interrupt_keeps_variables(kernelspec, notebook_dir):
     async with running_kernel(kernelspec(), notebook_dir) as (km, kc):
         await execute(kc, "x = 42")
         msg_id = kc.execute("while True:\n    pass")
-        await asyncio.sleep(1.0)
+        await wait_for_status(kc, msg_id, "busy")  # the loop runs: now interrupt it
         await km.interrupt_kernel()
         reply = await kc.get_shell_msg(timeout=10)
         while reply["parent_header"].get("msg_id") != msg_id:

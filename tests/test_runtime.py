@@ -45,8 +45,8 @@ def numpy_image(docker_api, tmp_path_factory):
     try:
         docker_api.inspect_image(NUMPY_IMAGE)
         return NUMPY_IMAGE
-    except Exception:
-        pass
+    except docker.errors.ImageNotFound:
+        pass  # build it below
     ctx = tmp_path_factory.mktemp("numpy-image")
     (ctx / "Dockerfile").write_text(
         (Path(__file__).parent.parent / "images" / "Dockerfile").read_text()
