@@ -414,6 +414,11 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             )
         else:
             self.log.warning("Kernel %s died. %s", self.kernel_id, exit_.message())
+            if state is not None:
+                # Its reason and log are recorded. Headless tools (nbclient) never shut a dead
+                # kernel down, so nothing else would remove its container; a restart or
+                # shutdown that follows finds it gone, which is fine.
+                self.engine.remove_soon(self.container_id)
         return exit_.exit_code
 
     def _record_requested_exit(self, code: int) -> int:

@@ -171,8 +171,9 @@ def test_a_failing_cell_fails_the_run_and_keeps_the_traceback(kernelspec, workdi
     assert "ZeroDivisionError" in converted.stderr
 
 
-def test_out_of_memory_mid_run_is_reported(kernelspec, workdir):
+def test_out_of_memory_mid_run_is_reported(kernelspec, workdir, docker_api):
     name = kernelspec("small", mem_limit="160m")
+    before = project_containers(docker_api)
     out = workdir / "oom.out.ipynb"
     result = tool(
         "jupyter",
@@ -195,6 +196,8 @@ def test_out_of_memory_mid_run_is_reported(kernelspec, workdir):
                      "--output", str(workdir / "oom.nbconvert.ipynb"))  # fmt: skip
     assert converted.returncode != 0
     assert "out-of-memory killer" in converted.stderr  # the reason, not only "kernel died"
+    # Neither tool shuts a dead kernel down: the provisioner removed its container itself.
+    assert project_containers(docker_api) - before == set()
 
 
 def test_missing_engine_or_image_fails_fast_with_our_message(kernelspec, workdir):

@@ -38,11 +38,10 @@ test('container kernel from the launcher, status bar, sidebar and a pull', async
   await expect(dialog).toContainText('Python 3.11.2 · ipykernel 7.4.0 · Debian GNU/Linux 12');
   await expect(dialog).toContainText(/Image ID\s*sha256:[0-9a-f]{64}/);
   await expect(dialog).toContainText('Memory');
-  await page.screenshot({ path: `${SHOTS}/kernel-details.png` });
-  await dialog.getByRole('button', { name: 'Close' }).click();
-
   await expect(dialog).toContainText(/Memory\s*\d+(\.\d)? MiB of/);
   await expect(dialog).not.toContainText('Last death');
+  await page.screenshot({ path: `${SHOTS}/kernel-details.png` });
+  await dialog.getByRole('button', { name: 'Close' }).click();
 
   // A restart the user asks for is not a death.
   await page.locator('.jp-MenuBar-itemLabel', { hasText: /^Kernel$/ }).click();
@@ -122,7 +121,7 @@ test('container kernel from the launcher, status bar, sidebar and a pull', async
 test('a GPU kernel on an engine without GPUs: the whole error, wrapped, with its fix', async ({
   page
 }) => {
-  await page.goto(`/lab?token=${TOKEN}`);
+  await page.goto(`/lab?reset&token=${TOKEN}`); // a fresh workspace: just the launcher
   const card = page.locator('.jp-LauncherCard', { hasText: 'GPU kernel (UI test)' }).first();
   await card.click();
   const dialog = page.locator('.jp-Dialog', { hasText: 'Error Starting Kernel' });
