@@ -90,7 +90,7 @@ async def add_container_kernelspec(
     pinned, shareable = ks.pinned_reference(request.image, inspect)
     probe = await probe_image(engine, pinned)
     image_labels = (inspect.get("Config") or {}).get("Labels") or {}
-    settings = ks.ContainerKernelSettings(
+    settings = ks.KernelspecConfig(
         gpus=request.gpus or image_labels.get(ks.LABEL_GPUS) or "auto",
         shm_size=request.shm_size,
         mem_limit=request.mem_limit,

@@ -100,7 +100,7 @@ def pinned_reference(image: str, inspect: dict[str, Any]) -> tuple[str, bool]:
 
 
 @dataclass(frozen=True)
-class ContainerKernelSettings:
+class KernelspecConfig:
     """What ``jupyter mlcontainer add`` puts into the provisioner's config."""
 
     gpus: Any = "auto"
@@ -123,7 +123,7 @@ def kernel_json(
     image_id: str,
     probe: ImageProbe,
     display_name: str,
-    settings: ContainerKernelSettings,
+    settings: KernelspecConfig,
 ) -> dict[str, Any]:
     """kernel.json of a container kernel pinned to ``pinned``."""
     return {

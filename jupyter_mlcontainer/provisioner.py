@@ -41,7 +41,7 @@ from .exceptions import (
 )
 from .images import obtain_image, probe_image
 from .probe import ImageProbe
-from .readiness import HeartbeatProbe
+from .readiness import Heartbeat
 from .reference import check_reference
 from .runtime import ensure_runtime
 from .settings import ContainerKernelSettings
@@ -141,27 +141,19 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             self.env,
         )
         launch = KernelLaunch(
+            **self.launch_settings(),
             kernel_id=str(self.kernel_id),
             kernel_name=getattr(self.parent, "kernel_name", "") or "",
-            image=self.image,
             argv=list(self.kernel_spec.argv) + list(kwargs.get("extra_arguments") or []),
             connection_info=self.connection_info,
             cwd=self.cwd if self.mount_cwd else "",
             env=env,
-            network=self.network,
             uid=uid,
             gid=gid,
             gpus=request,
             gpu_support=self._gpu_support or gpu.GPUSupport(),
-            python=self.python,
-            shm_size=self.shm_size,
-            mem_limit=self.mem_limit,
-            cpus=self.cpus,
-            pids_limit=self.pids_limit,
             mounts=[parse_mount(m) for m in self.mounts],
             ipc_dir=self._ipc_dir,
-            path_map=self.path_map,
-            use_image_entrypoint=self.use_image_entrypoint,
             source_image=str(kernelspec.recorded(spec_json).get("source") or ""),
         )
         probe = await self._probe_for_runtime()
@@ -309,10 +301,10 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         """Wait for the heartbeat; a container that exits first fails the start."""
         assert self.container_id is not None
         deadline = time.monotonic() + self.ready_timeout
-        probe = HeartbeatProbe(self.connection_info)
+        heartbeat = Heartbeat(self.connection_info)
         try:
             while True:
-                if await probe.answered(timeout=0.1):
+                if await heartbeat.answered(timeout=0.1):
                     return
                 state = await self.engine.inspect(self.container_id)
                 if state is None or not (state.get("State") or {}).get("Running"):
@@ -329,7 +321,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                     )
                     return
         finally:
-            probe.close()
+            heartbeat.close()
 
     async def _record_exit(self, state: dict[str, Any] | None) -> ContainerExit:
         if state is None:

@@ -21,7 +21,7 @@ def heartbeat_url(info: Mapping[str, Any]) -> str:
     return f"tcp://{ip}:{port}" if transport == "tcp" else f"{transport}://{ip}-{port}"
 
 
-class HeartbeatProbe:
+class Heartbeat:
     """One REQ socket that sends a single ping and waits for its echo.
 
     A message sent before the kernel binds stays queued in ZMQ and goes out once the

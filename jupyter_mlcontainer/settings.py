@@ -7,6 +7,7 @@ wins. Kept apart from the provisioner, which only orchestrates.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import docker.utils
@@ -28,8 +29,12 @@ from traitlets import (
 
 from . import gpus as gpu
 from .runtime import DEFAULT_PACKAGES
-from .spec import NETWORK_MODES, parse_mount
+from .spec import NETWORK_MODES, KernelLaunch, parse_mount
 
+#: Settings the provisioner turns into something else before the plan is built: ``env`` is
+#: merged with the allowed server variables, ``uid``/``gid`` default from the notebook's owner,
+#: ``gpus`` is resolved against the engine, ``mounts`` are parsed.
+RESOLVED_AT_START = frozenset({"env", "uid", "gid", "gpus", "mounts"})
 DEFAULT_ENV_ALLOWLIST = ["LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "JPY_SESSION_NAME"]
 
 
@@ -193,6 +198,15 @@ class ContainerKernelSettings(HasTraits):
         30,
         help="""Lines of the container's log quoted when a kernel dies or fails to start.""",
     ).tag(config=True)
+
+    def launch_settings(self) -> dict[str, Any]:
+        """The settings the container plan takes as they are: every trait that
+        :class:`~jupyter_mlcontainer.spec.KernelLaunch` has a field of the same name for, except
+        those the provisioner resolves first (:data:`RESOLVED_AT_START`)."""
+        fields = {f.name for f in dataclasses.fields(KernelLaunch)} - RESOLVED_AT_START
+        return {
+            name: getattr(self, name) for name in self.trait_names(config=True) if name in fields
+        }
 
     @validate("gpus")
     def _validate_gpus(self, proposal: dict[str, Any]) -> Any:

@@ -298,3 +298,16 @@ def test_our_errors_log_one_line_unless_debugging():
         assert "what happened; what to do" in text
         assert text.count("Traceback") == (2 if traceback_shown else 1)  # others keep theirs
     logger.removeHandler(handler)
+
+
+def test_the_plan_takes_every_setting_it_shares_a_name_with():
+    from dataclasses import fields
+
+    from jupyter_mlcontainer.settings import RESOLVED_AT_START, ContainerKernelSettings
+    from jupyter_mlcontainer.spec import KernelLaunch
+
+    settings = ContainerKernelSettings(image="python:3.11", mem_limit="1g", network="host")
+    taken = settings.launch_settings()
+    shared = {f.name for f in fields(KernelLaunch)} & set(settings.trait_names(config=True))
+    assert set(taken) == shared - RESOLVED_AT_START
+    assert (taken["image"], taken["mem_limit"], taken["network"]) == ("python:3.11", "1g", "host")
