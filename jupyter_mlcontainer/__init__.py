@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ._version import __version__
@@ -17,6 +16,6 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:
-    if not (Path(__file__).parent / "labextension" / "package.json").is_file():
-        return []
+    # Every wheel has it (the build fails otherwise); a source checkout gets it from
+    # `scripts/dev setup`.
     return [{"src": "labextension", "dest": "jupyter-mlcontainer"}]
