@@ -23,7 +23,7 @@ import tempfile
 import time
 from typing import Any
 
-from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.connect import KernelConnectionInfo, LocalPortCache
 from jupyter_client.multikernelmanager import MultiKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
@@ -45,10 +45,12 @@ from .readiness import Heartbeat
 from .reference import check_reference
 from .runtime import ensure_runtime
 from .settings import ContainerKernelSettings
-from .spec import KernelLaunch, build_plan, parse_mount, select_env
+from .spec import PORT_NAMES, KernelLaunch, build_plan, parse_mount, select_env
 
 #: While a stop is under way, how often ``poll`` may still ask ``inspect`` (events answer first).
 INSPECT_INTERVAL_WHILE_STOPPING = 1.0
+#: Fresh host ports to try when the engine finds a chosen one taken (concurrent starts).
+PORT_RETRIES = 3
 #: Seconds an engine's GPU capabilities are trusted before asking again (shared by kernels).
 GPU_INFO_MAX_AGE = 60.0
 #: Images found to lack ipykernel in this process, with their probes (skips a failing start).
@@ -72,6 +74,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
     _stopping = False
     _exit_code: int | None = None
     _launches = 0
+    _extra_arguments: tuple[str, ...] = ()
     _ipc_dir: str | None = None
     _engine_warned = False
     _last_inspect = 0.0
@@ -118,6 +121,9 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             km.transport = "ipc"
             km.cache_ports = False
             km.ip = os.path.join(self._ipc_dir, "k")
+        # LocalProvisioner folds these into the host's command line; the container's command
+        # is built from the kernelspec's argv, so keep them for it.
+        self._extra_arguments = tuple(kwargs.get("extra_arguments") or ())
         return await super().pre_launch(**kwargs)
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
@@ -144,7 +150,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             **self.launch_settings(),
             kernel_id=str(self.kernel_id),
             kernel_name=getattr(self.parent, "kernel_name", "") or "",
-            argv=list(self.kernel_spec.argv) + list(kwargs.get("extra_arguments") or []),
+            argv=[*self.kernel_spec.argv, *self._extra_arguments],
             connection_info=self.connection_info,
             cwd=self.cwd if self.mount_cwd else "",
             env=env,
@@ -158,7 +164,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         )
         probe = await self._probe_for_runtime()
         try:
-            await self._start_container(launch, probe)
+            await self._start_with_free_ports(launch, probe)
         except KernelStartError:
             missing = self.last_exit is not None and self.last_exit.missing_ipykernel
             if probe is not None or self.inject_runtime != "auto" or not missing:
@@ -170,7 +176,31 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             )
             probe = await probe_image(engine, self.image)
             _RUNTIME_PROBES[self.image] = probe
-            await self._start_container(launch, probe)
+            await self._start_with_free_ports(launch, probe)
+        return self.connection_info
+
+    async def _start_with_free_ports(self, launch: KernelLaunch, probe: ImageProbe | None) -> None:
+        """Start; when the engine finds a chosen host port taken meanwhile (ports are picked
+        free, then published by the engine a moment later, so concurrent starts can race),
+        pick fresh ports and try again."""
+        for attempt in range(PORT_RETRIES + 1):
+            try:
+                await self._start_container(launch, probe)
+                return
+            except KernelStartError as e:
+                if "port is already allocated" not in str(e) or attempt == PORT_RETRIES:
+                    raise
+            self.log.info("Kernel %s: a host port was taken meanwhile; new ports", self.kernel_id)
+            launch = dataclasses.replace(launch, connection_info=self._fresh_ports())
+
+    def _fresh_ports(self) -> KernelConnectionInfo:
+        km = self.parent
+        assert km is not None  # jupyter_client's KernelManager owns every provisioner
+        cache = LocalPortCache.instance()
+        for name in PORT_NAMES:
+            setattr(km, name, cache.find_available_port(km.ip))
+        km.write_connection_file()
+        self.connection_info = km.get_connection_info()
         return self.connection_info
 
     async def _start_container(self, launch: KernelLaunch, probe: ImageProbe | None) -> None:

@@ -257,11 +257,12 @@ async def running_kernel(
     kernel_name: str,
     cwd: Path | str,
     manager: type[AsyncKernelManager] = AsyncKernelManager,
+    extra_arguments: list[str] | None = None,
     **manager_kwargs: Any,
 ) -> AsyncIterator[tuple[Any, Any]]:
     """Start a kernel, yield (manager, client); always shut it down; dump the container on error."""
     km = manager(kernel_name=kernel_name, **manager_kwargs)
-    await km.start_kernel(cwd=str(cwd))
+    await km.start_kernel(cwd=str(cwd), extra_arguments=extra_arguments or [])
     kc = km.client()
     kc.start_channels()
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -181,3 +182,38 @@ async def test_curve_encrypted_kernel_traffic(kernelspec, notebook_dir):
         code = "import json; print(bool(json.load(open('/tmp/mlcontainer/connection.json')).get('curve_secretkey')))"
         out, _ = await execute(kc, code)
         assert out.strip() == "True"
+
+
+async def test_extra_arguments_reach_the_kernel(kernelspec, notebook_dir):
+    # nbclient passes this one by default: history in memory, nothing written to HOME.
+    extra = ["--HistoryManager.hist_file=:memory:"]
+    async with running_kernel(kernelspec(), notebook_dir, extra_arguments=extra) as (km, kc):
+        out, _ = await execute(kc, "print(get_ipython().history_manager.hist_file)")
+        assert out.strip() == ":memory:"
+
+
+async def test_a_host_port_taken_meanwhile_gets_fresh_ports(kernelspec, notebook_dir):
+    name = kernelspec()
+    async with running_kernel(name, notebook_dir) as (first, _):
+        taken = first.shell_port  # published by the engine for the first kernel
+        # A manager that keeps the ports it is given, as a concurrent start would have
+        # picked this one just before the engine published it for the other kernel.
+        async with running_kernel(name, notebook_dir, cache_ports=False, shell_port=taken) as (
+            second,
+            kc,
+        ):
+            assert second.shell_port != taken
+            out, _ = await execute(kc, "print('fresh ports')")
+            assert out.strip() == "fresh ports"
+
+
+async def test_sixteen_concurrent_starts_all_work(kernelspec, notebook_dir, docker_api):
+    name = kernelspec()
+
+    async def one(i: int) -> str:
+        async with running_kernel(name, notebook_dir) as (km, kc):
+            out, _ = await execute(kc, f"print({i} * 2)")
+            return out.strip()
+
+    results = await asyncio.gather(*(one(i) for i in range(16)))
+    assert results == [str(i * 2) for i in range(16)]
