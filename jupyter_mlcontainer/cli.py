@@ -21,7 +21,7 @@ from traitlets import Bool, Unicode
 
 from . import kernelspec as ks
 from ._version import __version__
-from .engine import Engine, _default_base_url
+from .engine import Engine, default_base_url
 from .exceptions import MLContainerError
 from .gpus import GPURequest, GPUSupport, parse_gpus
 from .install import AddRequest, add_container_kernelspec
@@ -342,7 +342,7 @@ class DoctorApp(_Command):
             add_row((label, status, detail))
 
         host = os.environ.get("DOCKER_HOST")
-        address = _default_base_url() or "unix:///var/run/docker.sock"
+        address = default_base_url() or "unix:///var/run/docker.sock"
         report("client", "", f"DOCKER_HOST={host}" if host else f"docker context/socket: {address}")
         engine = self.engine()
         version: dict[str, Any] | None = None

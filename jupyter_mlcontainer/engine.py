@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from . import labels
 from .events import ExitWatcher
 from .exceptions import (
     EngineError,
@@ -35,6 +37,8 @@ from .progress import PullProgress
 from .reference import check_reference
 
 T = TypeVar("T")
+#: Pulls at once per engine (each on its own thread, apart from kernel work).
+PULL_WORKERS = 4
 log = logging.getLogger(__name__)
 
 _NO_GPU_MARKERS = (
@@ -45,10 +49,8 @@ _NO_GPU_MARKERS = (
 )
 
 
-def _default_base_url() -> str | None:
+def default_base_url() -> str | None:
     """DOCKER_HOST wins (docker-py reads it); otherwise the current docker context's host."""
-    import os
-
     if os.environ.get("DOCKER_HOST"):
         return None
     try:
@@ -103,6 +105,7 @@ class Engine:
 
     _instances: ClassVar[dict[str | None, Engine]] = {}
     _instances_lock: ClassVar[threading.Lock] = threading.Lock()
+    _fork_hook_installed: ClassVar[bool] = False
 
     def __init__(self, base_url: str | None = None, timeout: float = 60, max_workers: int = 16):
         self.base_url = base_url
@@ -110,8 +113,13 @@ class Engine:
         self._executor = ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="mlc-docker"
         )
+        # Pulls can take minutes each: their own threads, so they never hold up a kernel.
+        self._pull_executor = ThreadPoolExecutor(
+            max_workers=PULL_WORKERS, thread_name_prefix="mlc-docker-pull"
+        )
         self._client: docker.APIClient | None = None
         self._client_lock = threading.Lock()
+        self._watcher_lock = threading.Lock()
         self._info: tuple[float, dict[str, Any]] | None = None
         self._watcher: ExitWatcher | None = None
         self._pending: set[Future[None]] = set()
@@ -123,19 +131,32 @@ class Engine:
         None means DOCKER_HOST, then the current docker context, then the default socket.
         """
         with cls._instances_lock:
+            if not cls._fork_hook_installed:
+                os.register_at_fork(after_in_child=cls._forget_after_fork)
+                cls._fork_hook_installed = True
             if base_url not in cls._instances:
                 cls._instances[base_url] = cls(base_url)
             return cls._instances[base_url]
 
+    @classmethod
+    def _forget_after_fork(cls) -> None:
+        """In a forked child (multiprocessing's default on Linux), the parent's executor
+        threads, event watcher and held locks do not exist or never get released: work
+        submitted there would wait for ever. Start afresh; the instance id is the child's own.
+        """
+        cls._instances = {}
+        cls._instances_lock = threading.Lock()
+        labels.server_instance_id.cache_clear()
+
     @property
     def address(self) -> str:
-        return self.base_url or _default_base_url() or "the default Docker socket"
+        return self.base_url or default_base_url() or "the default Docker socket"
 
     # --- plumbing -------------------------------------------------------------------
 
     def _new_client(self) -> docker.APIClient:
         kwargs: dict[str, Any] = docker.utils.kwargs_from_env()
-        base_url = self.base_url or _default_base_url()
+        base_url = self.base_url or default_base_url()
         if base_url:
             kwargs["base_url"] = base_url
         try:
@@ -152,12 +173,21 @@ class Engine:
 
     def exit_watcher(self) -> ExitWatcher:
         """The engine's ``die`` event watcher, started on first use (see events.py)."""
-        with self._client_lock:
+        # Not the client lock: an executor thread may hold that for a whole API version
+        # negotiation with a slow engine, and this runs on the event loop.
+        with self._watcher_lock:
             if self._watcher is None:
                 self._watcher = ExitWatcher(self._new_client)
             return self._watcher
 
-    async def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def call(
+        self,
+        what: str,
+        fn: Callable[..., T],
+        *args: Any,
+        executor: ThreadPoolExecutor | None = None,
+        **kwargs: Any,
+    ) -> T:
         """Run ``fn(api, *args, **kwargs)`` on the executor; map SDK errors to ours.
 
         ``what`` completes the sentence "could not ..." in error messages.
@@ -175,7 +205,7 @@ class Engine:
                 raise _engine_unavailable(self.address, e) from None
 
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, run)
+        return await loop.run_in_executor(executor or self._executor, run)
 
     # --- engine ---------------------------------------------------------------------
 
@@ -235,7 +265,7 @@ class Engine:
             logger.info("Pulled image %s (%s)", ref, progress.digest or "no digest reported")
             return api.inspect_image(ref)  # type: ignore[no-any-return]
 
-        return await self.call(f"pull image {ref!r}", pull)
+        return await self.call(f"pull image {ref!r}", pull, executor=self._pull_executor)
 
     # --- containers -----------------------------------------------------------------
 
