@@ -87,11 +87,35 @@ class MLContainerExtension(ExtensionApp):
                 self.pulls.start(spec.image)
 
     async def stop_extension(self) -> None:
+        """Cancel background work, shut container kernels down gracefully (Jupyter Server
+        stops extensions before kernels, so the reaper would otherwise kill them), then remove
+        whatever of this instance is still there."""
         for task in self._background:
             task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.pulls.stop()
+        await self._shut_down_container_kernels()
         if self.reap_orphans:
             await self._quietly(reap_instance(self.settings["mlcontainer"]["engine"], self.log))
+
+    async def _shut_down_container_kernels(self) -> None:
+        if self.serverapp is None:
+            return
+        kernel_manager = self.serverapp.kernel_manager
+        ours = [
+            kernel_id
+            for kernel_id in kernel_manager.list_kernel_ids()
+            if isinstance(kernel_manager.get_kernel(kernel_id).provisioner, MLContainerProvisioner)
+        ]
+        if ours:
+            self.log.info("Shutting down %d container kernel(s)", len(ours))
+        results = await asyncio.gather(
+            *(kernel_manager.shutdown_kernel(kernel_id) for kernel_id in ours),
+            return_exceptions=True,
+        )
+        for kernel_id, result in zip(ours, results, strict=True):
+            if isinstance(result, Exception):
+                self.log.warning("Kernel %s did not shut down cleanly: %s", kernel_id, result)
 
     def _record_environment(
         self, model: dict[str, Any], path: str, contents_manager: Any, **_: Any
