@@ -35,6 +35,7 @@ from .spec import NETWORK_MODES, KernelLaunch, parse_mount
 #: merged with the allowed server variables, ``uid``/``gid`` default from the notebook's owner,
 #: ``gpus`` is resolved against the engine, ``mounts`` are parsed.
 RESOLVED_AT_START = frozenset({"env", "uid", "gid", "gpus", "mounts"})
+DEFAULT_PIDS_LIMIT = 4096
 DEFAULT_ENV_ALLOWLIST = ["LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "JPY_SESSION_NAME"]
 
 
@@ -84,9 +85,10 @@ class ContainerKernelSettings(HasTraits):
     ).tag(config=True)
 
     pids_limit = Int(
-        None,
+        DEFAULT_PIDS_LIMIT,
         allow_none=True,
-        help="""Maximum number of processes and threads in the container. None: no limit.""",
+        help="""Maximum number of processes and threads in the container, so that a fork bomb
+        or a runaway DataLoader cannot exhaust the host's. None: no limit.""",
     ).tag(config=True)
 
     network = CaselessStrEnum(

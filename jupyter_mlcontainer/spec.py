@@ -273,6 +273,9 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
 
     host_config: dict[str, Any] = {
         "init": True,  # the kernel must not be PID 1: SIGINT reaches it through the init
+        # A kernel needs no capability: files are written as the user, ports are high.
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
         "mounts": mounts,
         "network_mode": launch.network,
         "device_requests": gpu_requests or None,

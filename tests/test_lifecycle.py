@@ -217,3 +217,34 @@ async def test_sixteen_concurrent_starts_all_work(kernelspec, notebook_dir, dock
 
     results = await asyncio.gather(*(one(i) for i in range(16)))
     assert results == [str(i * 2) for i in range(16)]
+
+
+async def test_the_container_is_locked_down(kernelspec, notebook_dir, docker_api):
+    name = kernelspec()
+    async with running_kernel(name, notebook_dir) as (km, kc):
+        state = docker_api.inspect_container(km.provisioner.container_id)
+        host = state["HostConfig"]
+        assert host["CapDrop"] == ["ALL"]
+        assert not host["CapAdd"]
+        assert "no-new-privileges:true" in host["SecurityOpt"]
+        assert not any("unconfined" in opt for opt in host["SecurityOpt"])  # default seccomp
+        assert host["PidsLimit"] == 4096
+        assert host["Init"] is True
+        assert host["Privileged"] is False
+        assert state["Config"]["User"] == f"{TEST_UID}:{TEST_GID}"  # the notebook's owner
+        sources = [m["Source"] for m in state["Mounts"]]
+        assert not any(s.endswith("docker.sock") for s in sources)
+        assert "/" not in sources
+        bindings = [b for ports in host["PortBindings"].values() for b in ports]
+        assert bindings and all(b["HostIp"] == "127.0.0.1" for b in bindings)
+        out, _ = await execute(
+            kc,
+            "import os\n"
+            "print(os.getuid(), open('/proc/self/status').read().split('CapEff:')[1].split()[0])\n"
+            "print(open('/proc/self/status').read().split('NoNewPrivs:')[1].split()[0])",
+        )
+        ids, no_new_privs = out.strip().splitlines()
+        uid, effective_caps = ids.split()
+        assert int(uid) == TEST_UID
+        assert int(effective_caps, 16) == 0
+        assert no_new_privs == "1"
