@@ -123,6 +123,7 @@ class Engine:
         self._info: tuple[float, dict[str, Any]] | None = None
         self._watcher: ExitWatcher | None = None
         self._pending: set[Future[None]] = set()
+        self._networks: set[str] = set()
 
     @classmethod
     def for_url(cls, base_url: str | None = None) -> Engine:
@@ -428,6 +429,32 @@ class Engine:
                 self._remove(api, container_id)
 
         return await self.call(f"run a helper container of image {image!r}", run)
+
+    async def ensure_network(self, name: str) -> None:
+        """Create bridge network ``name`` with inter-container traffic off, unless it exists.
+
+        Kept between kernels and servers (like an image): later starts only look it up.
+        """
+        if name in self._networks:
+            return
+
+        def ensure(api: docker.APIClient) -> None:
+            if api.networks(names=[name]):
+                return
+            try:
+                api.create_network(
+                    name,
+                    driver="bridge",
+                    options={"com.docker.network.bridge.enable_icc": "false"},
+                    labels={labels.MANAGED: "true", labels.PURPOSE: "kernel-network"},
+                    check_duplicate=True,
+                )
+            except docker.errors.APIError as e:
+                if e.status_code != 409:  # another server made it meanwhile
+                    raise
+
+        await self.call(f"create the kernels' network {name!r}", ensure)
+        self._networks.add(name)
 
     async def volume_exists(self, name: str) -> bool:
         def exists(api: docker.APIClient) -> bool:

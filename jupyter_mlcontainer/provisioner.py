@@ -132,6 +132,8 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         engine.exit_watcher()  # subscribe to exits before there is anything to miss
         if self.pull_policy == "always":
             await engine.pull(self.image, self.log)
+        if self.network == "bridge" and self.bridge_network:
+            await engine.ensure_network(self.bridge_network)
         request = await self._resolve_gpus()
         self.cwd = self._working_dir(kwargs.get("cwd"))
         uid, gid = self._container_user(self.cwd)

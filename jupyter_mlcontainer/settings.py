@@ -29,7 +29,7 @@ from traitlets import (
 
 from . import gpus as gpu
 from .runtime import DEFAULT_PACKAGES
-from .spec import NETWORK_MODES, KernelLaunch, parse_mount
+from .spec import KERNEL_NETWORK, NETWORK_MODES, KernelLaunch, parse_mount
 
 #: Settings the provisioner turns into something else before the plan is built: ``env`` is
 #: merged with the allowed server variables, ``uid``/``gid`` default from the notebook's owner,
@@ -98,6 +98,15 @@ class ContainerKernelSettings(HasTraits):
         kernel ports published on 127.0.0.1 only), ``host`` (the engine host's network; the
         kernel binds 127.0.0.1; local engines on Linux only) or ``none`` (no network at all;
         ZMQ over ipc sockets in a directory shared with the container; local engines only).""",
+    ).tag(config=True)
+
+    bridge_network = Unicode(
+        KERNEL_NETWORK,
+        help="""With ``network="bridge"``: the Docker network kernel containers join. The
+        default is created on first use with inter-container traffic off
+        (``enable_icc=false``): no kernel, and no container on another network (Docker's
+        default bridge included), can reach a kernel's ports; only the host can, through the
+        ports published on 127.0.0.1. "" uses Docker's default bridge instead.""",
     ).tag(config=True)
 
     mount_cwd = Bool(

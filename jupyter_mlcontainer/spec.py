@@ -38,6 +38,8 @@ BOOTSTRAP = (
 _LAUNCHERS = {"ipykernel_launcher", "ipykernel"}
 
 NETWORK_MODES = ("bridge", "host", "none")
+#: The network bridge-mode kernels join: made with inter-container traffic off.
+KERNEL_NETWORK = "mlc-kernels"
 #: Variables every kernel container gets: the pinned image, its source reference, the GPUs
 #: granted, the kernelspec's name.
 ENV_IMAGE = "JUPYTER_MLCONTAINER_IMAGE"
@@ -60,6 +62,7 @@ class KernelLaunch:
     cwd: str
     env: Mapping[str, str]
     network: str = "bridge"
+    bridge_network: str = KERNEL_NETWORK
     uid: int | None = None
     gid: int | None = None
     gpus: GPURequest = field(default_factory=lambda: GPURequest("none"))
@@ -277,7 +280,9 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges:true"],
         "mounts": mounts,
-        "network_mode": launch.network,
+        "network_mode": (
+            launch.bridge_network or "bridge" if launch.network == "bridge" else launch.network
+        ),
         "device_requests": gpu_requests or None,
     }
     create_args: dict[str, Any] = {

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import (
+    IMAGE,
     TEST_GID,
     TEST_UID,
     assert_removed,
@@ -248,3 +249,36 @@ async def test_the_container_is_locked_down(kernelspec, notebook_dir, docker_api
         assert int(uid) == TEST_UID
         assert int(effective_caps, 16) == 0
         assert no_new_privs == "1"
+
+
+def _connects_from_a_container(api, network: str, ip: str, port: int) -> bool:
+    """Whether a container on ``network`` can open a TCP connection to ip:port."""
+    probe = (
+        "import socket, sys\n"
+        "s = socket.socket(); s.settimeout(3)\n"
+        f"sys.exit(0 if s.connect_ex(({ip!r}, {port})) == 0 else 1)"
+    )
+    container = api.create_container(
+        IMAGE, ["python3", "-c", probe], host_config=api.create_host_config(network_mode=network)
+    )
+    try:
+        api.start(container["Id"])
+        return api.wait(container["Id"], timeout=30)["StatusCode"] == 0
+    finally:
+        api.remove_container(container["Id"], force=True)
+
+
+async def test_no_other_container_reaches_the_kernels_ports(kernelspec, notebook_dir, docker_api):
+    name = kernelspec()
+    async with running_kernel(name, notebook_dir) as (km, kc):
+        state = docker_api.inspect_container(km.provisioner.container_id)
+        networks = state["NetworkSettings"]["Networks"]
+        assert list(networks) == ["mlc-kernels"]
+        ip = networks["mlc-kernels"]["IPAddress"]
+        options = docker_api.inspect_network("mlc-kernels")["Options"]
+        assert options["com.docker.network.bridge.enable_icc"] == "false"
+        port = km.iopub_port  # the container's port is the host's: published 1:1
+        for network in ("bridge", "mlc-kernels"):  # Docker's default network, and the kernels'
+            assert not _connects_from_a_container(docker_api, network, ip, port), network
+        out, _ = await execute(kc, "print('still reachable from the host')")
+        assert out.strip() == "still reachable from the host"
