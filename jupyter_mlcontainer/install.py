@@ -61,8 +61,8 @@ def validate(request: AddRequest) -> str:
     name = request.name or ks.kernel_name_for(request.image)
     if not ks.is_valid_name(name):
         msg = (
-            f"invalid kernel name {name!r}: use lowercase letters, digits, '.', '_' and '-' "
-            f"(at most {ks.MAX_NAME} characters)"
+            f"invalid kernel name {name!r}: use lowercase letters, digits, '.', '_' and '-', "
+            f"not starting with '.' (at most {ks.MAX_NAME} characters)"
         )
         raise ValueError(msg)
     # The provisioner's own validators: what `add` accepts, a kernel can start with.
@@ -74,6 +74,12 @@ def validate(request: AddRequest) -> str:
     existing = {spec.name: spec for spec in ks.installed_specs()}
     if name in existing and not request.replace:
         msg = f"a kernelspec named {name!r} exists ({existing[name].path}); use --replace or --name"
+        raise FileExistsError(msg)
+    if name in existing and not ks.made_by_us(existing[name].spec):
+        msg = (
+            f"the kernelspec {name!r} ({existing[name].path}) was not made by jupyter-mlcontainer, "
+            "so it is never replaced: choose another --name"
+        )
         raise FileExistsError(msg)
     return name
 

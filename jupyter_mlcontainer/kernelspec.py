@@ -30,8 +30,14 @@ MAX_NAME = 64
 
 
 def is_valid_name(name: str) -> bool:
-    """jupyter_client's rule for kernelspec names (letters, digits, ``.``, ``_``, ``-``)."""
-    return bool(_VALID_NAME.match(name)) and len(name) <= MAX_NAME
+    """jupyter_client's rule for kernelspec names (letters, digits, ``.``, ``_``, ``-``),
+    and a folder name of its own: not ``.``, ``..`` or hidden."""
+    return bool(_VALID_NAME.match(name)) and len(name) <= MAX_NAME and not name.startswith(".")
+
+
+def made_by_us(spec_json: dict[str, Any]) -> bool:
+    """Whether ``add`` (CLI or REST) wrote this kernel.json: only those may be replaced."""
+    return provisioner_of(spec_json) == PROVISIONER_NAME and "created_by" in recorded(spec_json)
 
 
 def kernel_name_for(image: str) -> str:

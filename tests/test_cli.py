@@ -366,3 +366,26 @@ def test_kernels_of_different_images_look_different(jp_environ, jp_data_dir, doc
     again = cli("add", IMAGE, "--name", "first", "--gpus", "none", "--replace")
     assert again.returncode == 0, again.stderr
     assert installed(Path(jp_data_dir), "first")["display_name"] == "Python 3.11 · CPU"
+
+
+@pytest.mark.parametrize("name", ["..", ".", ".hidden"])
+def test_kernel_names_that_are_not_folders_of_their_own(jp_environ, jp_kernel_dir, name):
+    result = cli("add", IMAGE, "--name", name, DOCKER_HOST="unix:///tmp/no-engine-here.sock")
+    assert result.returncode == 1
+    assert "invalid kernel name" in result.stderr
+
+
+def test_a_kernelspec_we_did_not_make_is_never_replaced(jp_environ, jp_kernel_dir, docker_api):
+    folder = Path(jp_kernel_dir) / "python3"
+    folder.mkdir()
+    local = {"argv": ["python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+             "display_name": "Python 3 (ipykernel)", "language": "python"}  # fmt: skip
+    (folder / "kernel.json").write_text(json.dumps(local))
+    result = cli("add", IMAGE, "--name", "python3", "--replace")
+    assert result.returncode == 1
+    assert "was not made by jupyter-mlcontainer, so it is never replaced" in result.stderr
+    assert json.loads((folder / "kernel.json").read_text()) == local
+    # One of ours is replaced on request.
+    assert cli("add", IMAGE, "--name", "ours", "--gpus", "none").returncode == 0
+    again = cli("add", IMAGE, "--name", "ours", "--gpus", "auto", "--replace")
+    assert again.returncode == 0, again.stderr
