@@ -30,9 +30,11 @@ from traitlets import Int, Unicode
 
 from . import kernelspec as ks
 from .cli import _Command
+from .engine import Engine
 from .exceptions import MLContainerError
 from .gpus import parse_gpus
 from .images import probe_image
+from .provisioner import MLContainerProvisioner
 from .reference import check_reference
 
 RECORD_KEY = ks.METADATA_KEY
@@ -235,9 +237,9 @@ class RunApp(_Command):
 
             async def on_start(**_: Any) -> None:
                 provisioner = km.provisioner
-                container_id = getattr(provisioner, "container_id", None)
-                if container_id:
-                    container.update(await self.engine().inspect(container_id) or {})
+                if isinstance(provisioner, MLContainerProvisioner) and provisioner.container_id:
+                    details = await provisioner.engine.inspect(provisioner.container_id)
+                    container.update(details or {})
                 granted = getattr(provisioner, "granted_gpus", None)
                 record["gpus_granted"] = granted.describe() if granted is not None else None
 
@@ -271,14 +273,19 @@ class RunApp(_Command):
         record["status"] = status
         if reason:
             record["reason"] = reason
-        record.update(await self._image_record(spec, container))
+        # The kernel's own engine (its docker_host), not this shell's default one.
+        engine = (
+            km.provisioner.engine
+            if isinstance(km.provisioner, MLContainerProvisioner)
+            else Engine.for_url(str(config.get("docker_host") or "") or None)
+        )
+        record.update(await self._image_record(engine, spec, container))
 
     async def _image_record(
-        self, spec: dict[str, Any], container: dict[str, Any]
+        self, engine: Engine, spec: dict[str, Any], container: dict[str, Any]
     ) -> dict[str, Any]:
         """Image id, digests and probe of the image the kernel really ran in."""
         out: dict[str, Any] = {}
-        engine = self.engine()
         image_id = container.get("Image")
         if container:
             host = container.get("HostConfig") or {}

@@ -44,8 +44,8 @@ test('container kernel from the launcher, status bar, sidebar and a pull', async
   await dialog.getByRole('button', { name: 'Close' }).click();
 
   // A restart the user asks for is not a death.
-  await page.locator('.jp-MenuBar-itemLabel', { hasText: /^Kernel$/ }).click();
-  await page.locator('.lm-Menu-itemLabel', { hasText: /^Restart Kernel…$/ }).click();
+  await page.getByRole('menuitem', { name: 'Kernel', exact: true }).click();
+  await page.getByRole('menuitem', { name: /^Restart Kernel…/ }).click();
   await page.locator('.jp-Dialog').getByRole('button', { name: 'Restart' }).click();
   await expect(page.locator('.jp-Dialog')).toHaveCount(0);
   await cell.click();
