@@ -456,6 +456,11 @@ class Engine:
         await self.call(f"create the kernels' network {name!r}", ensure)
         self._networks.add(name)
 
+    async def ensure_volume(self, name: str, volume_labels: dict[str, str]) -> None:
+        """Create named volume ``name`` unless it exists (the engine keeps an existing one as
+        it is). Asked every time: a volume pruned meanwhile is made again, labelled."""
+        await self.create_volume(name, volume_labels)
+
     async def volume_exists(self, name: str) -> bool:
         def exists(api: docker.APIClient) -> bool:
             try:

@@ -30,6 +30,10 @@ NETWORK_MODE = f"{PREFIX}.network"
 RUNTIME = f"{PREFIX}.runtime"
 RUNTIME_SEAL = f"{PREFIX}.runtime-sealed"
 PURPOSE = f"{PREFIX}.purpose"
+#: A user's HOME volume: whose (uid) and for which image (the reference it was made for).
+PURPOSE_HOME = "home"
+HOME_UID = f"{PREFIX}.home-uid"
+HOME_IMAGE = f"{PREFIX}.home-image"
 
 
 @cache

@@ -29,7 +29,7 @@ from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 
 from . import gpus as gpu
-from . import kernelspec
+from . import kernelspec, labels
 from .diagnostics import ContainerExit
 from .engine import Engine
 from .exceptions import (
@@ -45,7 +45,14 @@ from .readiness import Heartbeat
 from .reference import check_reference
 from .runtime import ensure_runtime
 from .settings import ContainerKernelSettings
-from .spec import PORT_NAMES, KernelLaunch, build_plan, parse_mount, select_env
+from .spec import (
+    PORT_NAMES,
+    KernelLaunch,
+    build_plan,
+    home_volume_name,
+    parse_mount,
+    select_env,
+)
 
 #: While a stop is under way, how often ``poll`` may still ask ``inspect`` (events answer first).
 INSPECT_INTERVAL_WHILE_STOPPING = 1.0
@@ -142,6 +149,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         #: The notebook this kernel serves, as the server sees it (for the save hook).
         self.session_path = (kwargs.get("env") or {}).get("JPY_SESSION_NAME")
         spec_json = self.kernel_spec.to_dict() if self.kernel_spec else {}
+        source = str(kernelspec.recorded(spec_json).get("source") or "")
         env = select_env(
             kwargs.get("env") or {},
             self.env_allowlist,
@@ -162,7 +170,8 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             gpu_support=self._gpu_support or gpu.GPUSupport(),
             mounts=[parse_mount(m) for m in self.mounts],
             ipc_dir=self._ipc_dir,
-            source_image=str(kernelspec.recorded(spec_json).get("source") or ""),
+            source_image=source,
+            home_volume=await self._home_volume(uid, source or self.image),
         )
         probe = await self._probe_for_runtime()
         try:
@@ -180,6 +189,22 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             _RUNTIME_PROBES[self.image] = probe
             await self._start_with_free_ports(launch, probe)
         return self.connection_info
+
+    async def _home_volume(self, uid: int, image: str) -> str | None:
+        """The user's HOME volume for this image family (made on first use), or None."""
+        if not self.persistent_home:
+            return None
+        name = home_volume_name(uid, image)
+        await self.engine.ensure_volume(
+            name,
+            {
+                labels.MANAGED: "true",
+                labels.PURPOSE: labels.PURPOSE_HOME,
+                labels.HOME_UID: str(uid),
+                labels.HOME_IMAGE: image,
+            },
+        )
+        return name
 
     async def _start_with_free_ports(self, launch: KernelLaunch, probe: ImageProbe | None) -> None:
         """Start; when the engine finds a chosen host port taken meanwhile (ports are picked

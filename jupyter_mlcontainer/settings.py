@@ -109,6 +109,16 @@ class ContainerKernelSettings(HasTraits):
         ports published on 127.0.0.1. "" uses Docker's default bridge instead.""",
     ).tag(config=True)
 
+    persistent_home = Bool(
+        True,
+        help="""Keep the kernel's HOME in a named Docker volume per user and image family
+        (``mlc-home-UID-REPOSITORY``): ``~/.cache`` (pip, torch hub, Hugging Face), ``~/.keras``,
+        IPython's history and the like survive restarts and new containers, and are shared by
+        the user's kernels of that image (any tag). ``jupyter mlcontainer doctor`` lists them
+        with their sizes; ``jupyter mlcontainer prune`` removes those no kernelspec needs. False:
+        a fresh HOME in every container.""",
+    ).tag(config=True)
+
     mount_cwd = Bool(
         True,
         help="""Mount the notebook's directory at the same path in the container and start the

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import posixpath
+import re
 import sys
 import tarfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,6 +39,7 @@ BOOTSTRAP = (
 _LAUNCHERS = {"ipykernel_launcher", "ipykernel"}
 
 NETWORK_MODES = ("bridge", "host", "none")
+MAX_VOLUME_NAME = 128
 #: The network bridge-mode kernels join: made with inter-container traffic off.
 KERNEL_NETWORK = "mlc-kernels"
 #: Variables every kernel container gets: the pinned image, its source reference, the GPUs
@@ -81,6 +83,8 @@ class KernelLaunch:
     use_image_entrypoint: bool = False
     #: The reference the image was pinned from (``add`` records it), for the kernel to show.
     source_image: str = ""
+    #: A named volume mounted as the kernel's HOME (caches survive restarts), or None.
+    home_volume: str | None = None
 
 
 @dataclass(frozen=True)
@@ -221,6 +225,25 @@ def container_files(connection: Mapping[str, Any], uid: int, gid: int) -> bytes:
     return buf.getvalue()
 
 
+def home_volume_name(uid: int, image: str) -> str:
+    """The HOME volume of user ``uid`` for an image family: the repository without registry,
+    tag or digest (``mlc-home-1000-pytorch-pytorch``), so that a new tag or digest of the
+    same image keeps its caches. Image ids (``sha256:…``) have no family: their own volume."""
+    ref = image.split("@", 1)[0]
+    if ref.startswith("sha256:"):
+        family = ref[len("sha256:") :][:16]
+    else:
+        first, _, rest = ref.partition("/")
+        if rest and ("." in first or ":" in first or first == "localhost"):
+            ref = rest
+        last_colon = ref.rfind(":")
+        if last_colon > ref.rfind("/"):
+            ref = ref[:last_colon]
+        family = ref
+    name = re.sub(r"[^a-zA-Z0-9_.-]+", "-", f"mlc-home-{uid}-{family}").strip("-.")
+    return name[:MAX_VOLUME_NAME]
+
+
 def _nano_cpus(cpus: float) -> int:
     return round(cpus * 1e9)
 
@@ -262,6 +285,8 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
     if launch.ipc_dir:
         source = translate_path(launch.ipc_dir, launch.path_map)
         mounts.append(Mount(target=launch.ipc_dir, source=source, type="bind"))
+    if launch.home_volume:
+        mounts.append(Mount(target=CONTAINER_HOME, source=launch.home_volume, type="volume"))
     if launch.runtime_volume:
         mounts.append(
             Mount(target=RUNTIME_DIR, source=launch.runtime_volume, type="volume", read_only=True)

@@ -282,3 +282,33 @@ async def test_no_other_container_reaches_the_kernels_ports(kernelspec, notebook
             assert not _connects_from_a_container(docker_api, network, ip, port), network
         out, _ = await execute(kc, "print('still reachable from the host')")
         assert out.strip() == "still reachable from the host"
+
+
+async def test_home_and_caches_survive_a_restart(kernelspec, notebook_dir, docker_api):
+    name = kernelspec()
+    code = (
+        "import os, pathlib\n"
+        "cache = pathlib.Path.home() / '.cache' / 'mlc-test'\n"
+        "cache.mkdir(parents=True, exist_ok=True)\n"
+        "(cache / 'weights.bin').write_bytes(b'w' * 1024)\n"
+        "print(os.stat(pathlib.Path.home()).st_uid)"
+    )
+    async with running_kernel(name, notebook_dir) as (km, kc):
+        out, _ = await execute(kc, code)
+        assert int(out) == TEST_UID  # the user's own HOME, writable
+        first = km.provisioner.container_id
+        mounts = docker_api.inspect_container(first)["Mounts"]
+        home = next(m for m in mounts if m["Destination"] == "/tmp/mlcontainer/home")
+        assert home["Name"] == f"mlc-home-{TEST_UID}-mlcontainer-python"
+        await km.restart_kernel(now=True)
+        await kc.wait_for_ready(timeout=60)
+        await wait_for_iopub(kc)
+        assert km.provisioner.container_id != first  # a new container, the same HOME
+        out, _ = await execute(
+            kc,
+            "import pathlib; print((pathlib.Path.home() / '.cache/mlc-test/weights.bin').stat().st_size)",
+        )
+        assert out.strip() == "1024"
+    volume = docker_api.inspect_volume(home["Name"])
+    assert volume["Labels"]["org.jupyter-mlcontainer.purpose"] == "home"
+    assert volume["Labels"]["org.jupyter-mlcontainer.home-uid"] == str(TEST_UID)

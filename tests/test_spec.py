@@ -12,9 +12,11 @@ from jupyter_mlcontainer import labels
 from jupyter_mlcontainer.gpus import GPURequest, GPUSupport
 from jupyter_mlcontainer.spec import (
     CONTAINER_CONNECTION_FILE,
+    CONTAINER_HOME,
     KernelLaunch,
     build_plan,
     container_command,
+    home_volume_name,
     parse_mount,
     select_env,
     translate_path,
@@ -240,3 +242,30 @@ def test_the_kernel_knows_what_it_runs_in():
     # Without a recorded source, the configured image stands for it.
     plain = build_plan(launch()).create_args["environment"]
     assert plain["JUPYTER_MLCONTAINER_SOURCE_IMAGE"] == plain["JUPYTER_MLCONTAINER_IMAGE"]
+
+
+@pytest.mark.parametrize(
+    ("image", "volume"),
+    [
+        ("pytorch/pytorch:2.6-cuda12.4", "mlc-home-1000-pytorch-pytorch"),
+        ("pytorch/pytorch@sha256:" + "a" * 64, "mlc-home-1000-pytorch-pytorch"),
+        ("registry.example.com:5000/team/torch:v3", "mlc-home-1000-team-torch"),
+        ("localhost:5000/torch", "mlc-home-1000-torch"),
+        ("python:3.11-slim", "mlc-home-1000-python"),
+        ("sha256:" + "b" * 64, "mlc-home-1000-" + "b" * 16),
+    ],
+)
+def test_home_volumes_are_per_user_and_image_family(image, volume):
+    assert home_volume_name(1000, image) == volume
+    assert home_volume_name(1001, image) != volume
+
+
+def test_the_home_volume_is_the_kernels_home():
+    plan = build_plan(launch(home_volume="mlc-home-1000-python"))
+    home = next(m for m in plan.host_config["mounts"] if m["Target"] == CONTAINER_HOME)
+    assert (home["Type"], home["Source"], home["ReadOnly"]) == (
+        "volume",
+        "mlc-home-1000-python",
+        False,
+    )
+    assert plan.create_args["environment"]["HOME"] == CONTAINER_HOME
