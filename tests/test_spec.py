@@ -83,7 +83,8 @@ def test_bridge_publishes_every_port_on_loopback_only():
     ports = [50001, 50002, 50003, 50004, 50005]
     assert sorted(plan.create_args["ports"]) == ports
     assert plan.host_config["port_bindings"] == {p: ("127.0.0.1", p) for p in ports}
-    assert plan.host_config["network_mode"] == "bridge"
+    assert plan.host_config["network_mode"] == "mlc-kernels"  # the isolated kernels' network
+    assert build_plan(launch(bridge_network="")).host_config["network_mode"] == "bridge"
     conn = json.loads(files(plan)["mlcontainer/connection.json"][1])
     assert conn["ip"] == "0.0.0.0"
     assert conn["key"] == "secret-key"
