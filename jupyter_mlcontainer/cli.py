@@ -20,7 +20,9 @@ from jupyter_core.application import JupyterApp
 from traitlets import Bool, Unicode
 
 from . import kernelspec as ks
+from . import volumes
 from ._version import __version__
+from .diagnostics import human_size
 from .engine import Engine, default_base_url
 from .exceptions import MLContainerError
 from .gpus import GPURequest, GPUSupport, parse_gpus
@@ -411,7 +413,26 @@ class DoctorApp(_Command):
                 )
             report(spec.name, status, detail)
             problems += status not in ("ok",)
+        if version is not None:
+            await self._report_volumes(engine, specs, report)
         return problems
+
+    async def _report_volumes(
+        self, engine: Engine, specs: list[InstalledSpec], report: Callable[[str, str, str], None]
+    ) -> None:
+        """Users' HOME volumes and kernel runtimes, their sizes, and which are unused."""
+        found = await volumes.project_volumes(engine, sizes=True)
+        wanted = volumes.families(ks.recorded(s.spec).get("source") or s.image for s in specs)
+        for volume in found:
+            size = human_size(volume.size) if volume.size is not None else "?"
+            what = (
+                f"HOME of uid {volume.uid} for {volume.image}"
+                if volume.kind == "home"
+                else f"ipykernel runtime (jupyter-mlcontainer {volume.version})"
+            )
+            status = "ok" if volume.needed(wanted) else "unused"
+            hint = "" if status == "ok" else "; `jupyter mlcontainer prune` removes it"
+            report(volume.name, status, f"{what}, {size}{hint}")
 
     async def _check_spec(self, engine: Engine, spec: InstalledSpec) -> tuple[str, str]:
         image = spec.image
@@ -443,6 +464,42 @@ def _gpu_request(spec: InstalledSpec) -> GPURequest | None:
         return None
 
 
+class PruneApp(_Command):
+    name = "jupyter-mlcontainer-prune"
+    description = """Remove volumes no container kernelspec needs any more: users' HOME volumes
+    (caches) of image families no installed kernelspec uses, and kernel runtimes built by
+    other versions of jupyter-mlcontainer. Volumes a container uses are kept."""
+
+    everything = Bool(False, help="Remove every volume of this project not in use.").tag(
+        config=True
+    )
+    dry_run = Bool(False, help="Only say what would be removed.").tag(config=True)
+    flags = {
+        "all": ({"PruneApp": {"everything": True}}, "Remove every unused volume of ours."),
+        "dry-run": ({"PruneApp": {"dry_run": True}}, "Only say what would be removed."),
+    }
+
+    def start(self) -> None:
+        self.run(self.prune())
+
+    async def prune(self) -> None:
+        images = [ks.recorded(s.spec).get("source") or s.image for s in container_specs()]
+        removed, in_use = await volumes.prune(
+            self.engine(), images, everything=self.everything, dry_run=self.dry_run
+        )
+        verb = "would remove" if self.dry_run else "removed"
+        for name in removed:
+            print(f"{verb} {name}")
+        for name in in_use:
+            print(f"kept {name}: a container uses it")
+        if not removed and not in_use:
+            print("nothing to prune")
+
+
+def container_specs() -> list[InstalledSpec]:
+    return [spec for spec in installed_specs() if spec.is_container]
+
+
 class MLContainerApp(JupyterApp):
     name = "jupyter-mlcontainer"
     version = __version__
@@ -450,7 +507,7 @@ class MLContainerApp(JupyterApp):
 
     Turn an image into a pinned, shareable kernelspec with `add`; see them with `list`;
     fetch their images with `pull`; share one with `export`; check the setup with `doctor`;
-    execute a notebook headless with `run`."""
+    remove caches no kernel needs with `prune`; execute a notebook headless with `run`."""
     examples = """
     jupyter mlcontainer add pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime --gpus all
     jupyter mlcontainer list
@@ -462,6 +519,7 @@ class MLContainerApp(JupyterApp):
         "list": (ListApp, ListApp.description.splitlines()[0]),
         "pull": (PullApp, PullApp.description.splitlines()[0]),
         "export": (ExportApp, ExportApp.description.splitlines()[0]),
+        "prune": (PruneApp, PruneApp.description.splitlines()[0]),
         "doctor": (DoctorApp, DoctorApp.description.splitlines()[0]),
         "run": (
             "jupyter_mlcontainer.run.RunApp",

@@ -13,10 +13,11 @@ _NO_IPYKERNEL = ("No module named ipykernel_launcher", "No module named ipykerne
 _NO_PYTHON = ("executable file not found", "no such file or directory")
 
 
-def _size(n: int) -> str:
+def human_size(n: int) -> str:
+    """``1.5 GiB``, ``300 MiB``, ``12 bytes``."""
     for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if n >= factor:
-            return f"{n / factor:g} {unit}"
+            return f"{n / factor:.3g} {unit}"
     return f"{n} bytes"
 
 
@@ -60,7 +61,7 @@ class ContainerExit:
         """One sentence: how it ended."""
         if self.oom_killed:
             limit = (
-                f"its memory limit of {_size(self.mem_limit)} (mem_limit)"
+                f"its memory limit of {human_size(self.mem_limit)} (mem_limit)"
                 if self.mem_limit
                 else "the memory available to the engine"
             )

@@ -461,6 +461,39 @@ class Engine:
         it is). Asked every time: a volume pruned meanwhile is made again, labelled."""
         await self.create_volume(name, volume_labels)
 
+    async def list_volumes(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        def volumes(api: docker.APIClient) -> list[dict[str, Any]]:
+            return list(api.volumes(filters=filters).get("Volumes") or [])
+
+        return await self.call("list volumes", volumes)
+
+    async def volume_sizes(self) -> dict[str, int]:
+        """Bytes used by each volume (the engine's `system df`; slow on big engines)."""
+
+        def sizes(api: docker.APIClient) -> dict[str, int]:
+            return {
+                v["Name"]: int((v.get("UsageData") or {}).get("Size") or 0)
+                for v in api.df().get("Volumes") or []
+            }
+
+        return await self.call("measure volumes", sizes)
+
+    async def remove_volume(self, name: str) -> bool:
+        """Remove volume ``name``; False when a container still uses it (409)."""
+
+        def remove(api: docker.APIClient) -> bool:
+            try:
+                api.remove_volume(name)
+            except docker.errors.NotFound:
+                return True
+            except docker.errors.APIError as e:
+                if e.status_code == 409:
+                    return False
+                raise
+            return True
+
+        return await self.call(f"remove volume {name!r}", remove)
+
     async def volume_exists(self, name: str) -> bool:
         def exists(api: docker.APIClient) -> bool:
             try:

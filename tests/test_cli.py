@@ -389,3 +389,45 @@ def test_a_kernelspec_we_did_not_make_is_never_replaced(jp_environ, jp_kernel_di
     assert cli("add", IMAGE, "--name", "ours", "--gpus", "none").returncode == 0
     again = cli("add", IMAGE, "--name", "ours", "--gpus", "auto", "--replace")
     assert again.returncode == 0, again.stderr
+
+
+def test_doctor_lists_home_volumes_and_prune_removes_unneeded_ones(
+    jp_environ, jp_data_dir, docker_api
+):
+    def home(name, image):
+        docker_api.create_volume(
+            name,
+            labels={
+                "org.jupyter-mlcontainer.managed": "true",
+                "org.jupyter-mlcontainer.purpose": "home",
+                "org.jupyter-mlcontainer.home-uid": "4321",
+                "org.jupyter-mlcontainer.home-image": image,
+            },
+        )
+        return name
+
+    needed = home("mlc-home-4321-mlcontainer-python", IMAGE)
+    stale = home("mlc-home-4321-mlc-test-retired", "mlc-test/retired:1")
+    busy = home("mlc-home-4321-mlc-test-busy", "mlc-test/busy:1")
+    user = docker_api.create_container(
+        IMAGE, ["sleep", "60"], host_config=docker_api.create_host_config(binds=[f"{busy}:/h"])
+    )
+    try:
+        assert cli("add", IMAGE, "--name", "keeps-python-home", "--gpus", "none").returncode == 0
+        doctor = cli("doctor")
+        rows = {line.split()[0]: line for line in doctor.stdout.splitlines() if line.strip()}
+        assert "ok" in rows[needed].split() and "HOME of uid 4321" in rows[needed]
+        assert "unused" in rows[stale].split() and "jupyter mlcontainer prune" in rows[stale]
+        dry = cli("prune", "--dry-run")
+        assert f"would remove {stale}" in dry.stdout
+        assert docker_api.inspect_volume(stale)  # still there
+        pruned = cli("prune")
+        assert pruned.returncode == 0, pruned.stderr
+        assert f"removed {stale}" in pruned.stdout
+        assert f"kept {busy}: a container uses it" in pruned.stdout
+        names = {v["Name"] for v in docker_api.volumes()["Volumes"] or []}
+        assert stale not in names
+        assert {needed, busy} <= names
+    finally:
+        docker_api.remove_container(user["Id"], force=True)
+        docker_api.remove_volume(busy)

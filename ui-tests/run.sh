@@ -25,13 +25,41 @@ command -v docker-registry >/dev/null 2>&1 || apt_install docker-registry
 
 export JUPYTER_DATA_DIR="$WORK/data" JUPYTER_CONFIG_DIR="$WORK/config" JUPYTER_RUNTIME_DIR="$WORK/runtime"
 
-# Everything started here is stopped by its PID; the pulled test image goes with it.
+# Everything started here is stopped by its PID; the pulled test image goes with it. A process
+# that does not stop within STOP_TIMEOUT seconds of SIGTERM is killed, and the run fails: a
+# server that hangs at shutdown is a bug to see, not to wait for.
+STOP_TIMEOUT=${MLC_UI_STOP_TIMEOUT:-30}
 pids=()
 cleanup() {
-  local pid
+  local status=$? pid waited
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    waited=0
+    while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt $((STOP_TIMEOUT * 10)) ]; do
+      sleep 0.1
+      waited=$((waited + 1))
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "FAILED: process $pid ($(ps -o args= -p "$pid" | cut -c1-60)) did not stop within ${STOP_TIMEOUT} s of SIGTERM; killed it. Logs: $WORK/lab.log, $WORK/logs/" >&2
+      kill -9 "$pid" 2>/dev/null || true
+      status=1
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
   docker rmi "$MLC_UI_PULL_IMAGE" >>"$WORK/logs/cleanup.log" 2>&1 || true
+  local left tries=0
+  while :; do  # removals the engine has under way may take a moment
+    left=$(docker ps -aq --filter "label=org.jupyter-mlcontainer.server-pid=${lab_pid:-none}")
+    [ -z "$left" ] || [ "$tries" -ge 20 ] && break
+    sleep 0.5
+    tries=$((tries + 1))
+  done
+  if [ -n "$left" ]; then
+    echo "FAILED: the JupyterLab of this run left containers behind: $left" >&2
+    docker rm -f $left >>"$WORK/logs/cleanup.log" 2>&1 || true
+    status=1
+  fi
+  exit "$status"
 }
 trap cleanup EXIT
 
@@ -70,7 +98,8 @@ kernelspec ui-gpu "GPU kernel (UI test)" '{"image": "mlcontainer/python:3.11", "
 "$VENV/bin/jupyter-lab" --no-browser --port "$PORT" --ip 127.0.0.1 --ServerApp.token=ui-test \
   --ServerApp.root_dir="$WORK/notebooks" --allow-root --LabApp.news_url=None \
   --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate >"$WORK/lab.log" 2>&1 &
-pids+=($!)
+lab_pid=$!
+pids+=($lab_pid)
 for _ in $(seq 120); do curl -sf "http://127.0.0.1:$PORT/api/status?token=ui-test" >/dev/null && break; sleep 0.5; done
 if ! curl -sf "http://127.0.0.1:$PORT/api/status?token=ui-test" >/dev/null; then
   echo "JupyterLab did not start; last lines of $WORK/lab.log:" >&2
