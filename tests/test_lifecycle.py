@@ -169,6 +169,11 @@ async def test_graceful_shutdown_lets_the_kernel_exit(kernelspec, notebook_dir, 
 
     km = AsyncKernelManager(kernel_name=kernelspec())
     await km.start_kernel(cwd=str(notebook_dir))
+    # Once it is up (ipykernel itself crashes on a shutdown_request that races its start).
+    kc = km.client()
+    kc.start_channels()
+    await kc.wait_for_ready(timeout=60)
+    kc.stop_channels()
     await km.shutdown_kernel()  # shutdown_request over the control channel, no signal
     assert km.provisioner.last_exit is not None
     assert km.provisioner.last_exit.exit_code == 0, km.provisioner.last_exit.message()

@@ -46,7 +46,7 @@ test('container kernel from the launcher, status bar, sidebar and a pull', async
   // A restart the user asks for is not a death.
   await page.getByRole('menuitem', { name: 'Kernel', exact: true }).click();
   await page.getByRole('menuitem', { name: /^Restart Kernel…/ }).click();
-  await page.locator('.jp-Dialog').getByRole('button', { name: 'Restart' }).click();
+  await page.locator('.jp-Dialog').getByRole('button', { name: 'Confirm Kernel Restart' }).click();
   await expect(page.locator('.jp-Dialog')).toHaveCount(0);
   await cell.click();
   await page.keyboard.press('Shift+Enter'); // the same cell again: it runs in the new container
