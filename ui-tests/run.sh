@@ -72,6 +72,11 @@ YAML
 docker-registry serve "$WORK/registry/config.yml" >"$WORK/logs/registry.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$REGISTRY_PORT/v2/" >/dev/null && break; sleep 0.2; done
+if ! curl -sf "http://127.0.0.1:$REGISTRY_PORT/v2/" >/dev/null; then
+  echo "The local registry did not start on port $REGISTRY_PORT; last lines of $WORK/logs/registry.log:" >&2
+  tail -n 30 "$WORK/logs/registry.log" >&2
+  exit 1
+fi
 
 push_pull_image() {  # a copy of the local image that only the registry has: the test pulls it
   docker tag mlcontainer/python:3.11 "$MLC_UI_PULL_IMAGE"

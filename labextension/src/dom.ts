@@ -25,7 +25,11 @@ export function el<K extends keyof HTMLElementTagNameMap>(
 }
 
 /** A button styled as JupyterLab's own (`extra` adds classes, e.g. `jp-mod-accept`). */
-export function button(label: string, extra = '', onClick?: () => void): HTMLButtonElement {
+export function button(
+  label: string,
+  extra = '',
+  onClick?: () => void
+): HTMLButtonElement {
   const node = el(
     'button',
     `jp-Button jp-mod-styled jp-mod-small jp-mlcontainer-button ${extra}`.trim(),

@@ -45,12 +45,16 @@ export function imageName(image: string): string {
 }
 
 /** The name a kernel's image is shown by: the reference it was made from, else the image. */
-export function kernelImageName(info: Pick<IKernelContainer, 'source' | 'image'>): string {
+export function kernelImageName(
+  info: Pick<IKernelContainer, 'source' | 'image'>
+): string {
   return imageName(info.source ?? info.image);
 }
 
 /** What the kernel has of GPUs, in a few words. */
-export function gpuSummary(info: Pick<IKernelContainer, 'gpus_granted' | 'gpus_requested'>): string {
+export function gpuSummary(
+  info: Pick<IKernelContainer, 'gpus_granted' | 'gpus_requested'>
+): string {
   if (info.gpus_granted && info.gpus_granted !== 'no GPU') {
     return `GPU: ${info.gpus_granted}`;
   }
@@ -98,15 +102,25 @@ export function kernelLine(info: IKernelContainer): string {
 export function detailRows(info: IKernelContainer): [string, string][] {
   const details = info.image_details;
   const image =
-    info.source && info.source !== info.image ? `${info.source} → ${info.image}` : info.image;
+    info.source && info.source !== info.image
+      ? `${info.source} → ${info.image}`
+      : info.image;
   const resources = info.resources;
   const rows: [string, string][] = [
     ['Image', image],
-    ['Digest', details ? (details.digest ?? 'none (built or loaded on this engine)') : '–'],
+    [
+      'Digest',
+      details
+        ? (details.digest ?? 'none (built or loaded on this engine)')
+        : '–'
+    ],
     ['Image ID', details?.image_id ?? '–'],
     ['Inside', probeSummary(info.probe)],
     ['Container', `${info.container_name ?? '–'} (${info.state ?? '–'})`],
-    ['GPUs', `${info.gpus_granted ?? '–'} (requested: ${String(info.gpus_requested)})`],
+    [
+      'GPUs',
+      `${info.gpus_granted ?? '–'} (requested: ${String(info.gpus_requested)})`
+    ],
     [
       'Memory',
       `${formatBytes(resources?.memory_bytes)} of ${formatBytes(resources?.memory_limit_bytes)}`

@@ -14,7 +14,8 @@ import { ContainerStatus } from './statusbar';
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-mlcontainer:plugin',
-  description: 'See and drive container kernels: image, GPUs, resources, pulls.',
+  description:
+    'See and drive container kernels: image, GPUs, resources, pulls.',
   autoStart: true,
   requires: [INotebookTracker],
   optional: [IStatusBar, ILabShell, ICommandPalette],

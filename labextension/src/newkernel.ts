@@ -43,7 +43,9 @@ export class NewKernelForm extends Widget {
 }
 
 /** Ask for an image and settings, create the kernelspec; the created one, or null. */
-export async function newContainerKernel(app: JupyterFrontEnd): Promise<IAddResult | null> {
+export async function newContainerKernel(
+  app: JupyterFrontEnd
+): Promise<IAddResult | null> {
   const form = new NewKernelForm();
   const result = await showDialog({
     title: 'New container kernel',
@@ -63,7 +65,10 @@ export async function newContainerKernel(app: JupyterFrontEnd): Promise<IAddResu
     });
     return created;
   } catch (error) {
-    await showErrorMessage('Could not create the container kernel', errorText(error));
+    await showErrorMessage(
+      'Could not create the container kernel',
+      errorText(error)
+    );
     return null;
   }
 }

@@ -85,7 +85,11 @@ export interface IKernelContainer {
   container_id: string | null;
   container_name: string | null;
   image: string;
-  image_details: { image_id: string; digest: string | null; repo_digests: string[] } | null;
+  image_details: {
+    image_id: string;
+    digest: string | null;
+    repo_digests: string[];
+  } | null;
   probe: Record<string, string> | null;
   source: string | null;
   gpus_requested: unknown;
@@ -120,7 +124,8 @@ export interface IAddResult {
   image: string;
 }
 
-export const PULL_SCHEMA = 'https://events.jupyter-mlcontainer.org/image_pull/v1';
+export const PULL_SCHEMA =
+  'https://events.jupyter-mlcontainer.org/image_pull/v1';
 
 export function getEngine(): Promise<IEngineStatus> {
   return requestAPI<IEngineStatus>('engine');
@@ -136,7 +141,10 @@ export async function listKernels(): Promise<IKernelContainer[]> {
 }
 
 /** One kernel in full: resources and the last `tail` lines of its log. */
-export function getKernel(kernelId: string, tail = 40): Promise<IKernelContainer> {
+export function getKernel(
+  kernelId: string,
+  tail = 40
+): Promise<IKernelContainer> {
   return requestAPI<IKernelContainer>(
     `kernels/${encodeURIComponent(kernelId)}?tail=${tail}`
   );

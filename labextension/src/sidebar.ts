@@ -69,7 +69,10 @@ export class ContainersPanel extends Widget {
       settle(getImages()),
       settle(listKernels())
     ]);
-    const open = 'value' in kernels ? kernels.value.filter(k => this.logs.has(k.kernel_id)) : [];
+    const open =
+      'value' in kernels
+        ? kernels.value.filter(k => this.logs.has(k.kernel_id))
+        : [];
     await Promise.all(open.map(k => this.loadLog(k.kernel_id)));
     if (!this.isDisposed) {
       this.render(engine, images, kernels);
@@ -115,7 +118,13 @@ export class ContainersPanel extends Widget {
     node.appendChild(el('h3', '', 'Running kernel containers'));
     const list = el('div', 'jp-mlcontainer-section jp-mlcontainer-kernels');
     if ('error' in kernels) {
-      list.appendChild(el('div', 'jp-mlcontainer-error', `Cannot list kernels: ${kernels.error}`));
+      list.appendChild(
+        el(
+          'div',
+          'jp-mlcontainer-error',
+          `Cannot list kernels: ${kernels.error}`
+        )
+      );
     } else if (!kernels.value.length) {
       list.appendChild(el('div', 'jp-mlcontainer-muted', 'none'));
     } else {
@@ -146,11 +155,17 @@ export class ContainersPanel extends Widget {
       box.appendChild(el('div', 'jp-mlcontainer-error', engine.error));
     } else if (engine.value.reachable) {
       const { version, api_version, gpus } = engine.value;
-      box.appendChild(el('div', 'jp-mlcontainer-ok', `Docker ${version} (API ${api_version})`));
+      box.appendChild(
+        el('div', 'jp-mlcontainer-ok', `Docker ${version} (API ${api_version})`)
+      );
       box.appendChild(el('div', '', `GPUs: ${gpus?.description ?? '–'}`));
     } else {
       box.appendChild(
-        el('div', 'jp-mlcontainer-error', `Engine unreachable: ${engine.value.error ?? ''}`)
+        el(
+          'div',
+          'jp-mlcontainer-error',
+          `Engine unreachable: ${engine.value.error ?? ''}`
+        )
       );
     }
     return box;
@@ -160,17 +175,27 @@ export class ContainersPanel extends Widget {
     const id = kernel.kernel_id;
     const row = el('div', 'jp-mlcontainer-kernel');
     row.dataset.kernel = id;
-    row.appendChild(el('div', 'jp-mlcontainer-kernel-image', kernelImageName(kernel)));
-    row.appendChild(el('div', 'jp-mlcontainer-kernel-usage', kernelLine(kernel)));
+    row.appendChild(
+      el('div', 'jp-mlcontainer-kernel-image', kernelImageName(kernel))
+    );
+    row.appendChild(
+      el('div', 'jp-mlcontainer-kernel-usage', kernelLine(kernel))
+    );
     if (kernel.last_exit) {
       row.appendChild(
-        el('div', 'jp-mlcontainer-error', `last death: ${kernel.last_exit.reason}`)
+        el(
+          'div',
+          'jp-mlcontainer-error',
+          `last death: ${kernel.last_exit.reason}`
+        )
       );
     }
     const log = this.logs.get(id);
     const pre = el(
       'pre',
-      log?.error ? 'jp-mlcontainer-log jp-mlcontainer-error' : 'jp-mlcontainer-log',
+      log?.error
+        ? 'jp-mlcontainer-log jp-mlcontainer-error'
+        : 'jp-mlcontainer-log',
       log?.text ?? ''
     );
     pre.hidden = !log;
@@ -191,7 +216,7 @@ export class ContainersPanel extends Widget {
         }
       });
     });
-    const stopButton = button('Stop', 'jp-mod-warn jp-mlcontainer-stop');
+    const stopButton = button('Stop', 'jp-mlcontainer-stop');
     stopButton.addEventListener('click', () => void this.stop(id, stopButton));
     row.appendChild(logButton);
     row.appendChild(stopButton);
@@ -199,7 +224,10 @@ export class ContainersPanel extends Widget {
     return row;
   }
 
-  private async stop(kernelId: string, stopButton: HTMLButtonElement): Promise<void> {
+  private async stop(
+    kernelId: string,
+    stopButton: HTMLButtonElement
+  ): Promise<void> {
     stopButton.disabled = true;
     try {
       await this.app.serviceManager.kernels.shutdown(kernelId);
@@ -226,9 +254,13 @@ export class ContainersPanel extends Widget {
     );
     if (entry.pullable) {
       row.appendChild(
-        button(entry.present ? 'Pull again' : 'Pull', 'jp-mlcontainer-pull', () => {
-          void this.pull(entry.image);
-        })
+        button(
+          entry.present ? 'Pull again' : 'Pull',
+          'jp-mlcontainer-pull',
+          () => {
+            void this.pull(entry.image);
+          }
+        )
       );
     } else {
       row.appendChild(
@@ -255,26 +287,30 @@ export class ContainersPanel extends Widget {
   }
 
   private renderPulls(): void {
-    this.node.querySelectorAll<HTMLElement>('.jp-mlcontainer-image').forEach(row => {
-      const state = this.pulls.get(row.dataset.image ?? '');
-      const box = row.querySelector<HTMLElement>('.jp-mlcontainer-progress');
-      if (!state || !box) {
-        return;
-      }
-      box.textContent = '';
-      const bar = el('progress', 'jp-mlcontainer-bar');
-      bar.max = 1;
-      bar.value = state.status === 'done' ? 1 : (state.fraction ?? 0);
-      box.appendChild(bar);
-      box.appendChild(
-        el(
-          'div',
-          state.status === 'error' ? 'jp-mlcontainer-error' : 'jp-mlcontainer-pull-status',
-          state.status === 'done' ? 'Pull complete' : state.message
-        )
-      );
-      box.dataset.status = state.status;
-    });
+    this.node
+      .querySelectorAll<HTMLElement>('.jp-mlcontainer-image')
+      .forEach(row => {
+        const state = this.pulls.get(row.dataset.image ?? '');
+        const box = row.querySelector<HTMLElement>('.jp-mlcontainer-progress');
+        if (!state || !box) {
+          return;
+        }
+        box.textContent = '';
+        const bar = el('progress', 'jp-mlcontainer-bar');
+        bar.max = 1;
+        bar.value = state.status === 'done' ? 1 : (state.fraction ?? 0);
+        box.appendChild(bar);
+        box.appendChild(
+          el(
+            'div',
+            state.status === 'error'
+              ? 'jp-mlcontainer-error'
+              : 'jp-mlcontainer-pull-status',
+            state.status === 'done' ? 'Pull complete' : state.message
+          )
+        );
+        box.dataset.status = state.status;
+      });
   }
 
   private timer: number;

@@ -19,7 +19,8 @@ export function isContainerKernelSpec(
   name: string | undefined
 ): boolean {
   const metadata = name ? specs?.kernelspecs[name]?.metadata : undefined;
-  const provisioner = metadata?.kernel_provisioner as { provisioner_name?: string } | undefined;
+  const provisioner = metadata?.kernel_provisioner as
+    { provisioner_name?: string } | undefined;
   return provisioner?.provisioner_name === PROVISIONER;
 }
 
@@ -96,20 +97,32 @@ export class ContainerStatus extends Widget {
     }
     this.show();
     if (this.error) {
-      this.node.appendChild(el('span', 'jp-mlcontainer-status-image', '⬢ container kernel'));
-      this.node.appendChild(el('span', 'jp-mlcontainer-status-error', `⚠ ${this.error}`));
+      this.node.appendChild(
+        el('span', 'jp-mlcontainer-status-image', '⬢ container kernel')
+      );
+      this.node.appendChild(
+        el('span', 'jp-mlcontainer-status-error', `⚠ ${this.error}`)
+      );
       this.node.title = `Container kernel: ${this.error}`;
       return;
     }
     this.node.title = 'Container kernel: click for details';
     if (!this.info) {
-      this.node.appendChild(el('span', 'jp-mlcontainer-status-image', '⬢ container kernel'));
+      this.node.appendChild(
+        el('span', 'jp-mlcontainer-status-image', '⬢ container kernel')
+      );
       return;
     }
     this.node.appendChild(
-      el('span', 'jp-mlcontainer-status-image', `⬢ ${kernelImageName(this.info)}`)
+      el(
+        'span',
+        'jp-mlcontainer-status-image',
+        `⬢ ${kernelImageName(this.info)}`
+      )
     );
-    this.node.appendChild(el('span', 'jp-mlcontainer-badge', gpuSummary(this.info)));
+    this.node.appendChild(
+      el('span', 'jp-mlcontainer-badge', gpuSummary(this.info))
+    );
     const state = this.info.state ?? this.watched?.kernelDisplayStatus ?? '';
     this.node.appendChild(el('span', 'jp-mlcontainer-status-state', state));
   }

@@ -59,12 +59,14 @@ describe('imageName', () => {
 
 describe('gpuSummary', () => {
   it('names granted GPUs', () => {
-    expect(gpuSummary({ gpus_granted: '2 GPUs (0,1)', gpus_requested: 'all' })).toBe(
-      'GPU: 2 GPUs (0,1)'
-    );
+    expect(
+      gpuSummary({ gpus_granted: '2 GPUs (0,1)', gpus_requested: 'all' })
+    ).toBe('GPU: 2 GPUs (0,1)');
   });
   it('says CPU when none were asked for', () => {
-    expect(gpuSummary({ gpus_granted: 'no GPU', gpus_requested: 'none' })).toBe('CPU');
+    expect(gpuSummary({ gpus_granted: 'no GPU', gpus_requested: 'none' })).toBe(
+      'CPU'
+    );
   });
   it('says why there is no GPU when one was wanted', () => {
     expect(gpuSummary({ gpus_granted: null, gpus_requested: undefined })).toBe(
@@ -85,7 +87,9 @@ describe('probeSummary', () => {
         torch: '2.13.0',
         os: 'Debian GNU/Linux 12'
       })
-    ).toBe('Python 3.11.2 · PyTorch 2.13.0 · ipykernel 7.4.0 · Debian GNU/Linux 12');
+    ).toBe(
+      'Python 3.11.2 · PyTorch 2.13.0 · ipykernel 7.4.0 · Debian GNU/Linux 12'
+    );
   });
 });
 
@@ -96,9 +100,9 @@ describe('kernelLine', () => {
     );
   });
   it('falls back to the state', () => {
-    expect(kernelLine({ ...kernel, status: undefined, state: 'starting' })).toBe(
-      'starting · CPU'
-    );
+    expect(
+      kernelLine({ ...kernel, status: undefined, state: 'starting' })
+    ).toBe('starting · CPU');
   });
 });
 
@@ -115,6 +119,8 @@ describe('detailRows', () => {
       ...kernel,
       last_exit: { exit_code: 137, reason: 'killed (SIGKILL)', message: '' }
     };
-    expect(Object.fromEntries(detailRows(dead))['Last death']).toBe('killed (SIGKILL)');
+    expect(Object.fromEntries(detailRows(dead))['Last death']).toBe(
+      'killed (SIGKILL)'
+    );
   });
 });

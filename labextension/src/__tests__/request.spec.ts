@@ -7,7 +7,9 @@ jest.mock('@jupyterlab/services', () => ({
   }
 }));
 jest.mock('@jupyterlab/coreutils', () => ({
-  URLExt: { join: (...parts: string[]) => parts.join('/').replace(/([^:])\/\/+/g, '$1/') }
+  URLExt: {
+    join: (...parts: string[]) => parts.join('/').replace(/([^:])\/\/+/g, '$1/')
+  }
 }));
 
 import {
@@ -39,7 +41,9 @@ describe('requestAPI', () => {
   it('calls /mlcontainer/<endpoint> and returns the JSON answer', async () => {
     answer(200, '{"reachable": true}');
     await expect(requestAPI('engine')).resolves.toEqual({ reachable: true });
-    expect(makeRequest.mock.calls[0][0]).toBe('http://lab/base/mlcontainer/engine');
+    expect(makeRequest.mock.calls[0][0]).toBe(
+      'http://lab/base/mlcontainer/engine'
+    );
   });
 
   it('gives an empty object for an empty answer', async () => {
@@ -67,7 +71,9 @@ describe('requestAPI', () => {
     const error = await failure(requestAPI('engine'));
     expect(error).toBeInstanceOf(ApiError);
     expect(error.status).toBe(0);
-    expect(error.message).toMatch(/cannot be reached: TypeError: Failed to fetch/);
+    expect(error.message).toMatch(
+      /cannot be reached: TypeError: Failed to fetch/
+    );
   });
 });
 
