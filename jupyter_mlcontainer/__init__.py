@@ -10,7 +10,7 @@ __all__ = ["__version__"]
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
-    from .extension import MLContainerExtension
+    from .server.extension import MLContainerExtension
 
     return [{"module": "jupyter_mlcontainer", "app": MLContainerExtension}]
 

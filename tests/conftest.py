@@ -21,8 +21,8 @@ import docker.errors
 import pytest
 from jupyter_client import AsyncKernelManager
 
-from jupyter_mlcontainer import labels
-from jupyter_mlcontainer.engine import Engine
+from jupyter_mlcontainer.core import labels
+from jupyter_mlcontainer.docker.engine import Engine
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()

@@ -55,7 +55,7 @@ def engine_has_gpus() -> bool:
     """Whether the Docker engine here can give containers GPUs (False when unreachable)."""
     import docker
 
-    from jupyter_mlcontainer.gpus import GPUSupport
+    from jupyter_mlcontainer.core.gpus import GPUSupport
 
     try:
         info = docker.APIClient(version="auto").info()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from traitlets import TraitError
 
-from jupyter_mlcontainer.exceptions import EngineUnavailableError, KernelStartError
+from jupyter_mlcontainer.core.exceptions import EngineUnavailableError, KernelStartError
 
 from .conftest import start_fails
 

@@ -176,8 +176,8 @@ def test_doctor_reports_a_missing_image_and_a_stopped_engine(jp_environ, jp_kern
 def test_probe_findings(docker_api):
     import asyncio
 
-    from jupyter_mlcontainer.engine import Engine
-    from jupyter_mlcontainer.images import probe_image
+    from jupyter_mlcontainer.docker.engine import Engine
+    from jupyter_mlcontainer.docker.images import probe_image
 
     async def probes():
         engine = Engine.for_url(None)

@@ -12,11 +12,11 @@ import pytest
 from tornado.escape import json_decode
 from tornado.httpclient import HTTPClientError
 
-from jupyter_mlcontainer import labels
-from jupyter_mlcontainer.engine import Engine
-from jupyter_mlcontainer.handlers import default_handlers
-from jupyter_mlcontainer.pulls import SCHEMA_ID
-from jupyter_mlcontainer.reaper import reap_orphans
+from jupyter_mlcontainer.core import labels
+from jupyter_mlcontainer.docker.engine import Engine
+from jupyter_mlcontainer.docker.reaper import reap_orphans
+from jupyter_mlcontainer.server.handlers import default_handlers
+from jupyter_mlcontainer.server.pulls import SCHEMA_ID
 
 from .conftest import IMAGE, only_in_registry
 
@@ -236,7 +236,7 @@ async def test_requested_restart_is_not_a_death(jp_fetch, kernelspec):
 
 
 async def test_cpu_samples_of_gone_kernels_are_forgotten(jp_fetch, kernelspec):
-    from jupyter_mlcontainer.handlers import KernelHandler
+    from jupyter_mlcontainer.server.handlers import KernelHandler
 
     kernel_id = await _start_session(jp_fetch, kernelspec("sampled"), "sampled.ipynb")
     detail = await get(jp_fetch, "mlcontainer", "kernels", kernel_id)
@@ -362,7 +362,7 @@ async def test_prepull_fetches_kernelspec_images_at_startup(
 
 
 async def test_instance_containers_are_removed_at_shutdown(docker_api):
-    from jupyter_mlcontainer.reaper import reap_instance
+    from jupyter_mlcontainer.docker.reaper import reap_instance
 
     own = {labels.MANAGED: "true", labels.SERVER_INSTANCE: labels.server_instance_id()}
     leftover = docker_api.create_container(IMAGE, command=["true"], labels=own)["Id"]

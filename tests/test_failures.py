@@ -8,7 +8,7 @@ import logging
 import pytest
 from jupyter_client.ioloop import AsyncIOLoopKernelManager
 
-from jupyter_mlcontainer.exceptions import (
+from jupyter_mlcontainer.core.exceptions import (
     ImageNotFoundError,
     ImagePullError,
     KernelStartError,

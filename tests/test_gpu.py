@@ -8,8 +8,8 @@ import logging
 import pytest
 from jupyter_client import AsyncKernelManager
 
-from jupyter_mlcontainer.engine import Engine
-from jupyter_mlcontainer.exceptions import GPUUnavailableError
+from jupyter_mlcontainer.core.exceptions import GPUUnavailableError
+from jupyter_mlcontainer.docker.engine import Engine
 
 from .conftest import containers_of, execute, running_kernel
 

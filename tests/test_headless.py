@@ -13,8 +13,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from jupyter_mlcontainer import labels
-from jupyter_mlcontainer.engine import Engine
+from jupyter_mlcontainer.core import labels
+from jupyter_mlcontainer.docker.engine import Engine
 
 from .conftest import IMAGE, TORCH_IMAGE, only_in_registry, push
 

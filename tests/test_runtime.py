@@ -11,9 +11,9 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from jupyter_mlcontainer.engine import Engine
-from jupyter_mlcontainer.images import probe_image
-from jupyter_mlcontainer.runtime import RuntimeTarget, volume_name
+from jupyter_mlcontainer.docker.engine import Engine
+from jupyter_mlcontainer.docker.images import probe_image
+from jupyter_mlcontainer.docker.runtime import RuntimeTarget, volume_name
 
 from .conftest import BARE_IMAGE, execute, running_kernel
 from .test_cli import cli

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from jupyter_client import BlockingKernelClient
 
-from jupyter_mlcontainer import labels
+from jupyter_mlcontainer.core import labels
 
 pytestmark = pytest.mark.engine
 TOKEN = "server-stop-test"

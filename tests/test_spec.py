@@ -8,9 +8,9 @@ import tarfile
 
 import pytest
 
-from jupyter_mlcontainer import labels
-from jupyter_mlcontainer.gpus import GPURequest, GPUSupport
-from jupyter_mlcontainer.spec import (
+from jupyter_mlcontainer.core import labels
+from jupyter_mlcontainer.core.gpus import GPURequest, GPUSupport
+from jupyter_mlcontainer.core.plan import (
     CONTAINER_CONNECTION_FILE,
     CONTAINER_HOME,
     KernelLaunch,

@@ -10,13 +10,19 @@ import pytest
 import requests
 from traitlets import TraitError
 
-from jupyter_mlcontainer.diagnostics import ContainerExit
-from jupyter_mlcontainer.engine import _gone
-from jupyter_mlcontainer.exceptions import KernelStartError, OneLineErrors, one_line_errors
-from jupyter_mlcontainer.gpus import GPURequest, GPUSupport, device_requests, parse_gpus, resolve
-from jupyter_mlcontainer.progress import PullProgress
-from jupyter_mlcontainer.provisioner import MLContainerProvisioner
-from jupyter_mlcontainer.reference import check_reference
+from jupyter_mlcontainer.core.diagnostics import ContainerExit
+from jupyter_mlcontainer.core.exceptions import KernelStartError, OneLineErrors, one_line_errors
+from jupyter_mlcontainer.core.gpus import (
+    GPURequest,
+    GPUSupport,
+    device_requests,
+    parse_gpus,
+    resolve,
+)
+from jupyter_mlcontainer.core.progress import PullProgress
+from jupyter_mlcontainer.core.reference import check_reference
+from jupyter_mlcontainer.docker.engine import _gone
+from jupyter_mlcontainer.kernel.provisioner import MLContainerProvisioner
 
 
 @pytest.mark.parametrize(
@@ -149,7 +155,7 @@ def test_settings_come_from_config_and_kernelspec():
 
 
 def test_probe_names_kernels_for_the_dropdown():
-    from jupyter_mlcontainer.probe import ImageProbe
+    from jupyter_mlcontainer.core.probe import ImageProbe
 
     torch = ImageProbe.from_dict(
         {
@@ -179,7 +185,7 @@ def test_probe_names_kernels_for_the_dropdown():
 
 
 def test_kernel_names_and_pins():
-    from jupyter_mlcontainer.kernelspec import is_valid_name, kernel_name_for, pinned_reference
+    from jupyter_mlcontainer.core.kernelspec import is_valid_name, kernel_name_for, pinned_reference
 
     assert kernel_name_for("registry:5000/team/pytorch-cpu:2.13.0") == "mlc-pytorch-cpu-2.13.0"
     assert kernel_name_for("python:3.11-slim") == "mlc-python-3.11-slim"
@@ -201,7 +207,7 @@ def test_kernel_names_and_pins():
 
 
 def test_runtime_targets_the_images_python():
-    from jupyter_mlcontainer.runtime import RuntimeTarget, pip_command, volume_name
+    from jupyter_mlcontainer.docker.runtime import RuntimeTarget, pip_command, volume_name
 
     glibc = RuntimeTarget("3.11", "cpython", "x86_64", "glibc-2.36")
     assert glibc.platforms()[0] == "manylinux_2_36_x86_64"
@@ -219,7 +225,7 @@ def test_runtime_targets_the_images_python():
 
 
 def test_injected_command_appends_the_runtime():
-    from jupyter_mlcontainer.spec import BOOTSTRAP, container_command
+    from jupyter_mlcontainer.core.plan import BOOTSTRAP, container_command
 
     argv = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     cmd = container_command(argv, "/usr/bin/python3", injected=True)
@@ -303,8 +309,8 @@ def test_our_errors_log_one_line_unless_debugging():
 def test_the_plan_takes_every_setting_it_shares_a_name_with():
     from dataclasses import fields
 
-    from jupyter_mlcontainer.settings import RESOLVED_AT_START, ContainerKernelSettings
-    from jupyter_mlcontainer.spec import KernelLaunch
+    from jupyter_mlcontainer.core.plan import KernelLaunch
+    from jupyter_mlcontainer.kernel.settings import RESOLVED_AT_START, ContainerKernelSettings
 
     settings = ContainerKernelSettings(image="python:3.11", mem_limit="1g", network="host")
     taken = settings.launch_settings()

@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from . import labels
-from ._version import __version__
+from .._version import __version__
+from ..core import labels
+from ..core.plan import home_volume_name
 from .engine import Engine
-from .spec import home_volume_name
 
 
 @dataclass(frozen=True)

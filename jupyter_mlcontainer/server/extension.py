@@ -9,13 +9,13 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Unicode
 
-from . import kernelspec as ks
-from .engine import Engine
-from .exceptions import MLContainerError
+from ..core import kernelspec as ks
+from ..core.exceptions import MLContainerError
+from ..docker.engine import Engine
+from ..docker.reaper import reap_instance, reap_orphans
+from ..kernel.provisioner import MLContainerProvisioner
 from .handlers import default_handlers
-from .provisioner import MLContainerProvisioner
 from .pulls import SCHEMA_PATH, PullTracker
-from .reaper import reap_instance, reap_orphans
 
 
 class MLContainerExtension(ExtensionApp):

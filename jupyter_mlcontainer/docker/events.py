@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from . import labels
+from ..core import labels
 
 log = logging.getLogger(__name__)
 

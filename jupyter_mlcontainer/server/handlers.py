@@ -16,13 +16,13 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
-from . import kernelspec as ks
-from . import labels
-from .engine import Engine
-from .exceptions import MLContainerError
-from .gpus import GPUSupport
-from .install import AddRequest, add_container_kernelspec
-from .provisioner import MLContainerProvisioner
+from ..core import kernelspec as ks
+from ..core import labels
+from ..core.exceptions import MLContainerError
+from ..core.gpus import GPUSupport
+from ..docker.engine import Engine
+from ..kernel.install import AddRequest, add_container_kernelspec
+from ..kernel.provisioner import MLContainerProvisioner
 from .pulls import PullTracker
 
 AUTH_RESOURCE = "mlcontainer"

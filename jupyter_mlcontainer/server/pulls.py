@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .engine import Engine
-from .exceptions import MLContainerError
-from .progress import PullProgress
+from ..core.exceptions import MLContainerError
+from ..core.progress import PullProgress
+from ..docker.engine import Engine
 
 SCHEMA_ID = "https://events.jupyter-mlcontainer.org/image_pull/v1"
 SCHEMA_PATH = Path(__file__).parent / "event_schemas" / "image_pull" / "v1.yaml"

@@ -15,7 +15,7 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_path
 
-from ._version import __version__
+from .._version import __version__
 from .probe import ImageProbe
 
 PROVISIONER_NAME = "mlcontainer"

@@ -13,7 +13,7 @@ import socket
 import uuid
 from functools import cache
 
-from ._version import __version__
+from .._version import __version__
 
 PREFIX = "org.jupyter-mlcontainer"
 

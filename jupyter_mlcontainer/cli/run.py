@@ -28,14 +28,14 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from traitlets import Int, Unicode
 
-from . import kernelspec as ks
-from .cli import _Command
-from .engine import Engine
-from .exceptions import MLContainerError
-from .gpus import parse_gpus
-from .images import probe_image
-from .provisioner import MLContainerProvisioner
-from .reference import check_reference
+from ..core import kernelspec as ks
+from ..core.exceptions import MLContainerError
+from ..core.gpus import parse_gpus
+from ..core.reference import check_reference
+from ..docker.engine import Engine
+from ..docker.images import probe_image
+from ..kernel.provisioner import MLContainerProvisioner
+from .base import Command
 
 RECORD_KEY = ks.METADATA_KEY
 PARAMETERS_TAG = "parameters"
@@ -71,7 +71,7 @@ def _utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-class RunApp(_Command):
+class RunApp(Command):
     name = "jupyter-mlcontainer-run"
     description = """Execute NOTEBOOK headless in a container kernel; write the output notebook
     with a record of the environment. Exit status 0 only when every cell ran."""

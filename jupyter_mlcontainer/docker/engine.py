@@ -23,9 +23,8 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from . import labels
-from .events import ExitWatcher
-from .exceptions import (
+from ..core import labels
+from ..core.exceptions import (
     EngineError,
     EngineUnavailableError,
     GPUUnavailableError,
@@ -33,8 +32,9 @@ from .exceptions import (
     ImagePullError,
     InvalidReferenceError,
 )
-from .progress import PullProgress
-from .reference import check_reference
+from ..core.progress import PullProgress
+from ..core.reference import check_reference
+from .events import ExitWatcher
 
 T = TypeVar("T")
 #: Pulls at once per engine (each on its own thread, apart from kernel work).
@@ -173,7 +173,7 @@ class Engine:
             return self._client
 
     def exit_watcher(self) -> ExitWatcher:
-        """The engine's ``die`` event watcher, started on first use (see events.py)."""
+        """The engine's ``die`` event watcher, started on first use (see docker/events.py)."""
         # Not the client lock: an executor thread may hold that for a whole API version
         # negotiation with a slow engine, and this runs on the event loop.
         with self._watcher_lock:

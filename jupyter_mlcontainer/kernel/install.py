@@ -14,17 +14,17 @@ from typing import Any
 from jupyter_client.kernelspec import KernelSpecManager
 from traitlets import TraitError
 
-from . import kernelspec as ks
-from .engine import Engine
-from .gpus import GPUSupport, parse_gpus
-from .images import obtain_image, probe_image
-from .logos import write_logos
-from .probe import ImageProbe
-from .reference import check_reference
+from ..core import kernelspec as ks
+from ..core.gpus import GPUSupport, parse_gpus
+from ..core.logos import write_logos
+from ..core.probe import ImageProbe
+from ..core.reference import check_reference
+from ..docker.engine import Engine
+from ..docker.images import obtain_image, probe_image
 from .settings import ContainerKernelSettings as KernelTraits
 
 #: Quiet: the callers say themselves where the kernelspec went.
-_quiet = logging.getLogger("jupyter_mlcontainer.install")
+_quiet = logging.getLogger("jupyter_mlcontainer.kernel.install")
 _quiet.setLevel(logging.WARNING)
 
 

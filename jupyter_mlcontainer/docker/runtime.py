@@ -31,12 +31,12 @@ from pathlib import Path
 
 from docker.types import Mount
 
-from . import labels as lbl
-from ._version import __version__
+from .._version import __version__
+from ..core import labels as lbl
+from ..core.exceptions import KernelStartError
+from ..core.plan import RUNTIME_DIR
+from ..core.probe import ImageProbe
 from .engine import Engine
-from .exceptions import KernelStartError
-from .probe import ImageProbe
-from .spec import RUNTIME_DIR
 
 #: The pinned ipykernel of injected runtimes (the same as the shipped images').
 DEFAULT_PACKAGES = ("ipykernel==7.4.0",)

@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 
-from . import labels
+from ..core import labels
 from .engine import Engine
 
 

@@ -27,9 +27,9 @@ from traitlets import (
     validate,
 )
 
-from . import gpus as gpu
-from .runtime import DEFAULT_PACKAGES
-from .spec import KERNEL_NETWORK, NETWORK_MODES, KernelLaunch, parse_mount
+from ..core import gpus as gpu
+from ..core.plan import KERNEL_NETWORK, NETWORK_MODES, KernelLaunch, parse_mount
+from ..docker.runtime import DEFAULT_PACKAGES
 
 #: Settings the provisioner turns into something else before the plan is built: ``env`` is
 #: merged with the allowed server variables, ``uid``/``gid`` default from the notebook's owner,
@@ -40,7 +40,8 @@ DEFAULT_ENV_ALLOWLIST = ["LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "JPY_SE
 
 
 class ContainerKernelSettings(HasTraits):
-    """The settings; :class:`~jupyter_mlcontainer.provisioner.MLContainerProvisioner` uses them."""
+    """The settings of one container kernel; the provisioner
+    (:class:`~jupyter_mlcontainer.kernel.provisioner.MLContainerProvisioner`) has them all."""
 
     image = Unicode(
         "",
@@ -222,8 +223,8 @@ class ContainerKernelSettings(HasTraits):
 
     def launch_settings(self) -> dict[str, Any]:
         """The settings the container plan takes as they are: every trait that
-        :class:`~jupyter_mlcontainer.spec.KernelLaunch` has a field of the same name for, except
-        those the provisioner resolves first (:data:`RESOLVED_AT_START`)."""
+        :class:`~jupyter_mlcontainer.core.plan.KernelLaunch` has a field of the same name for,
+        except those the provisioner resolves first (:data:`RESOLVED_AT_START`)."""
         fields = {f.name for f in dataclasses.fields(KernelLaunch)} - RESOLVED_AT_START
         return {
             name: getattr(self, name) for name in self.trait_names(config=True) if name in fields

@@ -6,10 +6,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from . import labels
+from ..core import labels
+from ..core.exceptions import ImageNotFoundError, ImageProbeError
+from ..core.probe import PROBE_SCRIPT, ImageProbe
 from .engine import Engine
-from .exceptions import ImageNotFoundError, ImageProbeError
-from .probe import PROBE_SCRIPT, ImageProbe
 
 #: Exit codes of a command that could not be executed (tini/sh: not found, not executable).
 _NOT_RUNNABLE = {126, 127}

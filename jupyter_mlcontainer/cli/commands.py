@@ -1,91 +1,26 @@
-"""``jupyter mlcontainer``: turn images into pinned, shareable container kernelspecs.
-
-Subcommands: ``add``, ``list``, ``pull``, ``export``, ``doctor``. Each is a small traitlets
-application; all engine work goes through :class:`~jupyter_mlcontainer.engine.Engine`.
-"""
+"""``jupyter mlcontainer add|list|pull|export|prune``: pinned, shareable container kernelspecs
+and the volumes they use. Each is a small traitlets application; all engine work goes through
+:class:`~jupyter_mlcontainer.docker.engine.Engine`."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import os
 import shutil
 import sys
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from jupyter_core.application import JupyterApp
 from traitlets import Bool, Unicode
 
-from . import kernelspec as ks
-from . import volumes
-from ._version import __version__
-from .diagnostics import human_size
-from .engine import Engine, default_base_url
-from .exceptions import MLContainerError
-from .gpus import GPURequest, GPUSupport, parse_gpus
-from .install import AddRequest, add_container_kernelspec
-from .kernelspec import InstalledSpec, installed_provisioners, installed_specs
-from .progress import PullProgress
-
-T = TypeVar("T")
+from ..core import kernelspec as ks
+from ..core.exceptions import MLContainerError
+from ..core.kernelspec import InstalledSpec, installed_provisioners, installed_specs
+from ..docker import volumes
+from ..kernel.install import AddRequest, add_container_kernelspec
+from .base import Command, ProgressBar
 
 
-class ProgressBar:
-    """Pull progress on stderr: a redrawn bar on a terminal, a line every few seconds else."""
-
-    def __init__(self, image: str, stream: Any = None):
-        self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.progress = PullProgress(image, interval=0.2 if self.tty else 3.0)
-        self.drawn = False
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        line = self.progress.feed(event)
-        if line is None:
-            return
-        if self.tty:
-            fraction = self.progress.fraction or 0.0
-            filled = int(fraction * 30)
-            bar = "#" * filled + "-" * (30 - filled)
-            self.stream.write(f"\r[{bar}] {line[:90]:<90}")
-            self.drawn = True
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-class _Command(JupyterApp):
-    """Shared plumbing: run a coroutine, turn our errors into a message and exit status 1."""
-
-    version = __version__
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        try:
-            return asyncio.run(coro)
-        except MLContainerError as e:
-            self.fail(str(e))
-        except (ValueError, FileExistsError) as e:  # invalid settings or names, name taken
-            self.fail(str(e))
-        msg = "unreachable: fail() exits"
-        raise AssertionError(msg)
-
-    def fail(self, message: str) -> None:
-        print(f"error: {message}", file=sys.stderr)
-        self.exit(1)
-
-    def engine(self) -> Engine:
-        return Engine.for_url(None)
-
-
-class AddApp(_Command):
+class AddApp(Command):
     name = "jupyter-mlcontainer-add"
     description = """Pin IMAGE by digest, probe it, and install a container kernelspec for it.
 
@@ -178,7 +113,7 @@ def _probe_summary(probe: dict[str, Any]) -> str:
     return ", ".join(f"{k}={probe[k]}" for k in keys if probe.get(k))
 
 
-class ListApp(_Command):
+class ListApp(Command):
     name = "jupyter-mlcontainer-list"
     description = "List container kernelspecs: image, pin, presence on the engine, GPUs."
 
@@ -253,7 +188,7 @@ class ListApp(_Command):
             )
 
 
-class PullApp(_Command):
+class PullApp(Command):
     name = "jupyter-mlcontainer-pull"
     description = "Pull the images of container kernelspecs (all of them, or the NAMEs given)."
 
@@ -286,7 +221,7 @@ class PullApp(_Command):
             print(f"{spec.name}: {spec.image} pulled")
 
 
-class ExportApp(_Command):
+class ExportApp(Command):
     name = "jupyter-mlcontainer-export"
     description = """Copy kernelspec NAME to DIR, for a teammate's `jupyter kernelspec install`."""
 
@@ -314,157 +249,7 @@ class ExportApp(_Command):
             )
 
 
-class DoctorApp(_Command):
-    name = "jupyter-mlcontainer-doctor"
-    description = (
-        "Check the engine, GPU support, the provisioner and every container kernel's image."
-    )
-
-    def start(self) -> None:
-        ok = self.run(self.doctor())
-        if not ok:
-            self.exit(1)
-
-    async def doctor(self) -> bool:
-        rows: list[tuple[str, str, str]] = []
-        try:
-            problems = await self._diagnose(rows.append)
-        finally:
-            width = max((len(label) for label, _, _ in rows), default=0)
-            for label, status, detail in rows:
-                print(f"{label:<{width}}  {status:<8} {detail}".rstrip())
-        print("all good" if not problems else f"{problems} problem(s) found")
-        return problems == 0
-
-    async def _diagnose(self, add_row: Callable[[tuple[str, str, str]], None]) -> int:
-        """Check everything; one row (label, status, detail) per check; return the problems."""
-        problems = 0
-
-        def report(label: str, status: str, detail: str) -> None:
-            add_row((label, status, detail))
-
-        host = os.environ.get("DOCKER_HOST")
-        address = default_base_url() or "unix:///var/run/docker.sock"
-        report("client", "", f"DOCKER_HOST={host}" if host else f"docker context/socket: {address}")
-        engine = self.engine()
-        version: dict[str, Any] | None = None
-        info: dict[str, Any] | None = None
-        try:
-            version = await engine.version()
-            info = await engine.info()
-        except MLContainerError as e:
-            report("engine", "FAIL", str(e))
-            problems += 1
-        support: GPUSupport | None = None
-        if version is not None and info is not None:
-            report(
-                "engine",
-                "ok",
-                f"Docker {version.get('Version')} (API {version.get('ApiVersion')}), "
-                f"{version.get('Os')}/{version.get('Arch')}, {info.get('Images')} images",
-            )
-            support = GPUSupport.from_info(info)
-            report(
-                "gpus",
-                "ok" if support.available else "none",
-                support.describe()
-                + (
-                    ""
-                    if support.available
-                    else " — kernels run on the CPU; install the NVIDIA Container Toolkit for GPUs"
-                ),
-            )
-        if ks.PROVISIONER_NAME in installed_provisioners():
-            report(
-                "provisioner",
-                "ok",
-                f"'{ks.PROVISIONER_NAME}' is registered (jupyter-mlcontainer {__version__})",
-            )
-        else:
-            report(
-                "provisioner",
-                "FAIL",
-                "the 'mlcontainer' entry point is missing: reinstall jupyter-mlcontainer",
-            )
-            problems += 1
-        specs = [s for s in installed_specs() if s.is_container]
-        if not specs:
-            report(
-                "kernels", "", "no container kernelspecs (add one: jupyter mlcontainer add IMAGE)"
-            )
-        for spec in specs:
-            if version is None:
-                report(spec.name, "?", "engine unreachable")
-                continue
-            status, detail = await self._check_spec(engine, spec)
-            gpus = _gpu_request(spec)
-            no_gpus = support is not None and not support.available
-            if status == "ok" and gpus is not None and gpus.explicit and no_gpus:
-                assert support is not None
-                source = ks.recorded(spec.spec).get("source") or spec.image
-                status, detail = (
-                    "NO GPU",
-                    (
-                        f"asks for {gpus.describe()}, but the engine has {support.describe()}: "
-                        "it cannot start here. Install the NVIDIA Container Toolkit, or run "
-                        f"`jupyter mlcontainer add {source} --name {spec.name} --replace "
-                        "--gpus auto`"
-                    ),
-                )
-            report(spec.name, status, detail)
-            problems += status not in ("ok",)
-        if version is not None:
-            await self._report_volumes(engine, specs, report)
-        return problems
-
-    async def _report_volumes(
-        self, engine: Engine, specs: list[InstalledSpec], report: Callable[[str, str, str], None]
-    ) -> None:
-        """Users' HOME volumes and kernel runtimes, their sizes, and which are unused."""
-        found = await volumes.project_volumes(engine, sizes=True)
-        wanted = volumes.families(ks.recorded(s.spec).get("source") or s.image for s in specs)
-        for volume in found:
-            size = human_size(volume.size) if volume.size is not None else "?"
-            what = (
-                f"HOME of uid {volume.uid} for {volume.image}"
-                if volume.kind == "home"
-                else f"ipykernel runtime (jupyter-mlcontainer {volume.version})"
-            )
-            status = "ok" if volume.needed(wanted) else "unused"
-            hint = "" if status == "ok" else "; `jupyter mlcontainer prune` removes it"
-            report(volume.name, status, f"{what}, {size}{hint}")
-
-    async def _check_spec(self, engine: Engine, spec: InstalledSpec) -> tuple[str, str]:
-        image = spec.image
-        if not image:
-            return "FAIL", "its kernel.json has no image"
-        if await engine.image_inspect(image) is not None:
-            return "ok", f"{image} present"
-        source = ks.recorded(spec.spec).get("source")
-        if source:
-            current = await engine.image_inspect(source)
-            if current is not None:
-                now, _ = ks.pinned_reference(source, current)
-                return "MISMATCH", (
-                    f"pinned {image}, but {source} on the engine is {now}: the tag moved. "
-                    f"Run `jupyter mlcontainer pull {spec.name}` to get the pinned image back, or "
-                    f"`jupyter mlcontainer add {source} --replace` to pin the new one"
-                )
-        return (
-            "MISSING",
-            f"{image} is not on the engine: run `jupyter mlcontainer pull {spec.name}`",
-        )
-
-
-def _gpu_request(spec: InstalledSpec) -> GPURequest | None:
-    """The kernelspec's GPU request (None when it is not valid; the provisioner says why)."""
-    try:
-        return parse_gpus(ks.provisioner_config(spec.spec).get("gpus", "auto"))
-    except ValueError:
-        return None
-
-
-class PruneApp(_Command):
+class PruneApp(Command):
     name = "jupyter-mlcontainer-prune"
     description = """Remove volumes no container kernelspec needs any more: users' HOME volumes
     (caches) of image families no installed kernelspec uses, and kernel runtimes built by
@@ -498,48 +283,3 @@ class PruneApp(_Command):
 
 def container_specs() -> list[InstalledSpec]:
     return [spec for spec in installed_specs() if spec.is_container]
-
-
-class MLContainerApp(JupyterApp):
-    name = "jupyter-mlcontainer"
-    version = __version__
-    description = """Run Jupyter kernels inside pinned ML containers.
-
-    Turn an image into a pinned, shareable kernelspec with `add`; see them with `list`;
-    fetch their images with `pull`; share one with `export`; check the setup with `doctor`;
-    remove caches no kernel needs with `prune`; execute a notebook headless with `run`."""
-    examples = """
-    jupyter mlcontainer add pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime --gpus all
-    jupyter mlcontainer list
-    jupyter mlcontainer export mlc-pytorch-2.5.1-cuda12.4-cudnn9-runtime ./team-kernel
-    jupyter mlcontainer doctor
-    """
-    subcommands = {
-        "add": (AddApp, AddApp.description.splitlines()[0]),
-        "list": (ListApp, ListApp.description.splitlines()[0]),
-        "pull": (PullApp, PullApp.description.splitlines()[0]),
-        "export": (ExportApp, ExportApp.description.splitlines()[0]),
-        "prune": (PruneApp, PruneApp.description.splitlines()[0]),
-        "doctor": (DoctorApp, DoctorApp.description.splitlines()[0]),
-        "run": (
-            "jupyter_mlcontainer.run.RunApp",
-            "Execute a notebook headless in a container kernel, with a record of the environment.",
-        ),
-    }
-
-    def start(self) -> None:
-        if self.subapp is None:
-            print(f"{self.description}\n\nSubcommands: {', '.join(self.subcommands)}")
-            print("Run `jupyter mlcontainer SUBCOMMAND --help` for the options of each.")
-            self.exit(1)
-        else:
-            self.subapp.start()
-
-
-def main() -> None:
-    logging.getLogger("docker").setLevel(logging.WARNING)
-    MLContainerApp.launch_instance()
-
-
-if __name__ == "__main__":
-    main()

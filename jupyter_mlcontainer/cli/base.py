@@ -1,0 +1,70 @@
+"""What every ``jupyter mlcontainer`` command shares: running a coroutine, turning our errors
+into one line and exit status 1, and a pull progress bar."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from jupyter_core.application import JupyterApp
+
+from .._version import __version__
+from ..core.exceptions import MLContainerError
+from ..core.progress import PullProgress
+from ..docker.engine import Engine
+
+T = TypeVar("T")
+
+
+class ProgressBar:
+    """Pull progress on stderr: a redrawn bar on a terminal, a line every few seconds else."""
+
+    def __init__(self, image: str, stream: Any = None):
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.progress = PullProgress(image, interval=0.2 if self.tty else 3.0)
+        self.drawn = False
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        line = self.progress.feed(event)
+        if line is None:
+            return
+        if self.tty:
+            fraction = self.progress.fraction or 0.0
+            filled = int(fraction * 30)
+            bar = "#" * filled + "-" * (30 - filled)
+            self.stream.write(f"\r[{bar}] {line[:90]:<90}")
+            self.drawn = True
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class Command(JupyterApp):
+    """Shared plumbing: run a coroutine, turn our errors into a message and exit status 1."""
+
+    version = __version__
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            return asyncio.run(coro)
+        except MLContainerError as e:
+            self.fail(str(e))
+        except (ValueError, FileExistsError) as e:  # invalid settings or names, name taken
+            self.fail(str(e))
+        msg = "unreachable: fail() exits"
+        raise AssertionError(msg)
+
+    def fail(self, message: str) -> None:
+        print(f"error: {message}", file=sys.stderr)
+        self.exit(1)
+
+    def engine(self) -> Engine:
+        return Engine.for_url(None)

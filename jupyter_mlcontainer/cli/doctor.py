@@ -1,0 +1,168 @@
+"""``jupyter mlcontainer doctor``: the engine, GPU support, the provisioner, every container
+kernel's image and the volumes, each with what to do when it is wrong."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from .._version import __version__
+from ..core import kernelspec as ks
+from ..core.diagnostics import human_size
+from ..core.exceptions import MLContainerError
+from ..core.gpus import GPURequest, GPUSupport, parse_gpus
+from ..core.kernelspec import InstalledSpec, installed_provisioners, installed_specs
+from ..docker import volumes
+from ..docker.engine import Engine, default_base_url
+from .base import Command
+
+
+class DoctorApp(Command):
+    name = "jupyter-mlcontainer-doctor"
+    description = (
+        "Check the engine, GPU support, the provisioner and every container kernel's image."
+    )
+
+    def start(self) -> None:
+        ok = self.run(self.doctor())
+        if not ok:
+            self.exit(1)
+
+    async def doctor(self) -> bool:
+        rows: list[tuple[str, str, str]] = []
+        try:
+            problems = await self._diagnose(rows.append)
+        finally:
+            width = max((len(label) for label, _, _ in rows), default=0)
+            for label, status, detail in rows:
+                print(f"{label:<{width}}  {status:<8} {detail}".rstrip())
+        print("all good" if not problems else f"{problems} problem(s) found")
+        return problems == 0
+
+    async def _diagnose(self, add_row: Callable[[tuple[str, str, str]], None]) -> int:
+        """Check everything; one row (label, status, detail) per check; return the problems."""
+        problems = 0
+
+        def report(label: str, status: str, detail: str) -> None:
+            add_row((label, status, detail))
+
+        host = os.environ.get("DOCKER_HOST")
+        address = default_base_url() or "unix:///var/run/docker.sock"
+        report("client", "", f"DOCKER_HOST={host}" if host else f"docker context/socket: {address}")
+        engine = self.engine()
+        version: dict[str, Any] | None = None
+        info: dict[str, Any] | None = None
+        try:
+            version = await engine.version()
+            info = await engine.info()
+        except MLContainerError as e:
+            report("engine", "FAIL", str(e))
+            problems += 1
+        support: GPUSupport | None = None
+        if version is not None and info is not None:
+            report(
+                "engine",
+                "ok",
+                f"Docker {version.get('Version')} (API {version.get('ApiVersion')}), "
+                f"{version.get('Os')}/{version.get('Arch')}, {info.get('Images')} images",
+            )
+            support = GPUSupport.from_info(info)
+            report(
+                "gpus",
+                "ok" if support.available else "none",
+                support.describe()
+                + (
+                    ""
+                    if support.available
+                    else " — kernels run on the CPU; install the NVIDIA Container Toolkit for GPUs"
+                ),
+            )
+        if ks.PROVISIONER_NAME in installed_provisioners():
+            report(
+                "provisioner",
+                "ok",
+                f"'{ks.PROVISIONER_NAME}' is registered (jupyter-mlcontainer {__version__})",
+            )
+        else:
+            report(
+                "provisioner",
+                "FAIL",
+                "the 'mlcontainer' entry point is missing: reinstall jupyter-mlcontainer",
+            )
+            problems += 1
+        specs = [s for s in installed_specs() if s.is_container]
+        if not specs:
+            report(
+                "kernels", "", "no container kernelspecs (add one: jupyter mlcontainer add IMAGE)"
+            )
+        for spec in specs:
+            if version is None:
+                report(spec.name, "?", "engine unreachable")
+                continue
+            status, detail = await self._check_spec(engine, spec)
+            gpus = _gpu_request(spec)
+            no_gpus = support is not None and not support.available
+            if status == "ok" and gpus is not None and gpus.explicit and no_gpus:
+                assert support is not None
+                source = ks.recorded(spec.spec).get("source") or spec.image
+                status, detail = (
+                    "NO GPU",
+                    (
+                        f"asks for {gpus.describe()}, but the engine has {support.describe()}: "
+                        "it cannot start here. Install the NVIDIA Container Toolkit, or run "
+                        f"`jupyter mlcontainer add {source} --name {spec.name} --replace "
+                        "--gpus auto`"
+                    ),
+                )
+            report(spec.name, status, detail)
+            problems += status not in ("ok",)
+        if version is not None:
+            await self._report_volumes(engine, specs, report)
+        return problems
+
+    async def _report_volumes(
+        self, engine: Engine, specs: list[InstalledSpec], report: Callable[[str, str, str], None]
+    ) -> None:
+        """Users' HOME volumes and kernel runtimes, their sizes, and which are unused."""
+        found = await volumes.project_volumes(engine, sizes=True)
+        wanted = volumes.families(ks.recorded(s.spec).get("source") or s.image for s in specs)
+        for volume in found:
+            size = human_size(volume.size) if volume.size is not None else "?"
+            what = (
+                f"HOME of uid {volume.uid} for {volume.image}"
+                if volume.kind == "home"
+                else f"ipykernel runtime (jupyter-mlcontainer {volume.version})"
+            )
+            status = "ok" if volume.needed(wanted) else "unused"
+            hint = "" if status == "ok" else "; `jupyter mlcontainer prune` removes it"
+            report(volume.name, status, f"{what}, {size}{hint}")
+
+    async def _check_spec(self, engine: Engine, spec: InstalledSpec) -> tuple[str, str]:
+        image = spec.image
+        if not image:
+            return "FAIL", "its kernel.json has no image"
+        if await engine.image_inspect(image) is not None:
+            return "ok", f"{image} present"
+        source = ks.recorded(spec.spec).get("source")
+        if source:
+            current = await engine.image_inspect(source)
+            if current is not None:
+                now, _ = ks.pinned_reference(source, current)
+                return "MISMATCH", (
+                    f"pinned {image}, but {source} on the engine is {now}: the tag moved. "
+                    f"Run `jupyter mlcontainer pull {spec.name}` to get the pinned image back, or "
+                    f"`jupyter mlcontainer add {source} --replace` to pin the new one"
+                )
+        return (
+            "MISSING",
+            f"{image} is not on the engine: run `jupyter mlcontainer pull {spec.name}`",
+        )
+
+
+def _gpu_request(spec: InstalledSpec) -> GPURequest | None:
+    """The kernelspec's GPU request (None when it is not valid; the provisioner says why)."""
+    try:
+        return parse_gpus(ks.provisioner_config(spec.spec).get("gpus", "auto"))
+    except ValueError:
+        return None

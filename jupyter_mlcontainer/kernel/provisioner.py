@@ -1,0 +1,552 @@
+"""The ``mlcontainer`` kernel provisioner: one kernel, one container.
+
+jupyter_client drives it (see ``jupyter_client/provisioning`` and ``manager.py``):
+
+- ``pre_launch`` runs before every start *and restart*, on the same instance. The host side
+  (ports, the connection file, CurveZMQ keys) is :class:`LocalProvisioner`'s, reused as is.
+- ``launch_kernel`` makes sure the image is there, creates the container from the pure
+  :func:`~jupyter_mlcontainer.core.plan.build_plan`, copies the container's own connection file in
+  and starts it, then waits for the kernel's heartbeat so that a kernel dying at start
+  fails the start with the container's reason instead of a silent timeout.
+- ``poll`` / ``wait`` / ``send_signal`` / ``terminate`` / ``kill`` map onto inspect and kill;
+  ``cleanup`` removes the container and may be called more than once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shutil
+import signal
+import tempfile
+import time
+from typing import Any
+
+from jupyter_client.connect import KernelConnectionInfo, LocalPortCache
+from jupyter_client.multikernelmanager import MultiKernelManager
+from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
+
+from ..core import gpus as gpu
+from ..core import kernelspec, labels
+from ..core.diagnostics import ContainerExit
+from ..core.exceptions import (
+    EngineError,
+    EngineUnavailableError,
+    ImageNotFoundError,
+    KernelStartError,
+    one_line_errors,
+)
+from ..core.plan import (
+    PORT_NAMES,
+    KernelLaunch,
+    build_plan,
+    home_volume_name,
+    parse_mount,
+    select_env,
+)
+from ..core.probe import ImageProbe
+from ..core.reference import check_reference
+from ..docker.engine import Engine
+from ..docker.images import obtain_image, probe_image
+from ..docker.runtime import ensure_runtime
+from .readiness import Heartbeat
+from .settings import ContainerKernelSettings
+
+#: While a stop is under way, how often ``poll`` may still ask ``inspect`` (events answer first).
+INSPECT_INTERVAL_WHILE_STOPPING = 1.0
+#: Fresh host ports to try when the engine finds a chosen one taken (concurrent starts).
+PORT_RETRIES = 3
+#: Seconds an engine's GPU capabilities are trusted before asking again (shared by kernels).
+GPU_INFO_MAX_AGE = 60.0
+#: Images found to lack ipykernel in this process, with their probes (skips a failing start).
+_RUNTIME_PROBES: dict[str, ImageProbe] = {}
+
+
+# KernelProvisionerMeta derives from MetaHasTraits, so the bases agree at run time; mypy cannot
+# see that through the ABC metaclass.
+class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type: ignore[metaclass]
+    """Start, signal, restart and stop a Jupyter kernel inside a Docker container."""
+
+    # --- state --------------------------------------------------------------------------
+
+    container_id: str | None = None
+    container_name: str | None = None
+    #: How the last container ended (set when it is seen to have stopped).
+    last_exit: ContainerExit | None = None
+    #: The GPUs the last start resolved to.
+    granted_gpus: gpu.GPURequest | None = None
+    _running = False
+    _stopping = False
+    _exit_code: int | None = None
+    _launches = 0
+    _extra_arguments: tuple[str, ...] = ()
+    _ipc_dir: str | None = None
+    _engine_warned = False
+    _last_inspect = 0.0
+    session_path: str | None = None
+    #: image, image_id, repo_digests of the running container's image (set after start).
+    image_details: dict[str, Any] | None = None
+    _details_task: asyncio.Future[None] | None = None
+
+    @property
+    def has_process(self) -> bool:
+        return self.container_id is not None and self._running
+
+    @property
+    def engine(self) -> Engine:
+        return Engine.for_url(self.docker_host or None)
+
+    # --- start --------------------------------------------------------------------------
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        """Prepare the host side; runs again before every restart on this instance."""
+        self._running = False
+        self._stopping = False
+        self._exit_code = None
+        if not self.image:
+            msg = (
+                "This container kernel has no image: set 'image' in the kernelspec's "
+                "metadata.kernel_provisioner.config (or MLContainerProvisioner.image)."
+            )
+            raise KernelStartError(msg)
+        try:
+            check_reference(self.image)
+        except ValueError as e:
+            msg = f"{e}. Fix 'image' in the kernelspec's metadata.kernel_provisioner.config."
+            raise KernelStartError(msg) from None
+        km = self.parent
+        if not isinstance(getattr(km, "parent", None), MultiKernelManager):
+            # A headless tool's own kernel manager: errors in one line (the server's log
+            # keeps tracebacks).
+            one_line_errors(self.log)
+        if self.network == "none" and km is not None:
+            # ZMQ over ipc sockets in a directory that the container mounts.
+            if self._ipc_dir is None:
+                self._ipc_dir = tempfile.mkdtemp(prefix="mlc-")
+            km.transport = "ipc"
+            km.cache_ports = False
+            km.ip = os.path.join(self._ipc_dir, "k")
+        # LocalProvisioner folds these into the host's command line; the container's command
+        # is built from the kernelspec's argv, so keep them for it.
+        self._extra_arguments = tuple(kwargs.get("extra_arguments") or ())
+        return await super().pre_launch(**kwargs)
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        """Create and start the kernel's container; return when its heartbeat answers."""
+        engine = self.engine
+        engine.exit_watcher()  # subscribe to exits before there is anything to miss
+        if self.pull_policy == "always":
+            await engine.pull(self.image, self.log)
+        if self.network == "bridge" and self.bridge_network:
+            await engine.ensure_network(self.bridge_network)
+        request = await self._resolve_gpus()
+        self.cwd = self._working_dir(kwargs.get("cwd"))
+        uid, gid = self._container_user(self.cwd)
+        if self._ipc_dir is not None and os.getuid() == 0:
+            os.chown(self._ipc_dir, uid, gid)
+        #: The notebook this kernel serves, as the server sees it (for the save hook).
+        self.session_path = (kwargs.get("env") or {}).get("JPY_SESSION_NAME")
+        spec_json = self.kernel_spec.to_dict() if self.kernel_spec else {}
+        source = str(kernelspec.recorded(spec_json).get("source") or "")
+        env = select_env(
+            kwargs.get("env") or {},
+            self.env_allowlist,
+            (self.kernel_spec.env or {}).keys() if self.kernel_spec else (),
+            self.env,
+        )
+        launch = KernelLaunch(
+            **self.launch_settings(),
+            kernel_id=str(self.kernel_id),
+            kernel_name=getattr(self.parent, "kernel_name", "") or "",
+            argv=[*self.kernel_spec.argv, *self._extra_arguments],
+            connection_info=self.connection_info,
+            cwd=self.cwd if self.mount_cwd else "",
+            env=env,
+            uid=uid,
+            gid=gid,
+            gpus=request,
+            gpu_support=self._gpu_support or gpu.GPUSupport(),
+            mounts=[parse_mount(m) for m in self.mounts],
+            ipc_dir=self._ipc_dir,
+            source_image=source,
+            home_volume=await self._home_volume(uid, source or self.image),
+        )
+        probe = await self._probe_for_runtime()
+        try:
+            await self._start_with_free_ports(launch, probe)
+        except KernelStartError:
+            missing = self.last_exit is not None and self.last_exit.missing_ipykernel
+            if probe is not None or self.inject_runtime != "auto" or not missing:
+                raise
+            self.log.info(
+                "Kernel %s: image %s has no ipykernel; starting it with an injected runtime",
+                self.kernel_id,
+                self.image,
+            )
+            probe = await probe_image(engine, self.image)
+            _RUNTIME_PROBES[self.image] = probe
+            await self._start_with_free_ports(launch, probe)
+        return self.connection_info
+
+    async def _home_volume(self, uid: int, image: str) -> str | None:
+        """The user's HOME volume for this image family (made on first use), or None."""
+        if not self.persistent_home:
+            return None
+        name = home_volume_name(uid, image)
+        await self.engine.ensure_volume(
+            name,
+            {
+                labels.MANAGED: "true",
+                labels.PURPOSE: labels.PURPOSE_HOME,
+                labels.HOME_UID: str(uid),
+                labels.HOME_IMAGE: image,
+            },
+        )
+        return name
+
+    async def _start_with_free_ports(self, launch: KernelLaunch, probe: ImageProbe | None) -> None:
+        """Start; when the engine finds a chosen host port taken meanwhile (ports are picked
+        free, then published by the engine a moment later, so concurrent starts can race),
+        pick fresh ports and try again."""
+        for attempt in range(PORT_RETRIES + 1):
+            try:
+                await self._start_container(launch, probe)
+                return
+            except KernelStartError as e:
+                if "port is already allocated" not in str(e) or attempt == PORT_RETRIES:
+                    raise
+            self.log.info("Kernel %s: a host port was taken meanwhile; new ports", self.kernel_id)
+            launch = dataclasses.replace(launch, connection_info=self._fresh_ports())
+
+    def _fresh_ports(self) -> KernelConnectionInfo:
+        km = self.parent
+        assert km is not None  # jupyter_client's KernelManager owns every provisioner
+        cache = LocalPortCache.instance()
+        for name in PORT_NAMES:
+            setattr(km, name, cache.find_available_port(km.ip))
+        km.write_connection_file()
+        self.connection_info = km.get_connection_info()
+        return self.connection_info
+
+    async def _start_container(self, launch: KernelLaunch, probe: ImageProbe | None) -> None:
+        """One attempt: create, copy the connection file in, start, wait for the heartbeat."""
+        engine = self.engine
+        self._launches += 1
+        self._exit_code = None
+        runtime_volume = None
+        if probe is not None:
+            runtime_volume = await ensure_runtime(
+                engine,
+                self.image,
+                probe,
+                packages=self.runtime_packages,
+                wheelhouse=self.wheelhouse,
+                log=self.log,
+            )
+        plan = build_plan(
+            dataclasses.replace(
+                launch,
+                container_name=f"mlc-{self.kernel_id}-{self._launches}",
+                runtime_volume=runtime_volume,
+                python=probe.python if probe is not None else launch.python,
+            )
+        )
+        for note in plan.notes:
+            self.log.warning("Kernel %s: %s", self.kernel_id, note)
+        self.container_name = plan.name
+        try:
+            self.container_id = await engine.create_container(plan.create_args, plan.host_config)
+        except ImageNotFoundError:
+            # Creating first saves an inspect on every start; the image is rarely missing.
+            await obtain_image(engine, self.image, self.pull_policy, self.log)
+            self.container_id = await engine.create_container(plan.create_args, plan.host_config)
+        self.log.info(
+            "Kernel %s: starting container %s (%s, image %s, %s, user %s%s)",
+            self.kernel_id,
+            plan.name,
+            self.container_id[:12],
+            self.image,
+            launch.gpus.describe(),
+            plan.create_args["user"],
+            ", injected runtime " + runtime_volume if runtime_volume else "",
+        )
+        try:
+            await engine.put_archive(self.container_id, plan.archive_path, plan.archive)
+            try:
+                await engine.start(self.container_id)
+            except EngineError as e:
+                raise KernelStartError(self._start_refused(e)) from None
+            self._running = True
+            await self._wait_until_up()
+        except BaseException:
+            await self._discard_container()
+            raise
+
+    async def _probe_for_runtime(self) -> ImageProbe | None:
+        """The image's probe when the kernel needs an injected runtime, else None."""
+        if self.inject_runtime == "never":
+            return None
+        recorded = kernelspec.recorded(self.kernel_spec.to_dict() if self.kernel_spec else {})
+        probe = ImageProbe.from_dict(recorded["probe"]) if recorded.get("probe") else None
+        if self.inject_runtime == "always":
+            if probe is None:
+                probe = _RUNTIME_PROBES.get(self.image) or await probe_image(
+                    self.engine, self.image
+                )
+            return probe
+        if probe is not None:
+            return probe if probe.ipykernel is None else None
+        return _RUNTIME_PROBES.get(self.image)
+
+    _gpu_support: gpu.GPUSupport | None = None
+
+    async def _resolve_gpus(self) -> gpu.GPURequest:
+        request = gpu.parse_gpus(self.gpus)
+        if request.mode == "none":
+            self.granted_gpus = request
+            return request
+        if self._gpu_support is None:
+            info = await self.engine.info(max_age=GPU_INFO_MAX_AGE)
+            self._gpu_support = gpu.GPUSupport.from_info(info)
+        resolved = gpu.resolve(request, self._gpu_support)
+        if request.mode == "auto" and resolved.mode == "none":
+            self.log.warning(
+                "Kernel %s runs on the CPU: the Docker engine has %s. Install the NVIDIA "
+                "Container Toolkit for GPUs, or set gpus='none' to silence this warning.",
+                self.kernel_id,
+                self._gpu_support.describe(),
+            )
+        self.granted_gpus = resolved
+        return resolved
+
+    def _working_dir(self, cwd: str | None) -> str:
+        """The kernel's directory: Jupyter's ``cwd``, else the server's root_dir, else ours."""
+        if not cwd:
+            multikernel_manager = getattr(self.parent, "parent", None)
+            cwd = getattr(multikernel_manager, "root_dir", None) or os.getcwd()
+        return os.path.abspath(cwd)
+
+    def _container_user(self, cwd: str) -> tuple[int, int]:
+        if self.uid is not None:
+            gid = (
+                self.gid
+                if self.gid is not None
+                else (os.getgid() if self.uid == os.getuid() else self.uid)
+            )
+            return self.uid, gid
+        if os.getuid() != 0:
+            return os.getuid(), self.gid if self.gid is not None else os.getgid()
+        try:
+            st = os.stat(cwd)
+        except OSError:
+            return 0, 0 if self.gid is None else self.gid
+        return st.st_uid, self.gid if self.gid is not None else st.st_gid
+
+    def _start_refused(self, error: EngineError) -> str:
+        text = str(error)
+        if "executable file not found" in text or "no such file or directory" in text:
+            return (
+                f"The image {self.image!r} cannot run the kernel command: {text}. The image "
+                f"needs Python at '{self.python}' (set the provisioner's `python` to its "
+                "interpreter) and ipykernel."
+            )
+        return text
+
+    async def _wait_until_up(self) -> None:
+        """Wait for the heartbeat; a container that exits first fails the start."""
+        assert self.container_id is not None
+        deadline = time.monotonic() + self.ready_timeout
+        heartbeat = Heartbeat(self.connection_info)
+        try:
+            while True:
+                if await heartbeat.answered(timeout=0.1):
+                    return
+                state = await self.engine.inspect(self.container_id)
+                if state is None or not (state.get("State") or {}).get("Running"):
+                    exit_ = await self._record_exit(state)
+                    msg = f"The kernel did not start. {exit_.message()}"
+                    raise KernelStartError(msg)
+                if time.monotonic() > deadline:
+                    self.log.warning(
+                        "Kernel %s: no heartbeat after %.0f s; its container %s still runs, "
+                        "so Jupyter's own timeout decides.",
+                        self.kernel_id,
+                        self.ready_timeout,
+                        self.container_name,
+                    )
+                    return
+        finally:
+            heartbeat.close()
+
+    async def _record_exit(self, state: dict[str, Any] | None) -> ContainerExit:
+        if state is None:
+            exit_ = ContainerExit(
+                name=self.container_name or "",
+                image=self.image,
+                exit_code=-1,
+                error="the container was removed from outside Jupyter",
+                requested=self._stopping,
+            )
+        else:
+            assert self.container_id is not None
+            tail = await self.engine.logs(self.container_id, tail=self.log_tail)
+            exit_ = dataclasses.replace(
+                ContainerExit.from_inspect(state, tail), requested=self._stopping
+            )
+        self.last_exit = exit_
+        self._exit_code = exit_.exit_code
+        self._running = False
+        return exit_
+
+    async def post_launch(self, **kwargs: Any) -> None:
+        """Learn the image's id and digests in the background (for records, not the start)."""
+        await super().post_launch(**kwargs)
+        container_id = self.container_id
+
+        async def learn() -> None:
+            try:
+                state = await self.engine.inspect(container_id) if container_id else None
+                image = await self.engine.image_inspect(state["Image"]) if state else None
+            except Exception as e:  # only a record is lost
+                self.log.debug("Kernel %s: no image details: %s", self.kernel_id, e)
+                return
+            if image is not None:
+                pinned, shareable = kernelspec.pinned_reference(self.image, image)
+                self.image_details = {
+                    "image": self.image,
+                    "image_id": image.get("Id"),
+                    "digest": pinned if shareable else None,
+                    "repo_digests": image.get("RepoDigests") or [],
+                }
+
+        self._details_task = asyncio.ensure_future(learn())
+
+    # --- running ------------------------------------------------------------------------
+
+    async def poll(self) -> int | None:
+        """None while the container runs, else its exit code. At most one inspect call.
+
+        While a stop is under way the engine's ``die`` event answers instead of ``inspect``,
+        which would wait for the engine's network teardown (see docker/events.py).
+        """
+        if self.container_id is None:
+            return 0
+        if self._exit_code is not None:
+            return self._exit_code
+        watcher = self.engine.exit_watcher()
+        code = watcher.exit_code(self.container_id)
+        if self._stopping:
+            if code is not None:
+                return self._record_requested_exit(code)
+            if (
+                watcher.healthy
+                and time.monotonic() - self._last_inspect < INSPECT_INTERVAL_WHILE_STOPPING
+            ):
+                return None
+        self._last_inspect = time.monotonic()
+        try:
+            state = await self.engine.inspect(self.container_id)
+        except EngineUnavailableError as e:
+            if not self._engine_warned:
+                self.log.warning("Kernel %s: cannot check its container: %s", self.kernel_id, e)
+                self._engine_warned = True
+            return None
+        self._engine_warned = False
+        if state is not None and (state.get("State") or {}).get("Running"):
+            return None
+        exit_ = await self._record_exit(state)
+        if self._stopping:
+            self.log.debug(
+                "Kernel %s: container %s stopped: %s", self.kernel_id, exit_.name, exit_.reason
+            )
+        else:
+            self.log.warning("Kernel %s died. %s", self.kernel_id, exit_.message())
+            if state is not None:
+                # Its reason and log are recorded. Headless tools (nbclient) never shut a dead
+                # kernel down, so nothing else would remove its container; a restart or
+                # shutdown that follows finds it gone, which is fine.
+                self.engine.remove_soon(self.container_id)
+        return exit_.exit_code
+
+    def _record_requested_exit(self, code: int) -> int:
+        self.last_exit = ContainerExit(
+            name=self.container_name or "", image=self.image, exit_code=code, requested=True
+        )
+        self._exit_code = code
+        self._running = False
+        self.log.debug(
+            "Kernel %s: container %s stopped (exit code %s)",
+            self.kernel_id,
+            self.container_name,
+            code,
+        )
+        return code
+
+    async def wait(self) -> int | None:
+        ret = await self.poll()
+        while ret is None:
+            await asyncio.sleep(0.05)
+            ret = await self.poll()
+        self._running = False
+        return ret
+
+    async def send_signal(self, signum: int) -> None:
+        if self.container_id is None or signum == 0:
+            return
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = str(signum)
+        await self.engine.kill(self.container_id, signal=name)
+
+    async def shutdown_requested(self, restart: bool = False) -> None:
+        self._stopping = True
+
+    async def terminate(self, restart: bool = False) -> None:
+        self._stopping = True
+        await self.send_signal(signal.SIGTERM)
+
+    async def kill(self, restart: bool = False) -> None:
+        self._stopping = True
+        await self.send_signal(signal.SIGKILL)
+
+    async def cleanup(self, restart: bool = False) -> None:
+        """Remove the container (idempotent) and, unless restarting, the ipc directory.
+
+        A restart waits for the removal (the new container publishes the same ports); a
+        final shutdown leaves it to the engine façade's background queue, so that the
+        engine's network teardown does not hold up the caller.
+        """
+        if restart:
+            await self._discard_container()
+        else:
+            container_id, self.container_id = self.container_id, None
+            self._running = False
+            if container_id is not None:
+                self.engine.remove_soon(container_id)
+        if not restart and self._ipc_dir is not None:
+            shutil.rmtree(self._ipc_dir, ignore_errors=True)
+            self._ipc_dir = None
+        await super().cleanup(restart=restart)
+
+    async def _discard_container(self) -> None:
+        container_id, self.container_id = self.container_id, None
+        self._running = False
+        if container_id is not None:
+            await self.engine.remove(container_id)
+
+    # --- persistence --------------------------------------------------------------------
+
+    async def get_provisioner_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = await super().get_provisioner_info()
+        info.update({"container_id": self.container_id, "container_name": self.container_name})
+        return info
+
+    async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
+        # LocalProvisioner's version expects a pid; ours has a container instead.
+        await KernelProvisionerBase.load_provisioner_info(self, provisioner_info)
+        self.container_id = provisioner_info.get("container_id")
+        self.container_name = provisioner_info.get("container_name")
+        self._running = self.container_id is not None

@@ -1,0 +1,78 @@
+"""The package's layers, as its folders name them, import only downwards, and no module takes
+another's private names."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).parent.parent / "jupyter_mlcontainer"
+#: Each layer and the layers it may import from (besides itself and the top-level _version).
+ALLOWED = {
+    "core": set(),
+    "docker": {"core"},
+    "kernel": {"core", "docker"},
+    "server": {"core", "docker", "kernel"},
+    "cli": {"core", "docker", "kernel"},
+}
+
+
+def imports_of(path: Path) -> list[tuple[str, list[str]]]:
+    """(absolute module, imported names) for every import of our package in ``path``."""
+    module_parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    tree = ast.parse(path.read_text())
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module_parts[: len(module_parts) - node.level]
+                module = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            else:
+                module = node.module or ""
+            if module.startswith("jupyter_mlcontainer"):
+                found.append((module, [alias.name for alias in node.names]))
+        elif isinstance(node, ast.Import):
+            found.extend(
+                (alias.name, [])
+                for alias in node.names
+                if alias.name.startswith("jupyter_mlcontainer")
+            )
+    return found
+
+
+def layer_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in ALLOWED else None
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_layers_import_only_downwards(layer):
+    wrong = []
+    for path in sorted((PACKAGE / layer).glob("*.py")):
+        for module, names in imports_of(path):
+            target = layer_of(module)
+            if target is None and module == "jupyter_mlcontainer":
+                target = next((layer_of(f"jupyter_mlcontainer.{n}") for n in names), None)
+            if target and target != layer and target not in ALLOWED[layer]:
+                wrong.append(f"{path.name} imports {module}")
+    assert wrong == []
+
+
+def test_no_private_names_cross_modules():
+    crossing = [
+        f"{path.relative_to(PACKAGE)} takes {module}.{name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for module, names in imports_of(path)
+        for name in names
+        if name.startswith("_") and name != "__version__"
+    ]
+    assert crossing == []
+
+
+def test_every_layer_is_a_folder_and_nothing_else_is_flat():
+    flat = sorted(p.name for p in PACKAGE.glob("*.py"))
+    # the package's entry points, its version, and the provisioner's public import path
+    assert flat == ["__init__.py", "_version.py", "provisioner.py"]
+    assert {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()} == set(ALLOWED)
