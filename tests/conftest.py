@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -303,6 +304,21 @@ async def assert_removed(api: Any, kernel_id: str) -> None:
     """After a final shutdown the container goes in the background: wait for it, then check."""
     await Engine.for_url(None).drain()
     assert containers_of(api, kernel_id) == []
+
+
+async def eventually(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
+    """Poll ``check`` (sync or async) until it returns something true; return that. Fails the
+    test with ``what`` when it never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"after {timeout:.0f} s, still not: {what}")
+        await asyncio.sleep(0.2)
 
 
 async def start_fails(name: str, cwd: Path, error: type[BaseException]) -> tuple[Any, str]:

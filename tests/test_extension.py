@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 
+import docker.errors
 import pytest
 from tornado.escape import json_decode
 from tornado.httpclient import HTTPClientError
@@ -18,7 +19,7 @@ from jupyter_mlcontainer.docker.reaper import reap_orphans
 from jupyter_mlcontainer.server.handlers import default_handlers
 from jupyter_mlcontainer.server.pulls import SCHEMA_ID
 
-from .conftest import IMAGE, only_in_registry
+from .conftest import IMAGE, eventually, only_in_registry
 
 pytestmark = pytest.mark.engine
 
@@ -46,8 +47,19 @@ async def test_engine_status(jp_fetch):
     engine = await get(jp_fetch, "mlcontainer", "engine")
     assert engine["reachable"] is True
     assert engine["version"] and engine["api_version"]
+
+
+@pytest.mark.no_gpu
+async def test_engine_status_says_there_are_no_gpus(jp_fetch):
+    engine = await get(jp_fetch, "mlcontainer", "engine")
     assert engine["gpus"]["available"] is False
     assert "no NVIDIA runtime" in engine["gpus"]["description"]
+
+
+@pytest.mark.gpu
+async def test_engine_status_lists_the_gpu_support(jp_fetch):
+    engine = await get(jp_fetch, "mlcontainer", "engine")
+    assert engine["gpus"]["available"] is True
 
 
 @pytest.mark.parametrize(
@@ -168,20 +180,20 @@ async def test_kernel_container_details(jp_serverapp, jp_fetch, kernelspec, dock
     assert detail["display_name"] == "Container detail"
 
     docker_api.kill(detail["container_id"])  # it dies; the server's restarter brings it back
-    for _ in range(100):
-        detail = await get(jp_fetch, "mlcontainer", "kernels", kernel_id)
-        if detail["last_exit"]:
-            break
-        await asyncio.sleep(0.2)
+
+    async def death():
+        seen = await get(jp_fetch, "mlcontainer", "kernels", kernel_id)
+        return seen if seen["last_exit"] else None
+
+    detail = await eventually(death, "the kernel's death is reported", timeout=20)
     assert "SIGKILL" in detail["last_exit"]["reason"]
     old = detail["container_id"]
     manager = jp_serverapp.kernel_manager.get_kernel(kernel_id)
-    for _ in range(
-        150
-    ):  # let the restart finish: deleting a restarting kernel trips jupyter_client
-        if manager.ready.done() and manager.provisioner.container_id not in (None, old):
-            break
-        await asyncio.sleep(0.2)
+    # Let the restart finish: deleting a restarting kernel trips jupyter_client.
+    await eventually(
+        lambda: manager.ready.done() and manager.provisioner.container_id not in (None, old),
+        "the restarter brought the kernel back in a new container",
+    )
     detail = await get(jp_fetch, "mlcontainer", "kernels", kernel_id)
     assert detail["state"] == "running"
 
@@ -252,11 +264,11 @@ async def test_notebook_saved_with_a_container_kernel_records_the_image(
     jp_fetch, kernelspec, notebook_dir, docker_api
 ):
     kernel_id = await _start_session(jp_fetch, kernelspec("recorded"), "rec.ipynb")
-    for _ in range(50):
-        detail = await get(jp_fetch, "mlcontainer", "kernels", kernel_id)
-        if detail["image_details"]:
-            break
-        await asyncio.sleep(0.1)
+
+    async def image_details():
+        return (await get(jp_fetch, "mlcontainer", "kernels", kernel_id))["image_details"]
+
+    await eventually(image_details, "the kernel's image details are known", timeout=5)
     notebook = {"type": "notebook", "format": "json", "content": {
         "cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}}  # fmt: skip
     await jp_fetch("api", "contents", "rec.ipynb", method="PUT", body=json.dumps(notebook))
@@ -337,8 +349,8 @@ async def test_orphans_of_earlier_instances_are_reaped(docker_api):
         for container_id in (orphan, alive):
             try:
                 docker_api.remove_container(container_id, force=True)
-            except Exception:
-                pass
+            except docker.errors.NotFound:
+                pass  # the reaper removed it
 
 
 @pytest.mark.parametrize(
@@ -351,13 +363,13 @@ async def test_prepull_fetches_kernelspec_images_at_startup(
     only_in_registry(docker_api, IMAGE, image)
     kernelspec("needs-prepull", image=image)
     await jp_serverapp._post_start()  # what the server does once its event loop runs
-    for _ in range(300):
+
+    async def finished():
         pulls = await get(jp_fetch, "mlcontainer", "images", "pull")
-        states = {p["image"]: p["status"] for p in pulls["pulls"]}
-        if states.get(image) in ("done", "error"):
-            break
-        await asyncio.sleep(0.2)
-    assert states.get(image) == "done"
+        status = {p["image"]: p["status"] for p in pulls["pulls"]}.get(image)
+        return status if status in ("done", "error") else None
+
+    assert await eventually(finished, f"the pre-pull of {image} ended", timeout=60) == "done"
     assert docker_api.inspect_image(image)["RepoDigests"]
 
 

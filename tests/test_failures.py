@@ -17,6 +17,7 @@ from jupyter_mlcontainer.core.exceptions import (
 from .conftest import (
     BARE_IMAGE,
     containers_of,
+    eventually,
     execute,
     running_kernel,
     start_fails,
@@ -62,10 +63,11 @@ async def test_out_of_memory_kill_is_reported(kernelspec, notebook_dir, caplog):
     caplog.set_level(logging.WARNING)
     async with running_kernel(kernelspec(mem_limit="160m"), notebook_dir) as (km, kc):
         kc.execute("hog = b'x' * (1024 ** 3)")
-        for _ in range(200):
-            if not await km.is_alive():
-                break
-            await asyncio.sleep(0.1)
+
+        async def died():
+            return not await km.is_alive()  # polls the container: records how it ended
+
+        await eventually(died, "the kernel died", timeout=20)
         exit_ = km.provisioner.last_exit
         assert exit_ is not None, "the kernel did not die"
         assert exit_.oom_killed

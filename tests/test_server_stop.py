@@ -62,6 +62,8 @@ def test_sigterm_shuts_kernels_down_gracefully(kernelspec, notebook_dir, tmp_pat
                 break
             except OSError:
                 time.sleep(0.25)
+        else:
+            pytest.fail(f"the server did not answer:\n{log_path.read_text()[-3000:]}")
         kernel = call(base, "POST", "/api/kernels", {"name": name})
         kc = BlockingKernelClient(connection_file=str(runtime / f"kernel-{kernel['id']}.json"))
         kc.load_connection_file()
