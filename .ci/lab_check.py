@@ -30,6 +30,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 KEEP = (
@@ -88,7 +89,7 @@ def our_containers() -> list[str]:
             "--filter",
             "label=org.jupyter-mlcontainer.managed=true",
             "--format",
-            "{{.Names}} {{.Status}}",
+            "{{.Names}}",
         ],
         capture_output=True,
         text=True,
@@ -99,11 +100,12 @@ def our_containers() -> list[str]:
 
 async def execute(ws_url: str, code: str) -> str:
     """Run ``code`` over the kernel's websocket; return its execute_result text."""
-    conn = await websocket_connect(
+    request = HTTPRequest(
         f"{ws_url}?session_id={uuid.uuid4().hex}",
-        subprotocols=[],
+        headers={"Authorization": f"token {TOKEN}"},
         connect_timeout=30,
     )
+    conn = await websocket_connect(request, subprotocols=[])
     msg_id = uuid.uuid4().hex
     header = {
         "msg_id": msg_id,
@@ -209,7 +211,7 @@ def check(
     status, kernel = api(base, "POST", "/api/kernels", {"name": DEFAULT_KERNEL})
     assert status == 201, (status, kernel)
     ws = base.replace("http", "ws", 1) + f"/api/kernels/{kernel['id']}/channels"
-    answer = asyncio.run(execute(f"{ws}?token={TOKEN}", "1+1"))
+    answer = asyncio.run(execute(ws, "1+1"))
     assert answer == "2", answer
     print("lab: 1+1 == 2 in the container kernel")
     status, details = api(base, "GET", f"/mlcontainer/kernels/{kernel['id']}")
