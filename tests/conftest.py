@@ -61,11 +61,7 @@ def docker_api() -> Any:
     Engine.for_url(None).drain_blocking()
     deadline = time.monotonic() + 10  # removals the engine has under way finish
     while True:
-        leftovers = [
-            c
-            for c in api.containers(all=True, filters=labels.managed_filter())
-            if c["Id"] not in before and not _owned_by_another_live_process(c)
-        ]
+        leftovers = new_containers(api, before)
         if not leftovers or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -77,6 +73,16 @@ def docker_api() -> Any:
     if leftovers:
         names = ", ".join(f"{c['Names'][0]} ({c['Status']})" for c in leftovers)
         pytest.fail(f"containers left behind by the test session: {names}")
+
+
+def new_containers(api: Any, before: set[str]) -> list[dict[str, Any]]:
+    """Containers of this project that were not in ``before`` and whose owner is not a process
+    still running beside the tests (what a finished test or tool left behind)."""
+    return [
+        c
+        for c in api.containers(all=True, filters=labels.managed_filter())
+        if c["Id"] not in before and not _owned_by_another_live_process(c)
+    ]
 
 
 def _owned_by_another_live_process(container: dict[str, Any]) -> bool:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import subprocess
+import sys
 
 import docker.errors
 import pytest
@@ -14,6 +14,7 @@ from tornado.escape import json_decode
 from tornado.httpclient import HTTPClientError
 
 from jupyter_mlcontainer.core import labels
+from jupyter_mlcontainer.docker import leases
 from jupyter_mlcontainer.docker.engine import Engine
 from jupyter_mlcontainer.docker.reaper import reap_orphans
 from jupyter_mlcontainer.server.handlers import default_handlers
@@ -179,7 +180,8 @@ async def test_kernel_container_details(jp_serverapp, jp_fetch, kernelspec, dock
     assert detail["last_exit"] is None
     assert detail["display_name"] == "Container detail"
 
-    docker_api.kill(detail["container_id"])  # it dies; the server's restarter brings it back
+    old = detail["container_id"]
+    docker_api.kill(old)  # it dies; the server's restarter brings it back
 
     async def death():
         seen = await get(jp_fetch, "mlcontainer", "kernels", kernel_id)
@@ -187,7 +189,6 @@ async def test_kernel_container_details(jp_serverapp, jp_fetch, kernelspec, dock
 
     detail = await eventually(death, "the kernel's death is reported", timeout=20)
     assert "SIGKILL" in detail["last_exit"]["reason"]
-    old = detail["container_id"]
     manager = jp_serverapp.kernel_manager.get_kernel(kernel_id)
     # Let the restart finish: deleting a restarting kernel trips jupyter_client.
     await eventually(
@@ -323,30 +324,39 @@ async def test_every_handler_requires_authentication(jp_serverapp, http_server_c
     assert checked >= 8
 
 
-async def test_orphans_of_earlier_instances_are_reaped(docker_api):
-    dead = subprocess.Popen(["true"])
-    dead.wait()
+async def test_only_containers_of_expired_leases_are_reaped(jp_environ, docker_api):
+    folder = leases.lease_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    # A process that died: its lease file is there, nobody holds its lock.
+    (folder / "crashed-instance.lease").write_text("{}")
+    # A process that lives: it holds its lease's lock.
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, sys, time\n"
+         f"f = open({str(folder / 'live-instance.lease')!r}, 'w')\n"
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"
 
-    def fake(instance, pid):
-        own = {
-            labels.MANAGED: "true",
-            labels.SERVER_ID: labels.server_id(),
-            labels.SERVER_INSTANCE: instance,
-            labels.SERVER_HOST: __import__("socket").gethostname(),
-            labels.SERVER_PID: str(pid),
-        }
+    def container(instance):
+        own = {labels.MANAGED: "true", labels.SERVER_INSTANCE: instance}
         return docker_api.create_container(IMAGE, command=["true"], labels=own)["Id"]
 
-    orphan = fake("earlier-instance", dead.pid)
-    alive = fake("another-live-process", os.getpid())
+    orphan = container("crashed-instance")
+    alive = container("live-instance")
+    elsewhere = container("an-instance-of-another-runtime-dir")  # no lease file here
     try:
         removed = await reap_orphans(Engine.for_url(None), logging.getLogger("test"))
         ids = {c["Id"] for c in docker_api.containers(all=True)}
         assert orphan not in ids
-        assert alive in ids
+        assert {alive, elsewhere} <= ids
         assert len(removed) == 1
+        assert not (folder / "crashed-instance.lease").exists()  # released once reaped
     finally:
-        for container_id in (orphan, alive):
+        holder.kill()
+        holder.wait()
+        for container_id in (orphan, alive, elsewhere):
             try:
                 docker_api.remove_container(container_id, force=True)
             except docker.errors.NotFound:

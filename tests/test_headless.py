@@ -16,7 +16,7 @@ import pytest
 from jupyter_mlcontainer.core import labels
 from jupyter_mlcontainer.docker.engine import Engine
 
-from .conftest import IMAGE, TORCH_IMAGE, only_in_registry, push
+from .conftest import IMAGE, TORCH_IMAGE, new_containers, only_in_registry, push
 
 pytestmark = pytest.mark.engine
 
@@ -57,6 +57,10 @@ def outputs(path: Path) -> str:
 
 def project_containers(api) -> set[str]:
     return {c["Id"] for c in api.containers(all=True, filters=labels.managed_filter())}
+
+
+def left_since(api, before: set[str]) -> set[str]:
+    return {c["Id"] for c in new_containers(api, before)}
 
 
 def check_pytorch_outputs(text: str, epochs: int) -> None:
@@ -102,7 +106,7 @@ def test_pytorch_notebook_runs_headless(runner, kernelspec, workdir, docker_api)
     assert result.returncode == 0, result.stderr[-3000:]
     check_pytorch_outputs(outputs(out), epochs)
     # The tool has exited: the kernel's container went with it.
-    assert project_containers(docker_api) - before == set()
+    assert left_since(docker_api, before) == set()
     if runner == "mlcontainer":
         record = nbformat.read(str(out), as_version=4).metadata["jupyter_mlcontainer"]["run"]
         image = docker_api.inspect_image(TORCH_IMAGE)
@@ -197,7 +201,7 @@ def test_out_of_memory_mid_run_is_reported(kernelspec, workdir, docker_api):
     assert converted.returncode != 0
     assert "out-of-memory killer" in converted.stderr  # the reason, not only "kernel died"
     # Neither tool shuts a dead kernel down: the provisioner removed its container itself.
-    assert project_containers(docker_api) - before == set()
+    assert left_since(docker_api, before) == set()
 
 
 def test_missing_engine_or_image_fails_fast_with_our_message(kernelspec, workdir):
@@ -256,7 +260,7 @@ def test_run_names_its_kernel_documents_p_and_leaves_nothing(kernelspec, workdir
     result = tool("jupyter", "mlcontainer", "run", str(workdir / "tiny.ipynb"), "--kernel", name)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"Executing notebook with kernel: {name}" in result.stderr
-    assert project_containers(docker_api) - before == set()
+    assert left_since(docker_api, before) == set()
     help_text = tool("jupyter", "mlcontainer", "run", "--help").stdout
     assert "-p NAME VALUE, --parameter NAME VALUE" in help_text
 
@@ -278,7 +282,7 @@ def test_a_clear_error_is_one_line_unless_debugging(kernelspec, workdir, docker_
     assert execute.returncode != 0
     assert "NVIDIA Container Toolkit" in execute.stderr
     assert execute.stderr.count("Traceback") == 1, execute.stderr
-    assert project_containers(docker_api) - before == set()
+    assert left_since(docker_api, before) == set()
 
 
 def test_the_welcome_notebook_shows_the_container(

@@ -130,6 +130,7 @@ async def test_server_environment_stays_out_and_ports_are_local(
         bindings = info["HostConfig"]["PortBindings"]
         published = info["NetworkSettings"]["Ports"]
         ports = {km.shell_port, km.iopub_port, km.stdin_port, km.hb_port, km.control_port}
+        ports.add(km.provisioner._lease_port)  # the lease watchdog's, also on loopback only
         assert {int(k.split("/")[0]) for k in bindings} == ports
         for binding in [*bindings.values(), *published.values()]:
             assert all(b["HostIp"] == "127.0.0.1" for b in binding)

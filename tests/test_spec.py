@@ -270,3 +270,28 @@ def test_the_home_volume_is_the_kernels_home():
         False,
     )
     assert plan.create_args["environment"]["HOME"] == CONTAINER_HOME
+
+
+def test_a_watched_kernel_gets_its_lease_and_publishes_its_port():
+    plan = build_plan(launch(lease="tcp:0.0.0.0:50009", lease_timeout=90))
+    env = plan.create_args["environment"]
+    assert (env["JUPYTER_MLCONTAINER_LEASE"], env["JUPYTER_MLCONTAINER_LEASE_TIMEOUT"]) == (
+        "tcp:0.0.0.0:50009",
+        "90",
+    )
+    assert plan.create_args["command"][1] == "-c"  # through the bootstrap with its watchdog
+    assert plan.host_config["port_bindings"][50009] == ("127.0.0.1", 50009)
+    unwatched = build_plan(launch(lease="tcp:0.0.0.0:50009", lease_timeout=0))
+    assert "JUPYTER_MLCONTAINER_LEASE" not in unwatched.create_args["environment"]
+    assert 50009 not in unwatched.create_args["ports"]
+
+
+def test_a_kernel_that_cannot_watch_its_lease_says_so():
+    plan = build_plan(
+        launch(
+            argv=["/opt/julia/bin/julia", "k.jl", "{connection_file}"],
+            lease="tcp:0.0.0.0:1",
+            lease_timeout=9,
+        )
+    )
+    assert any("cannot watch its lease" in note for note in plan.notes)

@@ -229,8 +229,16 @@ def test_injected_command_appends_the_runtime():
 
     argv = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     cmd = container_command(argv, "/usr/bin/python3", injected=True)
-    assert cmd == ["/usr/bin/python3", "-c", BOOTSTRAP, "-f", "/tmp/mlcontainer/connection.json"]
+    conn = "/tmp/mlcontainer/connection.json"
+    assert cmd == ["/usr/bin/python3", "-c", BOOTSTRAP, "ipykernel_launcher", "-f", conn]
     assert "sys.path.append" in BOOTSTRAP
+    # Watched by its lease: the same bootstrap; neither: the command as the kernelspec says.
+    assert container_command(argv, "python3", watched=True)[1:4] == [
+        "-c",
+        BOOTSTRAP,
+        "ipykernel_launcher",
+    ]
+    assert container_command(argv, "python3") == ["python3", "-m", "ipykernel_launcher", "-f", conn]
     with pytest.raises(ValueError, match="python -m ipykernel_launcher"):
         container_command(["julia", "kernel.jl", "{connection_file}"], "python3", injected=True)
 

@@ -7,7 +7,6 @@ containers by these labels and never by name.
 from __future__ import annotations
 
 import getpass
-import hashlib
 import os
 import socket
 import uuid
@@ -21,7 +20,6 @@ MANAGED = f"{PREFIX}.managed"
 KERNEL_ID = f"{PREFIX}.kernel-id"
 KERNEL_NAME = f"{PREFIX}.kernel-name"
 SERVER_INSTANCE = f"{PREFIX}.server-instance"
-SERVER_ID = f"{PREFIX}.server-id"
 SERVER_HOST = f"{PREFIX}.server-host"
 SERVER_PID = f"{PREFIX}.server-pid"
 OWNER = f"{PREFIX}.owner"
@@ -42,18 +40,6 @@ def server_instance_id() -> str:
     return uuid.uuid4().hex
 
 
-@cache
-def server_id() -> str:
-    """Who owns kernels across restarts of the owner: this host, user and Jupyter runtime dir.
-
-    Lets a server find the containers its earlier instances left behind (after a crash).
-    """
-    from jupyter_core.paths import jupyter_runtime_dir
-
-    text = f"{socket.gethostname()}|{_owner()}|{jupyter_runtime_dir()}"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def _owner() -> str:
     try:
         return getpass.getuser()
@@ -61,18 +47,25 @@ def _owner() -> str:
         return str(os.getuid())
 
 
-def kernel_labels(kernel_id: str, kernel_name: str, network: str) -> dict[str, str]:
-    """The labels of one kernel's container."""
+def owner_labels() -> dict[str, str]:
+    """The labels of every container this process creates: ours, and whose (the instance id
+    names its lease, see docker/leases.py)."""
     return {
         MANAGED: "true",
-        KERNEL_ID: kernel_id,
-        KERNEL_NAME: kernel_name,
         SERVER_INSTANCE: server_instance_id(),
-        SERVER_ID: server_id(),
         SERVER_HOST: socket.gethostname(),
         SERVER_PID: str(os.getpid()),
         OWNER: _owner(),
         VERSION: __version__,
+    }
+
+
+def kernel_labels(kernel_id: str, kernel_name: str, network: str) -> dict[str, str]:
+    """The labels of one kernel's container."""
+    return {
+        **owner_labels(),
+        KERNEL_ID: kernel_id,
+        KERNEL_NAME: kernel_name,
         NETWORK_MODE: network,
     }
 

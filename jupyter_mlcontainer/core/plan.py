@@ -29,13 +29,57 @@ CONTAINER_DIR = "/tmp/mlcontainer"
 CONTAINER_CONNECTION_FILE = f"{CONTAINER_DIR}/connection.json"
 CONTAINER_HOME = f"{CONTAINER_DIR}/home"
 
-#: Where kernels see an injected runtime (see runtime.py), and how they start from it: the
-#: runtime goes to the *end* of sys.path, so the image's own packages always win.
+#: Where kernels see an injected runtime (see docker/runtime.py).
 RUNTIME_DIR = "/opt/mlcontainer/runtime"
-BOOTSTRAP = (
-    f"import sys; sys.path.append({RUNTIME_DIR!r}); "
-    "from ipykernel import kernelapp; kernelapp.launch_new_instance()"
-)
+ENV_RUNTIME = "JUPYTER_MLCONTAINER_RUNTIME"
+#: The kernel's lease (see docker/leases.py): where its watchdog listens ("tcp:HOST:PORT" or
+#: "unix:PATH"), and after how many seconds without a renewal it stops the kernel.
+ENV_LEASE = "JUPYTER_MLCONTAINER_LEASE"
+ENV_LEASE_TIMEOUT = "JUPYTER_MLCONTAINER_LEASE_TIMEOUT"
+#: How a kernel whose argv is ``python -m MODULE …`` starts in its container: an injected
+#: runtime goes to the *end* of sys.path (the image's own packages always win), and a watchdog
+#: thread stops the kernel when its Jupyter process stops renewing the lease (a crashed or
+#: SIGKILLed server must not leave kernels holding GPUs for ever). Then MODULE runs as
+#: ``python -m`` would run it. Standard library only; any Python 3 image runs it.
+BOOTSTRAP = f"""\
+import os, runpy, select, socket, sys, threading, time
+_mlc_stderr = os.dup(2)  # the container's log: ipykernel later captures sys.stderr and fd 2
+if os.environ.get({ENV_RUNTIME!r}):
+    sys.path.append(os.environ[{ENV_RUNTIME!r}])
+def _mlc_watch(address, timeout):
+    kind, _, where = address.partition(":")
+    if kind == "unix":
+        server = socket.socket(socket.AF_UNIX)
+        if os.path.exists(where):
+            os.unlink(where)
+        server.bind(where)
+    else:
+        host, _, port = where.rpartition(":")
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind((host, int(port)))
+    server.listen(8)
+    peers, renewed = [], time.monotonic()
+    while time.monotonic() - renewed < timeout:
+        for ready in select.select([server] + peers, [], [], 1.0)[0]:
+            if ready is server:
+                peers.append(server.accept()[0])
+            elif ready.recv(64):
+                renewed = time.monotonic()
+            else:
+                peers.remove(ready)
+                ready.close()
+    os.write(_mlc_stderr, b"jupyter-mlcontainer: no Jupyter process renewed this kernel's "
+             b"lease for %d s (it stopped or was killed): stopping the kernel\\n" % timeout)
+    os._exit(0)
+_mlc_lease = os.environ.pop({ENV_LEASE!r}, "")
+_mlc_timeout = float(os.environ.pop({ENV_LEASE_TIMEOUT!r}, "0") or 0)
+if _mlc_lease and _mlc_timeout > 0:
+    threading.Thread(target=_mlc_watch, args=(_mlc_lease, _mlc_timeout),
+                     name="mlcontainer-lease", daemon=True).start()
+_mlc_module = sys.argv.pop(1)
+runpy.run_module(_mlc_module, run_name="__main__", alter_sys=True)
+"""
 _LAUNCHERS = {"ipykernel_launcher", "ipykernel"}
 
 NETWORK_MODES = ("bridge", "host", "none")
@@ -85,6 +129,10 @@ class KernelLaunch:
     source_image: str = ""
     #: A named volume mounted as the kernel's HOME (caches survive restarts), or None.
     home_volume: str | None = None
+    #: Where the kernel's lease watchdog listens inside the container ("tcp:0.0.0.0:PORT",
+    #: "unix:PATH"), and the seconds without a renewal after which it stops the kernel.
+    lease: str | None = None
+    lease_timeout: float = 0
 
 
 @dataclass(frozen=True)
@@ -104,13 +152,14 @@ def container_command(
     python: str,
     host_python: str = sys.executable,
     injected: bool = False,
+    watched: bool = False,
 ) -> list[str]:
     """The kernelspec's argv as the container runs it.
 
     ``{connection_file}`` becomes the container's copy, and an argv[0] naming Python
     (``python``, ``python3``, or the host interpreter jupyter_client substituted) becomes
-    the image's Python. With an ``injected`` runtime, ``-m ipykernel_launcher`` becomes the
-    bootstrap that finds ipykernel in the runtime.
+    the image's Python. ``python -m MODULE …`` starts through :data:`BOOTSTRAP` when the
+    runtime is ``injected`` (which needs that form) or the kernel is ``watched`` by its lease.
     """
     if not argv:
         msg = "The kernelspec's argv is empty: it must name the kernel command."
@@ -118,14 +167,15 @@ def container_command(
     cmd = [str(a).replace("{connection_file}", CONTAINER_CONNECTION_FILE) for a in argv]
     if cmd[0] in _PYTHON_NAMES or cmd[0] == host_python:
         cmd[0] = python
-    if injected:
-        if len(cmd) < 3 or cmd[1] != "-m" or cmd[2] not in _LAUNCHERS:
-            msg = (
-                "This image has no ipykernel, and the injected one can only start kernelspecs "
-                f"whose argv is `python -m ipykernel_launcher …` (this one: {list(argv)})."
-            )
-            raise ValueError(msg)
-        cmd = [python, "-c", BOOTSTRAP, *cmd[3:]]
+    runs_a_module = len(cmd) >= 3 and cmd[0] == python and cmd[1] == "-m"
+    if injected and not (runs_a_module and cmd[2] in _LAUNCHERS):
+        msg = (
+            "This image has no ipykernel, and the injected one can only start kernelspecs "
+            f"whose argv is `python -m ipykernel_launcher …` (this one: {list(argv)})."
+        )
+        raise ValueError(msg)
+    if runs_a_module and (injected or watched):
+        cmd = [python, "-c", BOOTSTRAP, *cmd[2:]]
     return cmd
 
 
@@ -266,6 +316,12 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
     env[ENV_SOURCE_IMAGE] = launch.source_image or launch.image
     env[ENV_GPUS] = launch.gpus.describe()
     env[ENV_KERNEL] = launch.kernel_name
+    if launch.runtime_volume:
+        env[ENV_RUNTIME] = RUNTIME_DIR
+    watched = bool(launch.lease and launch.lease_timeout > 0)
+    if watched:
+        env[ENV_LEASE] = str(launch.lease)
+        env[ENV_LEASE_TIMEOUT] = f"{launch.lease_timeout:g}"
     gpu_requests = device_requests(launch.gpus, launch.gpu_support)
     if not gpu_requests:
         # Images that bake in NVIDIA_VISIBLE_DEVICES=all would otherwise get every GPU
@@ -313,7 +369,11 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
     create_args: dict[str, Any] = {
         "image": launch.image,
         "command": container_command(
-            launch.argv, launch.python, launch.host_python, injected=bool(launch.runtime_volume)
+            launch.argv,
+            launch.python,
+            launch.host_python,
+            injected=bool(launch.runtime_volume),
+            watched=watched,
         ),
         "name": launch.container_name or f"mlc-{launch.kernel_id}",
         "labels": labels.kernel_labels(launch.kernel_id, launch.kernel_name, launch.network),
@@ -326,8 +386,15 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
         # Entrypoint scripts print banners, switch users or start services; the kernel
         # command is run as is (init=True already gives it a proper PID 1).
         create_args["entrypoint"] = []
+    if watched and create_args["command"][1:2] != ["-c"]:
+        notes.append(
+            "the kernel's command is not `python -m …`, so it cannot watch its lease: if its "
+            "Jupyter process is killed, it runs until a later one reaps it"
+        )
     if launch.network == "bridge":
         ports = kernel_ports(launch.connection_info)
+        if watched and str(launch.lease).startswith("tcp:"):
+            ports.append(int(str(launch.lease).rsplit(":", 1)[1]))
         create_args["ports"] = ports
         host_config["port_bindings"] = {p: ("127.0.0.1", p) for p in ports}
     if launch.shm_size is not None:

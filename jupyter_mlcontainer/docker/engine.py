@@ -32,8 +32,10 @@ from ..core.exceptions import (
     ImagePullError,
     InvalidReferenceError,
 )
+from ..core.labels import owner_labels
 from ..core.progress import PullProgress
 from ..core.reference import check_reference
+from . import leases
 from .events import ExitWatcher
 
 T = TypeVar("T")
@@ -148,6 +150,7 @@ class Engine:
         cls._instances = {}
         cls._instances_lock = threading.Lock()
         labels.server_instance_id.cache_clear()
+        leases.forget_after_fork()
 
     @property
     def address(self) -> str:
@@ -274,6 +277,7 @@ class Engine:
         self, create_args: dict[str, Any], host_config: dict[str, Any]
     ) -> str:
         def create(api: docker.APIClient) -> str:
+            leases.hold()  # before anything exists that a crash could leave behind
             hc = api.create_host_config(**host_config)
             created = api.create_container(host_config=hc, **create_args)
             for warning in created.get("Warnings") or []:
@@ -402,12 +406,13 @@ class Engine:
             host_config = api.create_host_config(
                 network_mode="none", mounts=mounts or [], init=True
             )
+            leases.hold()
             created = api.create_container(
                 image,
                 command=command,
                 entrypoint=[],
                 user=user,
-                labels=labels,
+                labels={**owner_labels(), **labels},
                 host_config=host_config,
                 detach=True,
             )

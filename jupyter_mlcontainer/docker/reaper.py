@@ -1,56 +1,42 @@
-"""Remove kernel containers nobody owns any more (labels say whose they are)."""
+"""Remove containers nobody owns any more: their owner's lease expired (see leases.py)."""
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 
 from ..core import labels
+from . import leases
 from .engine import Engine
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 async def reap_orphans(engine: Engine, log: logging.Logger) -> list[str]:
-    """Containers of this server's earlier instances (same server id) whose process is gone.
-
-    A container of a live process with the same id (say, nbconvert running beside this
-    server) is left alone. Returns the names removed.
+    """Containers (kernels, probes, runtime builders) of processes whose lease in our runtime
+    dir has expired: they crashed or were killed. Containers of live processes, and of
+    processes with another runtime dir (another server, another user), are left alone.
+    Returns the names removed.
     """
-    found = await engine.list_containers(
-        labels.managed_filter(**{labels.SERVER_ID: labels.server_id()})
-    )
-    removed = []
+    found = await engine.list_containers(labels.managed_filter())
+    by_instance: dict[str, list[dict[str, object]]] = {}
     for container in found:
-        own = container.get("Labels") or {}
-        if own.get(labels.SERVER_INSTANCE) == labels.server_instance_id():
+        instance = (container.get("Labels") or {}).get(labels.SERVER_INSTANCE)
+        if instance and instance != labels.server_instance_id():
+            by_instance.setdefault(instance, []).append(container)
+    removed = []
+    for instance, containers in by_instance.items():
+        if not leases.expired(instance):
             continue
-        if own.get(labels.SERVER_HOST) != socket.gethostname():
-            continue
-        try:
-            pid = int(own.get(labels.SERVER_PID, "0"))
-        except ValueError:
-            pid = 0
-        if pid and _pid_alive(pid):
-            continue
-        await engine.remove(container["Id"])
-        removed.append(container["Names"][0].lstrip("/"))
+        for container in containers:
+            await engine.remove(str(container["Id"]))
+            names = container.get("Names") or [str(container["Id"])[:12]]
+            removed.append(str(names[0]).lstrip("/"))  # type: ignore[index]
+        leases.release(instance)
     if removed:
-        log.info("Removed %d orphaned kernel container(s): %s", len(removed), ", ".join(removed))
+        log.info("Removed %d orphaned container(s): %s", len(removed), ", ".join(removed))
     return removed
 
 
 async def reap_instance(engine: Engine, log: logging.Logger) -> list[str]:
-    """This process's own kernel containers (at server shutdown, after kernels stopped)."""
+    """This process's own containers (at server shutdown, after kernels stopped)."""
     await engine.drain()
     found = await engine.list_containers(
         labels.managed_filter(**{labels.SERVER_INSTANCE: labels.server_instance_id()})

@@ -52,6 +52,7 @@ from ..docker.engine import Engine
 from ..docker.images import obtain_image, probe_image
 from ..docker.runtime import ensure_runtime
 from .readiness import Heartbeat
+from .renewal import LeaseRenewal
 from .settings import ContainerKernelSettings
 
 #: While a stop is under way, how often ``poll`` may still ask ``inspect`` (events answer first).
@@ -82,6 +83,8 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
     _exit_code: int | None = None
     _launches = 0
     _extra_arguments: tuple[str, ...] = ()
+    _lease_port: int | None = None
+    _renewal: LeaseRenewal | None = None
     _ipc_dir: str | None = None
     _engine_warned = False
     _last_inspect = 0.0
@@ -172,6 +175,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             ipc_dir=self._ipc_dir,
             source_image=source,
             home_volume=await self._home_volume(uid, source or self.image),
+            lease=self._lease_address(),
         )
         probe = await self._probe_for_runtime()
         try:
@@ -189,6 +193,32 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             _RUNTIME_PROBES[self.image] = probe
             await self._start_with_free_ports(launch, probe)
         return self.connection_info
+
+    def _lease_address(self) -> str | None:
+        """Where the kernel's lease watchdog listens, as the container sees it (the port is
+        kept across restarts, like the kernel's own)."""
+        if self.lease_timeout <= 0:
+            return None
+        if self._ipc_dir is not None:
+            return f"unix:{os.path.join(self._ipc_dir, 'lease')}"
+        if self._lease_port is None:
+            self._lease_port = LocalPortCache.instance().find_available_port("127.0.0.1")
+        bind = "0.0.0.0" if self.network == "bridge" else "127.0.0.1"  # noqa: S104 (its own netns)
+        return f"tcp:{bind}:{self._lease_port}"
+
+    def _renew_lease(self, launch: KernelLaunch) -> None:
+        if not launch.lease:
+            return
+        kind, _, where = launch.lease.partition(":")
+        target: tuple[str, int] | str = (
+            where if kind == "unix" else ("127.0.0.1", int(where.rsplit(":", 1)[1]))
+        )
+        self._renewal = LeaseRenewal(target, self.lease_timeout, str(self.kernel_id))
+
+    def _stop_renewal(self) -> None:
+        if self._renewal is not None:
+            self._renewal.stop()
+            self._renewal = None
 
     async def _home_volume(self, uid: int, image: str) -> str | None:
         """The user's HOME volume for this image family (made on first use), or None."""
@@ -280,6 +310,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                 raise KernelStartError(self._start_refused(e)) from None
             self._running = True
             await self._wait_until_up()
+            self._renew_lease(launch)
         except BaseException:
             await self._discard_container()
             raise
@@ -522,6 +553,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         if restart:
             await self._discard_container()
         else:
+            self._stop_renewal()
             container_id, self.container_id = self.container_id, None
             self._running = False
             if container_id is not None:
@@ -532,6 +564,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         await super().cleanup(restart=restart)
 
     async def _discard_container(self) -> None:
+        self._stop_renewal()
         container_id, self.container_id = self.container_id, None
         self._running = False
         if container_id is not None:

@@ -110,6 +110,15 @@ class ContainerKernelSettings(HasTraits):
         ports published on 127.0.0.1. "" uses Docker's default bridge instead.""",
     ).tag(config=True)
 
+    lease_timeout = Float(
+        90.0,
+        help="""Seconds a kernel container keeps running once the Jupyter process that started
+        it stops renewing its lease (that process crashed or was killed: SIGKILL, OOM, a
+        reboot): the kernel then stops itself, so it never holds GPUs for ever, and the next
+        server start in the same runtime dir removes it. Renewals go every ``lease_timeout /
+        6`` seconds over a connection of their own. 0: kernels never stop themselves.""",
+    ).tag(config=True)
+
     persistent_home = Bool(
         True,
         help="""Keep the kernel's HOME in a named Docker volume per user and image family

@@ -38,9 +38,11 @@ class MLContainerExtension(ExtensionApp):
 
     reap_orphans = Bool(
         True,
-        help="""At startup, remove kernel containers that earlier instances of this server
-        left behind (same host, user and runtime dir; their process gone). At shutdown, remove
-        any container of this instance still there.""",
+        help="""At startup, remove the containers (kernels, probes, runtime builders) of
+        processes whose lease in this server's runtime dir has expired: a server, nbconvert or
+        papermill that crashed or was killed. Containers of live processes and of other runtime
+        dirs are never touched. At shutdown, after its kernels shut down, remove any container
+        of this instance still there.""",
     ).tag(config=True)
 
     record_environment = Bool(
