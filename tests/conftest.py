@@ -335,18 +335,18 @@ async def start_fails(name: str, cwd: Path, error: type[BaseException]) -> tuple
     return km, str(info.value)
 
 
-async def wait_for_status(kc: Any, msg_id: str, state: str, timeout: float = 30) -> None:
-    """Wait until IOPub says the kernel is ``state`` ("busy", "idle") for request ``msg_id``."""
+async def wait_for_stream(kc: Any, msg_id: str, text: str, timeout: float = 30) -> None:
+    """Wait until request ``msg_id`` prints ``text``: its code is running."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         msg = await kc.get_iopub_msg(timeout=max(deadline - time.monotonic(), 0.1))
         if (
-            msg["header"]["msg_type"] == "status"
+            msg["header"]["msg_type"] == "stream"
             and msg["parent_header"].get("msg_id") == msg_id
-            and msg["content"]["execution_state"] == state
+            and text in msg["content"]["text"]
         ):
             return
-    msg = f"the kernel did not report {state!r} for {msg_id} within {timeout:.0f} s"
+    msg = f"request {msg_id} did not print {text!r} within {timeout:.0f} s"
     raise TimeoutError(msg)
 
 

@@ -70,6 +70,7 @@ async def test_add_list_export_and_a_teammate_installs_and_runs(
     config = spec["metadata"]["kernel_provisioner"]["config"]
     assert config == {"image": digest, "gpus": "none", "mem_limit": "4g"}  # pinned by digest
     assert spec["display_name"] == "Python 3.11 · CPU"
+    assert spec["metadata"]["supported_encryption"] == ["curve"]  # ipykernel 7.4 in the image
     recorded = spec["metadata"]["jupyter_mlcontainer"]
     assert recorded["source"] == image
     assert recorded["probe"]["python"] == "/opt/venv/bin/python3"

@@ -7,9 +7,11 @@ import json
 import logging
 import subprocess
 import sys
+from typing import ClassVar
 
 import docker.errors
 import pytest
+from jupyter_server.auth import Authorizer
 from tornado.escape import json_decode
 from tornado.httpclient import HTTPClientError
 
@@ -391,3 +393,30 @@ async def test_instance_containers_are_removed_at_shutdown(docker_api):
     removed = await reap_instance(Engine.for_url(None), logging.getLogger("test"))
     assert leftover not in {c["Id"] for c in docker_api.containers(all=True)}
     assert len(removed) == 1
+
+
+class GrantsOnly(Authorizer):
+    """Grants exactly the (action, resource) pairs in :attr:`granted`."""
+
+    granted: ClassVar[set[tuple[str, str]]] = set()
+
+    def is_authorized(self, handler, user, action, resource):
+        return (action, resource) in self.granted
+
+
+@pytest.mark.parametrize(
+    "jp_server_config", [{"ServerApp": {"authorizer_class": GrantsOnly}}], indirect=True
+)
+async def test_making_a_kernelspec_needs_the_right_to_run_kernels(jp_fetch, jp_kernel_dir):
+    body = json.dumps({"image": IMAGE, "name": "python3", "replace": True, "gpus": "none"})
+    GrantsOnly.granted = {("read", "mlcontainer"), ("write", "mlcontainer")}
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("mlcontainer", "kernelspecs", method="POST", body=body)
+    assert info.value.code == 403
+    assert "execute:kernels" in info.value.response.body.decode()
+    assert not (jp_kernel_dir / "python3").exists()
+    # With it, the request is judged on its merits.
+    GrantsOnly.granted |= {("execute", "kernels")}
+    body = json.dumps({"image": IMAGE, "name": "granted", "gpus": "none"})
+    created = await jp_fetch("mlcontainer", "kernelspecs", method="POST", body=body)
+    assert created.code == 201

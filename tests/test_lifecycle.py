@@ -18,7 +18,7 @@ from .conftest import (
     execute,
     running_kernel,
     wait_for_iopub,
-    wait_for_status,
+    wait_for_stream,
 )
 
 pytestmark = pytest.mark.engine
@@ -52,8 +52,8 @@ async def test_code_runs_in_the_container(kernelspec, notebook_dir, docker_api):
 async def test_interrupt_keeps_variables(kernelspec, notebook_dir):
     async with running_kernel(kernelspec(), notebook_dir) as (km, kc):
         await execute(kc, "x = 42")
-        msg_id = kc.execute("while True:\n    pass")
-        await wait_for_status(kc, msg_id, "busy")  # the loop runs: now interrupt it
+        msg_id = kc.execute("print('looping', flush=True)\nwhile True:\n    pass")
+        await wait_for_stream(kc, msg_id, "looping")  # the user's code runs: now interrupt it
         await km.interrupt_kernel()
         reply = await kc.get_shell_msg(timeout=10)
         while reply["parent_header"].get("msg_id") != msg_id:

@@ -325,3 +325,20 @@ def test_the_plan_takes_every_setting_it_shares_a_name_with():
     shared = {f.name for f in fields(KernelLaunch)} & set(settings.trait_names(config=True))
     assert set(taken) == shared - RESOLVED_AT_START
     assert (taken["image"], taken["mem_limit"], taken["network"]) == ("python:3.11", "1g", "host")
+
+
+@pytest.mark.parametrize(
+    ("ipykernel", "curve"), [("7.4.0", True), ("8.0", True), ("6.29.5", False), (None, True)]
+)
+def test_kernelspecs_ask_for_curvezmq_where_the_kernel_speaks_it(ipykernel, curve):
+    from jupyter_mlcontainer.core.kernelspec import KernelspecConfig, kernel_json
+    from jupyter_mlcontainer.core.probe import ImageProbe
+
+    probe = ImageProbe.from_dict(
+        {"python": "/usr/bin/python3", "python_version": "3.11.2", "ipykernel": ipykernel}
+    )
+    spec = kernel_json(
+        image="x:1", pinned="x@sha256:" + "a" * 64, image_id="sha256:" + "b" * 64,
+        probe=probe, display_name="X", settings=KernelspecConfig(),
+    )  # fmt: skip
+    assert (spec["metadata"].get("supported_encryption") == ["curve"]) is curve

@@ -25,6 +25,8 @@ METADATA_KEY = "jupyter_mlcontainer"
 LABEL_DISPLAY_NAME = "org.jupyter-mlcontainer.display-name"
 LABEL_GPUS = "org.jupyter-mlcontainer.gpus"
 KERNEL_ARGV = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+#: The first ipykernel major version that speaks CurveZMQ.
+CURVE_IPYKERNEL = 7
 _VALID_NAME = re.compile(r"^[a-z0-9._-]+$")
 MAX_NAME = 64
 
@@ -140,6 +142,9 @@ def kernel_json(
         "env": {},
         "metadata": {
             "debugger": probe.ipykernel is not None,
+            # CurveZMQ-encrypted kernel traffic where the server allows it (jupyter_client's
+            # transport_encryption 'auto' or 'required'): ipykernel 7 speaks it.
+            **({"supported_encryption": ["curve"]} if speaks_curve(probe) else {}),
             "kernel_provisioner": {
                 "provisioner_name": PROVISIONER_NAME,
                 "config": settings.config(pinned),
@@ -152,6 +157,15 @@ def kernel_json(
             },
         },
     }
+
+
+def speaks_curve(probe: ImageProbe) -> bool:
+    """Whether the kernel will speak CurveZMQ: ipykernel 7 or newer, the image's own or (when
+    the image has none) the injected one."""
+    if probe.ipykernel is None:
+        return True  # the injected runtime's ipykernel (see docker/runtime.py) is 7.x
+    major = probe.ipykernel.split(".", 1)[0]
+    return major.isdigit() and int(major) >= CURVE_IPYKERNEL
 
 
 def provisioner_of(spec_json: dict[str, Any]) -> str | None:

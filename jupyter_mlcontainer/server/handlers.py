@@ -310,7 +310,15 @@ class KernelspecsHandler(_Handler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        """Create a container kernelspec, as `jupyter mlcontainer add` does."""
+        """Create a container kernelspec, as `jupyter mlcontainer add` does.
+
+        A kernelspec is code every user of this Jupyter runs: besides ``write`` on our
+        resource, this takes the permission to run kernels (``execute`` on ``kernels``).
+        """
+        if not self.authorizer.is_authorized(self, self.current_user, "execute", "kernels"):
+            raise web.HTTPError(
+                403, "creating a kernelspec needs the permission to run kernels (execute:kernels)"
+            )
         body = self.json_body()
         fields = ("image", "name", "display_name", "gpus", "shm_size", "mem_limit", "replace")
         unknown = sorted(set(body) - set(fields))
