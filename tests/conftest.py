@@ -162,6 +162,19 @@ def kernelspec(kernelspec_file: Callable[..., str], docker_api: Any) -> Callable
 
 
 @pytest.fixture
+def policy(jp_environ: None, jp_config_dir: Path) -> Callable[..., None]:
+    """Set the admin policy (``mlcontainer_policy.json`` in the Jupyter config dir), as an
+    admin would for every process that starts kernels."""
+
+    def set_rules(**rules: Any) -> None:
+        (Path(jp_config_dir) / "mlcontainer_policy.json").write_text(
+            json.dumps({"MLContainerPolicy": rules})
+        )
+
+    return set_rules
+
+
+@pytest.fixture
 def kernelspec_file(jp_environ: None, jp_kernel_dir: Path) -> Callable[..., str]:
     """Write a container kernelspec (no engine needed); returns its name."""
 

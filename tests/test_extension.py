@@ -420,3 +420,28 @@ async def test_making_a_kernelspec_needs_the_right_to_run_kernels(jp_fetch, jp_k
     body = json.dumps({"image": IMAGE, "name": "granted", "gpus": "none"})
     created = await jp_fetch("mlcontainer", "kernelspecs", method="POST", body=body)
     assert created.code == 201
+
+
+@pytest.mark.parametrize("tail", ["-1", "lots", "1.5"])
+async def test_a_bad_tail_is_a_clear_400(jp_fetch, kernelspec, tail):
+    kernel_id = await _start_session(jp_fetch, kernelspec("tails"), f"tail{tail}.ipynb")
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("mlcontainer", "kernels", kernel_id, params={"tail": tail})
+    assert info.value.code == 400
+    assert "tail must be a number of lines" in info.value.response.body.decode()
+    await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+
+
+async def test_details_while_the_container_is_removed_never_fail(jp_fetch, kernelspec, docker_api):
+    kernel_id = await _start_session(jp_fetch, kernelspec("going"), "going.ipynb")
+    detail = await get(jp_fetch, "mlcontainer", "kernels", kernel_id)
+    removal = asyncio.get_running_loop().run_in_executor(
+        None, lambda: docker_api.remove_container(detail["container_id"], force=True)
+    )
+    states = set()
+    while not removal.done():  # every answer during the engine's teardown is a 200
+        states.add((await get(jp_fetch, "mlcontainer", "kernels", kernel_id))["state"])
+    await removal
+    states.add((await get(jp_fetch, "mlcontainer", "kernels", kernel_id))["state"])
+    assert states <= {"running", "removing", "exited", "gone"}, states
+    await jp_fetch("api", "kernels", kernel_id, method="DELETE")

@@ -84,6 +84,8 @@ _LAUNCHERS = {"ipykernel_launcher", "ipykernel"}
 
 NETWORK_MODES = ("bridge", "host", "none")
 MAX_VOLUME_NAME = 128
+#: Where Docker-compatible engines listen on their host: mounting one gives a kernel root.
+ENGINE_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/run/podman/podman.sock")
 #: The network bridge-mode kernels join: made with inter-container traffic off.
 KERNEL_NETWORK = "mlc-kernels"
 #: Variables every kernel container gets: the pinned image, its source reference, the GPUs

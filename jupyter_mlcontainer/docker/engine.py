@@ -9,6 +9,7 @@ this machine: it may be a remote ``DOCKER_HOST`` or a docker context.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import io
 import logging
 import os
@@ -98,6 +99,21 @@ def _explain_api_error(error: docker.errors.APIError, what: str) -> Exception:
     return EngineError(msg)
 
 
+def _forget_inherited_event_loop() -> None:
+    """A synchronous KernelManager (jupyter_core's ``run_sync``) keeps one event loop per
+    thread. A forked child would reuse the parent's, whose epoll instance is shared with the
+    parent and every sibling: their events land in the wrong process and a start waits for
+    ever. The child must not close or even touch that loop (unregistering its descriptors
+    would change the parent's epoll set): it only drops its references, so that its next call
+    makes a loop of its own."""
+    asyncio.set_event_loop(None)
+    import jupyter_core.utils
+
+    current = getattr(jupyter_core.utils, "_loop", None)  # jupyter_core's per-thread loop
+    if isinstance(current, contextvars.ContextVar):
+        current.set(None)
+
+
 class Engine:
     """An async façade over one Docker engine.
 
@@ -151,6 +167,7 @@ class Engine:
         cls._instances_lock = threading.Lock()
         labels.server_instance_id.cache_clear()
         leases.forget_after_fork()
+        _forget_inherited_event_loop()
 
     @property
     def address(self) -> str:

@@ -51,6 +51,7 @@ from ..core.reference import check_reference
 from ..docker.engine import Engine
 from ..docker.images import obtain_image, probe_image
 from ..docker.runtime import ensure_runtime
+from .policy import MLContainerPolicy
 from .readiness import Heartbeat
 from .renewal import LeaseRenewal
 from .settings import ContainerKernelSettings
@@ -84,6 +85,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
     _launches = 0
     _extra_arguments: tuple[str, ...] = ()
     _lease_port: int | None = None
+    _policy: MLContainerPolicy
     _renewal: LeaseRenewal | None = None
     _ipc_dir: str | None = None
     _engine_warned = False
@@ -119,6 +121,12 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         except ValueError as e:
             msg = f"{e}. Fix 'image' in the kernelspec's metadata.kernel_provisioner.config."
             raise KernelStartError(msg) from None
+        # The admin policy, on what the kernelspec asks for: before any engine call.
+        asked = kernelspec.provisioner_config(
+            self.kernel_spec.to_dict() if self.kernel_spec else {}
+        )
+        self._policy = MLContainerPolicy.for_kernel(self)
+        self._policy.check_settings(asked, self)
         km = self.parent
         if not isinstance(getattr(km, "parent", None), MultiKernelManager):
             # A headless tool's own kernel manager: errors in one line (the server's log
@@ -138,6 +146,9 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Create and start the kernel's container; return when its heartbeat answers."""
+        self.cwd = self._working_dir(kwargs.get("cwd"))
+        uid, gid = self._container_user(self.cwd)
+        self._policy.check_user(uid, gid)  # before anything exists on the engine
         engine = self.engine
         engine.exit_watcher()  # subscribe to exits before there is anything to miss
         if self.pull_policy == "always":
@@ -145,8 +156,6 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         if self.network == "bridge" and self.bridge_network:
             await engine.ensure_network(self.bridge_network)
         request = await self._resolve_gpus()
-        self.cwd = self._working_dir(kwargs.get("cwd"))
-        uid, gid = self._container_user(self.cwd)
         if self._ipc_dir is not None and os.getuid() == 0:
             os.chown(self._ipc_dir, uid, gid)
         #: The notebook this kernel serves, as the server sees it (for the save hook).

@@ -243,14 +243,19 @@ class KernelHandler(_Handler):
         """
         try:
             tail = int(self.get_argument("tail", "40"))
-        except ValueError as e:
-            raise web.HTTPError(400, "tail must be a number of lines") from e
+        except ValueError:
+            tail = -1
+        if tail < 0:
+            raise web.HTTPError(400, "tail must be a number of lines: 0 or more")
         provisioner = _container_kernel(self, kernel_id)
         self._prune_cpu_samples()
         out = _summary(kernel_id, provisioner)
         container_id = provisioner.container_id
         state = await provisioner.engine.inspect(container_id) if container_id else None
         out["state"] = (state or {}).get("State", {}).get("Status") if state else "gone"
+        if out["state"] == "removing":
+            # The engine answers 409 to logs and stats now: nothing to read, not an error.
+            out["state_message"] = "the container is stopping"
         if state is not None:
             out["device_requests"] = (state.get("HostConfig") or {}).get("DeviceRequests") or []
             stats = await provisioner.engine.stats(state["Id"])
