@@ -162,6 +162,22 @@ def kernelspec(kernelspec_file: Callable[..., str], docker_api: Any) -> Callable
 
 
 @pytest.fixture
+def jp_server_config(request: pytest.FixtureRequest, notebook_dir: Path) -> dict[str, Any]:
+    """A server with this package enabled, serving ``notebook_dir``; tests add sections with
+    ``@pytest.mark.parametrize("jp_server_config", [{...}], indirect=True)``."""
+    config: dict[str, Any] = {
+        "ServerApp": {
+            "root_dir": str(notebook_dir),
+            "jpserver_extensions": {"jupyter_mlcontainer": True},
+        },
+        "MLContainerExtension": {"reap_orphans": False},
+    }
+    for section, values in getattr(request, "param", {}).items():
+        config.setdefault(section, {}).update(values)
+    return config
+
+
+@pytest.fixture
 def policy(jp_environ: None, jp_config_dir: Path) -> Callable[..., None]:
     """Set the admin policy (``mlcontainer_policy.json`` in the Jupyter config dir), as an
     admin would for every process that starts kernels."""

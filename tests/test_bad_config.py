@@ -6,6 +6,7 @@ error that reached the engine would say so instead.
 
 from __future__ import annotations
 
+import pytest
 from traitlets import TraitError
 
 from jupyter_mlcontainer.core.exceptions import EngineUnavailableError, KernelStartError
@@ -15,24 +16,31 @@ from .conftest import start_fails
 NO_ENGINE = "unix:///tmp/no-docker-here.sock"
 
 
-async def test_missing_engine(kernelspec_file, tmp_path):
+@pytest.fixture(autouse=True)
+def _engine_allowed(policy):
+    policy(allowed_engines=[NO_ENGINE])
+
+
+async def test_missing_engine(kernelspec_file, notebook_dir):
     name = kernelspec_file(docker_host=NO_ENGINE)
-    _, message = await start_fails(name, tmp_path, EngineUnavailableError)
+    _, message = await start_fails(name, notebook_dir, EngineUnavailableError)
     assert f"Cannot reach the Docker engine at {NO_ENGINE}" in message
     assert "Start the engine" in message
 
 
-async def test_invalid_settings_are_refused(kernelspec_file, tmp_path):
+async def test_invalid_settings_are_refused(kernelspec_file, notebook_dir):
     name = kernelspec_file(gpus="lots", docker_host=NO_ENGINE)
-    _, message = await start_fails(name, tmp_path, TraitError)
+    _, message = await start_fails(name, notebook_dir, TraitError)
     assert "Invalid gpus setting 'lots'" in message
     name = kernelspec_file(mem_limit="huge", docker_host=NO_ENGINE)
-    _, message = await start_fails(name, tmp_path, TraitError)
+    _, message = await start_fails(name, notebook_dir, TraitError)
     assert "Invalid mem_limit 'huge'" in message
 
 
-async def test_a_malformed_image_reference_is_refused_before_the_engine(kernelspec_file, tmp_path):
+async def test_a_malformed_image_reference_is_refused_before_the_engine(
+    kernelspec_file, notebook_dir
+):
     name = kernelspec_file(image="UPPER/Case::bad", docker_host=NO_ENGINE)
-    _, message = await start_fails(name, tmp_path, KernelStartError)
+    _, message = await start_fails(name, notebook_dir, KernelStartError)
     assert "'UPPER/Case::bad' is not a valid image reference" in message
     assert "Fix 'image' in the kernelspec" in message

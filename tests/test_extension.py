@@ -27,20 +27,6 @@ from .conftest import IMAGE, eventually, only_in_registry
 pytestmark = pytest.mark.engine
 
 
-@pytest.fixture
-def jp_server_config(request, notebook_dir):
-    config = {
-        "ServerApp": {
-            "root_dir": str(notebook_dir),
-            "jpserver_extensions": {"jupyter_mlcontainer": True},
-        },
-        "MLContainerExtension": {"reap_orphans": False},
-    }
-    for section, values in getattr(request, "param", {}).items():
-        config.setdefault(section, {}).update(values)
-    return config
-
-
 async def get(jp_fetch, *parts, **kwargs):
     response = await jp_fetch(*parts, **kwargs)
     return json_decode(response.body)

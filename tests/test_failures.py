@@ -27,32 +27,32 @@ from .conftest import (
 pytestmark = pytest.mark.engine
 
 
-async def test_image_without_ipykernel_when_injection_is_off(kernelspec, tmp_path, docker_api):
+async def test_image_without_ipykernel_when_injection_is_off(kernelspec, notebook_dir, docker_api):
     name = kernelspec(image=BARE_IMAGE, inject_runtime="never")
-    km, message = await start_fails(name, tmp_path, KernelStartError)
+    km, message = await start_fails(name, notebook_dir, KernelStartError)
     assert "No module named ipykernel_launcher" in message
     assert "install it in the image" in message
     assert containers_of(docker_api, km.kernel_id) == []
 
 
-async def test_missing_image_under_pull_policy_never(kernelspec, tmp_path):
+async def test_missing_image_under_pull_policy_never(kernelspec, notebook_dir):
     image = "mlcontainer/does-not-exist:1.0"
-    _, message = await start_fails(kernelspec(image=image), tmp_path, ImageNotFoundError)
+    _, message = await start_fails(kernelspec(image=image), notebook_dir, ImageNotFoundError)
     assert image in message
     assert "docker pull" in message and "pull_policy" in message
 
 
-async def test_unknown_image_that_cannot_be_pulled(kernelspec, tmp_path):
+async def test_unknown_image_that_cannot_be_pulled(kernelspec, notebook_dir):
     image = "127.0.0.1:9/nobody/nothing:1"  # nothing listens on port 9
     name = kernelspec(image=image, pull_policy="missing")
-    _, message = await start_fails(name, tmp_path, ImagePullError)
+    _, message = await start_fails(name, notebook_dir, ImagePullError)
     assert f"Could not pull image {image!r}" in message
     assert "Check the image name" in message
 
 
-async def test_image_without_the_configured_python(kernelspec, tmp_path, docker_api):
+async def test_image_without_the_configured_python(kernelspec, notebook_dir, docker_api):
     km, message = await start_fails(
-        kernelspec(python="/no/such/python"), tmp_path, KernelStartError
+        kernelspec(python="/no/such/python"), notebook_dir, KernelStartError
     )
     assert "has no Python at the configured path" in message
     assert "exec /no/such/python failed" in message  # the container's own words

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.engine
 )
 @pytest.mark.no_gpu
 async def test_explicit_gpus_are_requested_and_refused_clearly(
-    kernelspec, tmp_path, docker_api, monkeypatch, gpus, expected
+    kernelspec, notebook_dir, docker_api, monkeypatch, gpus, expected
 ):
     seen = {}
     real_start = Engine.start
@@ -46,7 +46,7 @@ async def test_explicit_gpus_are_requested_and_refused_clearly(
     monkeypatch.setattr(Engine, "start", start)
     km = AsyncKernelManager(kernel_name=kernelspec(gpus=gpus))
     with pytest.raises(GPUUnavailableError) as info:
-        await km.start_kernel(cwd=str(tmp_path))
+        await km.start_kernel(cwd=str(notebook_dir))
     message = str(info.value)
     assert "NVIDIA Container Toolkit" in message and "gpus='none'" in message
     requests = seen["HostConfig"]["DeviceRequests"]

@@ -204,7 +204,8 @@ def test_out_of_memory_mid_run_is_reported(kernelspec, workdir, docker_api):
     assert left_since(docker_api, before) == set()
 
 
-def test_missing_engine_or_image_fails_fast_with_our_message(kernelspec, workdir):
+def test_missing_engine_or_image_fails_fast_with_our_message(kernelspec, workdir, policy):
+    policy(allowed_engines=["unix:///tmp/no-engine.sock"])
     no_engine = kernelspec("noengine", docker_host="unix:///tmp/no-engine.sock")
     result = tool("jupyter", "nbconvert", "--to", "notebook", "--execute",
                   f"--ExecutePreprocessor.kernel_name={no_engine}", str(workdir / "fails.ipynb"),

@@ -148,7 +148,8 @@ async def test_server_environment_stays_out_and_ports_are_local(
 
 
 @pytest.mark.parametrize("network", ["host", "none"])
-async def test_other_network_modes(kernelspec, notebook_dir, docker_api, network):
+async def test_other_network_modes(kernelspec, notebook_dir, docker_api, network, policy):
+    policy(allowed_networks=["bridge", "host", "none"])
     async with running_kernel(kernelspec(network=network), notebook_dir) as (km, kc):
         out, reply = await execute(kc, "import os; print(sorted(os.listdir('/sys/class/net')))")
         assert reply["status"] == "ok", out

@@ -75,9 +75,10 @@ except OSError as e:
 
 
 async def test_image_without_ipykernel_runs_and_keeps_its_own_packages(
-    kernelspec, notebook_dir, numpy_image, docker_api, caplog
+    kernelspec, notebook_dir, numpy_image, docker_api, caplog, policy
 ):
     caplog.set_level(logging.INFO)
+    policy(allow_runtime_packages=True)
     image_id = docker_api.inspect_image(numpy_image)["Id"]
     # The runtime carries another numpy on purpose: the image's own must still win.
     name = kernelspec(image=numpy_image, runtime_packages=["ipykernel==7.4.0", "numpy==2.3.5"])
@@ -104,7 +105,7 @@ async def test_image_without_ipykernel_runs_and_keeps_its_own_packages(
 
 
 async def test_runtime_builds_offline_from_a_wheelhouse(
-    kernelspec, notebook_dir, tmp_path, caplog, docker_api
+    kernelspec, notebook_dir, tmp_path, caplog, docker_api, policy
 ):
     caplog.set_level(logging.INFO)
     # Start from nothing, so that this run really builds the runtime from the wheelhouse.
@@ -113,6 +114,7 @@ async def test_runtime_builds_offline_from_a_wheelhouse(
     for name in (volume, volume + "-sealed"):
         with contextlib.suppress(docker.errors.NotFound):
             docker_api.remove_volume(name, force=True)
+    policy(allow_runtime_packages=True)
     wheelhouse = tmp_path / "wheelhouse"
     download(wheelhouse, "ipykernel==7.3.0")
     name = kernelspec(

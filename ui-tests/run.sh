@@ -101,7 +101,8 @@ kernelspec ui-pull "Pulled on demand (container)" "{\"image\": \"$MLC_UI_PULL_IM
 kernelspec ui-gpu "GPU kernel (UI test)" '{"image": "mlcontainer/python:3.11", "gpus": "all"}'
 
 "$VENV/bin/jupyter-lab" --no-browser --port "$PORT" --ip 127.0.0.1 --ServerApp.token=ui-test \
-  --ServerApp.root_dir="$WORK/notebooks" --allow-root --LabApp.news_url=None \
+  --ServerApp.root_dir="$WORK/notebooks" --allow-root --MLContainerPolicy.allow_root=True \
+  --LabApp.news_url=None \
   --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate >"$WORK/lab.log" 2>&1 &
 lab_pid=$!
 pids+=($lab_pid)

@@ -174,6 +174,12 @@ class MLContainerPolicy(Configurable):
                 "allowed_engines", f"docker_host {asked['docker_host']!r}", "remove docker_host"
             )
         self._check_resources(settings)
+        if "wheelhouse" in asked and not self.allow_runtime_packages:
+            self._refuse(
+                "allow_runtime_packages",
+                f"wheelhouse {asked['wheelhouse']!r} (where the runtime's wheels come from)",
+                "remove wheelhouse",
+            )
         if "runtime_packages" in asked:
             if not self.allow_runtime_packages:
                 self._refuse(

@@ -71,6 +71,20 @@ _RUNTIME_PROBES: dict[str, ImageProbe] = {}
 class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type: ignore[metaclass]
     """Start, signal, restart and stop a Jupyter kernel inside a Docker container."""
 
+    def __init__(self, **kwargs: Any):
+        # kernel.json's config arrives as keyword arguments: an unknown key is a mistake (or an
+        # attempt at an admin policy setting), never something to ignore quietly.
+        unknown = sorted(set(kwargs) - set(self.class_trait_names()) - {"config", "parent", "log"})
+        if unknown:
+            msg = (
+                f"Unknown setting(s) {', '.join(map(repr, unknown))} in the kernelspec's "
+                "metadata.kernel_provisioner.config. The settings are those of "
+                "MLContainerProvisioner (see `jupyter mlcontainer --help-all` or the README); "
+                "admin policy settings (MLContainerPolicy) belong in the server's configuration."
+            )
+            raise KernelStartError(msg)
+        super().__init__(**kwargs)
+
     # --- state --------------------------------------------------------------------------
 
     container_id: str | None = None
