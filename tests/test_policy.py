@@ -113,3 +113,12 @@ async def test_a_broken_policy_file_is_explained(kernelspec, notebook_dir, jp_co
     _, message = await start_fails(kernelspec(), notebook_dir, PolicyError)
     assert "mlcontainer_policy.json is not valid JSON" in message
     assert IMAGE  # the image itself is fine: only the policy file is wrong
+
+
+@pytest.mark.parametrize("volume", ["mlcontainer-runtime-cp311-x86_64-abc", "mlc-home-1000-torch"])
+async def test_our_own_volumes_are_never_mounted_by_a_kernelspec(
+    kernelspec, policy, notebook_dir, volume
+):
+    policy(allow_named_volumes=True)
+    _, message = await start_fails(kernelspec(mounts=[f"{volume}:/x"]), notebook_dir, PolicyError)
+    assert f"mounting {volume!r}, a volume of jupyter-mlcontainer" in message

@@ -155,3 +155,32 @@ async def test_kernelspec_from_add_uses_the_recorded_probe(
         assert path.startswith("/opt/mlcontainer/runtime/")
         assert executable == "/usr/bin/python3"
     assert "has no ipykernel; starting it" not in caplog.text  # no failed first attempt
+
+
+async def test_a_poisoned_runtime_is_detected_and_rebuilt(
+    kernelspec, notebook_dir, docker_api, caplog
+):
+    caplog.set_level(logging.WARNING)
+    name = kernelspec(image=BARE_IMAGE, inject_runtime="always")
+    async with running_kernel(name, notebook_dir) as (km, kc):
+        mounts = docker_api.inspect_container(km.provisioner.container_id)["Mounts"]
+        volume = next(m["Name"] for m in mounts if m["Destination"] == "/opt/mlcontainer/runtime")
+        out, _ = await execute(
+            kc, "import os; print(os.stat('/opt/mlcontainer/runtime/ipykernel/__init__.py').st_uid)"
+        )
+        assert out.strip() == "65534"  # built by nobody, not root
+    seal = docker_api.inspect_volume(volume + "-sealed")["Labels"]
+    assert len(seal["org.jupyter-mlcontainer.runtime-digest"]) == 64
+    # Someone with access to the engine changes a file of the sealed runtime.
+    poison = docker_api.create_container(
+        BARE_IMAGE,
+        ["sh", "-c", "echo 'POISONED = True' >> /rt/ipykernel/__init__.py"],
+        host_config=docker_api.create_host_config(binds=[f"{volume}:/rt"]),
+    )
+    docker_api.start(poison["Id"])
+    assert docker_api.wait(poison["Id"])["StatusCode"] == 0
+    docker_api.remove_container(poison["Id"])
+    async with running_kernel(name, notebook_dir) as (km, kc):
+        out, _ = await execute(kc, "import ipykernel; print(hasattr(ipykernel, 'POISONED'))")
+        assert out.strip() == "False"  # the poisoned runtime was refused and rebuilt
+    assert "changed after it was sealed; rebuilding it" in caplog.text

@@ -26,15 +26,15 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
-from traitlets import Int, Unicode
+from traitlets import Int, TraitError, Unicode
 
 from ..core import kernelspec as ks
 from ..core.exceptions import MLContainerError
-from ..core.gpus import parse_gpus
 from ..core.reference import check_reference
 from ..docker.engine import Engine
 from ..docker.images import probe_image
 from ..kernel.provisioner import MLContainerProvisioner
+from ..kernel.settings import ContainerKernelSettings
 from .base import Command
 
 RECORD_KEY = ks.METADATA_KEY
@@ -187,10 +187,11 @@ class RunApp(Command):
 
     def _kernel_manager(self, tmp: str) -> tuple[AsyncKernelManager, dict[str, Any]]:
         if self.image:
-            parse_gpus(self.gpus)
+            # The kernel's own validators: what `run` accepts, the kernel starts with.
             try:
                 check_reference(self.image)
-            except ValueError as e:
+                ContainerKernelSettings(image=self.image, gpus=self.gpus)
+            except (ValueError, TraitError) as e:
                 self.fail(str(e))
             config = {"image": self.image, "gpus": self.gpus}
             spec = {

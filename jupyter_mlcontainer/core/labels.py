@@ -27,6 +27,8 @@ VERSION = f"{PREFIX}.version"
 NETWORK_MODE = f"{PREFIX}.network"
 RUNTIME = f"{PREFIX}.runtime"
 RUNTIME_SEAL = f"{PREFIX}.runtime-sealed"
+#: The digest of a runtime's files when it was sealed (on the seal volume).
+RUNTIME_DIGEST = f"{PREFIX}.runtime-digest"
 PURPOSE = f"{PREFIX}.purpose"
 #: A user's HOME volume: whose (uid) and for which image (the reference it was made for).
 PURPOSE_HOME = "home"

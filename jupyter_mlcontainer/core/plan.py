@@ -32,6 +32,27 @@ CONTAINER_HOME = f"{CONTAINER_DIR}/home"
 #: Where kernels see an injected runtime (see docker/runtime.py).
 RUNTIME_DIR = "/opt/mlcontainer/runtime"
 ENV_RUNTIME = "JUPYTER_MLCONTAINER_RUNTIME"
+#: The digest the runtime had when it was sealed: the kernel checks it before importing from
+#: it, so that a runtime changed afterwards (poisoned) is never used.
+ENV_RUNTIME_DIGEST = "JUPYTER_MLCONTAINER_RUNTIME_DIGEST"
+#: What a kernel prints (and its exit code) when its runtime does not match its seal.
+RUNTIME_MISMATCH = "jupyter-mlcontainer: the injected runtime does not match its seal"
+RUNTIME_MISMATCH_EXIT = 97
+#: The digest of a folder: every file's path and content, in a stable order (standard library
+#: only; the runtime builder and the kernel's bootstrap both run it).
+TREE_DIGEST = """\
+def _mlc_tree_digest(root):
+    import hashlib, os
+    total = hashlib.sha256()
+    for folder, subfolders, files in os.walk(root):
+        subfolders.sort()
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            total.update(os.path.relpath(path, root).encode() + b"\\0")
+            with open(path, "rb") as f:
+                total.update(hashlib.sha256(f.read()).digest())
+    return total.hexdigest()
+"""
 #: The kernel's lease (see docker/leases.py): where its watchdog listens ("tcp:HOST:PORT" or
 #: "unix:PATH"), and after how many seconds without a renewal it stops the kernel.
 ENV_LEASE = "JUPYTER_MLCONTAINER_LEASE"
@@ -44,8 +65,14 @@ ENV_LEASE_TIMEOUT = "JUPYTER_MLCONTAINER_LEASE_TIMEOUT"
 BOOTSTRAP = f"""\
 import os, runpy, select, socket, sys, threading, time
 _mlc_stderr = os.dup(2)  # the container's log: ipykernel later captures sys.stderr and fd 2
+{TREE_DIGEST}
 if os.environ.get({ENV_RUNTIME!r}):
-    sys.path.append(os.environ[{ENV_RUNTIME!r}])
+    _mlc_runtime = os.environ[{ENV_RUNTIME!r}]
+    _mlc_sealed = os.environ.pop({ENV_RUNTIME_DIGEST!r}, "")
+    if _mlc_sealed and _mlc_tree_digest(_mlc_runtime) != _mlc_sealed:
+        os.write(_mlc_stderr, {RUNTIME_MISMATCH.encode()!r} + b"\\n")
+        os._exit({RUNTIME_MISMATCH_EXIT})
+    sys.path.append(_mlc_runtime)
 def _mlc_watch(address, timeout):
     kind, _, where = address.partition(":")
     if kind == "unix":
@@ -126,6 +153,8 @@ class KernelLaunch:
     path_map: Mapping[str, str] = field(default_factory=dict)
     container_name: str | None = None
     runtime_volume: str | None = None
+    #: The sealed digest of that runtime (checked by the kernel before it imports from it).
+    runtime_digest: str = ""
     use_image_entrypoint: bool = False
     #: The reference the image was pinned from (``add`` records it), for the kernel to show.
     source_image: str = ""
@@ -320,6 +349,8 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
     env[ENV_KERNEL] = launch.kernel_name
     if launch.runtime_volume:
         env[ENV_RUNTIME] = RUNTIME_DIR
+        if launch.runtime_digest:
+            env[ENV_RUNTIME_DIGEST] = launch.runtime_digest
     watched = bool(launch.lease and launch.lease_timeout > 0)
     if watched:
         env[ENV_LEASE] = str(launch.lease)

@@ -421,7 +421,11 @@ class Engine:
 
         def run(api: docker.APIClient) -> tuple[int, str]:
             host_config = api.create_host_config(
-                network_mode="none", mounts=mounts or [], init=True
+                network_mode="none",
+                mounts=mounts or [],
+                init=True,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges:true"],
             )
             leases.hold()
             created = api.create_container(
@@ -515,6 +519,17 @@ class Engine:
             return True
 
         return await self.call(f"remove volume {name!r}", remove)
+
+    async def volume_labels(self, name: str) -> dict[str, str] | None:
+        """The volume's labels ({} when it has none), or None when there is no such volume."""
+
+        def labels_of(api: docker.APIClient) -> dict[str, str] | None:
+            try:
+                return dict(api.inspect_volume(name).get("Labels") or {})
+            except docker.errors.NotFound:
+                return None
+
+        return await self.call(f"inspect volume {name!r}", labels_of)
 
     async def volume_exists(self, name: str) -> bool:
         def exists(api: docker.APIClient) -> bool:

@@ -34,13 +34,15 @@ from docker.types import Mount
 from .._version import __version__
 from ..core import labels as lbl
 from ..core.exceptions import KernelStartError
-from ..core.plan import RUNTIME_DIR
+from ..core.plan import RUNTIME_DIR, TREE_DIGEST
 from ..core.probe import ImageProbe
 from .engine import Engine
 
 #: The pinned ipykernel of injected runtimes (the same as the shipped images').
 DEFAULT_PACKAGES = ("ipykernel==7.4.0",)
 _SEAL_SUFFIX = "-sealed"
+#: The unprivileged user who fills and compiles runtimes (``nobody``).
+BUILDER_UID = 65534
 logger = logging.getLogger(__name__)
 _locks: dict[str, asyncio.Lock] = {}
 
@@ -154,14 +156,18 @@ async def _build_on_host(
 
 
 def _tar_directory(root: Path) -> bytes:
+    """The runtime as a tar, owned by the unprivileged builder (who compiles it in place)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
+        top = tarfile.TarInfo(".")  # the volume's own folder: the builder's too
+        top.type, top.mode, top.uid, top.gid = tarfile.DIRTYPE, 0o755, BUILDER_UID, BUILDER_UID
+        tar.addfile(top)
         for path in sorted(root.rglob("*")):
             if "__pycache__" in path.parts:
                 continue
             info = tar.gettarinfo(str(path), arcname=str(path.relative_to(root)))
-            info.uid = info.gid = 0
-            info.uname = info.gname = "root"
+            info.uid = info.gid = BUILDER_UID
+            info.uname = info.gname = ""
             info.mode = 0o755 if path.is_dir() else (info.mode & 0o755) | 0o644
             if path.is_file():
                 with path.open("rb") as f:
@@ -180,15 +186,23 @@ async def ensure_runtime(
     wheelhouse: str | None = None,
     cache_dir: Path | None = None,
     log: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
-) -> str:
-    """The name of a sealed runtime volume for ``probe``'s Python, built when missing."""
+) -> tuple[str, str]:
+    """(volume, sealed digest) of a runtime for ``probe``'s Python, built when missing.
+
+    Built by an unprivileged user (uid :data:`BUILDER_UID`) in a container without network
+    or capabilities; its files' digest is recorded on the seal, and every kernel checks it
+    before it imports anything from the runtime (see ``BOOTSTRAP`` in core/plan.py).
+    """
     log = log or logger
     target = RuntimeTarget.from_probe(probe)
     volume = volume_name(target, packages)
     lock = _locks.setdefault(volume, asyncio.Lock())
     async with lock:
-        if await engine.volume_exists(volume + _SEAL_SUFFIX):
-            return volume
+        sealed = await engine.volume_labels(volume + _SEAL_SUFFIX)
+        if sealed is not None and sealed.get(lbl.RUNTIME_DIGEST):
+            return volume, sealed[lbl.RUNTIME_DIGEST]
+        if sealed is not None:  # sealed by a version that recorded no digest: rebuild
+            await engine.remove_volume(volume + _SEAL_SUFFIX)
         built = await _build_on_host(
             target, packages, wheelhouse, cache_dir or default_cache_dir(), log
         )
@@ -200,17 +214,19 @@ async def ensure_runtime(
             f"compileall.compile_dir({RUNTIME_DIR!r}, quiet=1, workers=0)\n"
             f"sys.path.append({RUNTIME_DIR!r})\n"
             "import ipykernel.kernelapp\n"
-            "print('runtime ok', ipykernel.__version__)\n"
+            f"{TREE_DIGEST}"
+            f"print('runtime ok', ipykernel.__version__, _mlc_tree_digest({RUNTIME_DIR!r}))\n"
         )
         code, output = await engine.run(
             image,
             [probe.python, "-c", check],
             labels=runtime_labels,
             mounts=[Mount(target=RUNTIME_DIR, source=volume, type="volume")],
-            user="0:0",
+            user=f"{BUILDER_UID}:{BUILDER_UID}",
             archive=(RUNTIME_DIR, archive),
         )
-        if code != 0 or "runtime ok" not in output:
+        last = output.strip().splitlines()[-1] if output.strip() else ""
+        if code != 0 or not last.startswith("runtime ok"):
             msg = (
                 f"The kernel runtime ({', '.join(packages)}) does not work with the Python "
                 f"of image {image!r} ({probe.python}, {probe.python_version}):\n"
@@ -218,8 +234,16 @@ async def ensure_runtime(
                 "Install ipykernel in the image instead."
             )
             raise KernelStartError(msg)
+        digest = last.split()[-1]
         await engine.create_volume(
-            volume + _SEAL_SUFFIX, {**runtime_labels, lbl.RUNTIME_SEAL: "true"}
+            volume + _SEAL_SUFFIX,
+            {**runtime_labels, lbl.RUNTIME_SEAL: "true", lbl.RUNTIME_DIGEST: digest},
         )
-        log.info("Kernel runtime %s is ready (%s)", volume, output.strip().splitlines()[-1])
-        return volume
+        log.info("Kernel runtime %s is ready (%s)", volume, " ".join(last.split()[:3]))
+        return volume, digest
+
+
+async def discard_runtime(engine: Engine, volume: str) -> None:
+    """Forget a runtime whose files no longer match its seal: the next start rebuilds it."""
+    await engine.remove_volume(volume + _SEAL_SUFFIX)
+    await engine.remove_volume(volume)  # kept (a 409) while another kernel still mounts it

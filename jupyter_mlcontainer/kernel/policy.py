@@ -28,6 +28,9 @@ from ..core.exceptions import KernelStartError
 from ..core.plan import ENGINE_SOCKETS, parse_mount
 
 POLICY_FILE = "mlcontainer_policy.json"
+#: Our own volumes: never mounted through a kernelspec (read-write, they could poison every
+#: kernel's runtime or read another user's HOME), whatever the policy.
+PROJECT_VOLUMES = ("mlcontainer-runtime-", "mlc-home-")
 #: A requirement specifier, and nothing that pip would read as an option or a path.
 _REQUIREMENT = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,-]+\])?\s*([<>=!~]=?[^\s;]+\s*,?\s*)*$"
@@ -228,6 +231,13 @@ class MLContainerPolicy(Configurable):
         parsed = parse_mount(mount)
         source = str(parsed["Source"])
         if parsed["Type"] == "volume":
+            if source.startswith(PROJECT_VOLUMES):
+                msg = (
+                    f"Not allowed: mounting {source!r}, a volume of jupyter-mlcontainer (an "
+                    "injected runtime or a user's HOME): kernels get theirs by themselves. Remove "
+                    "the mount from the kernelspec."
+                )
+                raise PolicyError(msg)
             if not self.allow_named_volumes:
                 self._refuse("allow_named_volumes", f"volume {source!r}", "remove the mount")
             return

@@ -40,6 +40,7 @@ from ..core.exceptions import (
 )
 from ..core.plan import (
     PORT_NAMES,
+    RUNTIME_MISMATCH_EXIT,
     KernelLaunch,
     build_plan,
     home_volume_name,
@@ -50,7 +51,7 @@ from ..core.probe import ImageProbe
 from ..core.reference import check_reference
 from ..docker.engine import Engine
 from ..docker.images import obtain_image, probe_image
-from ..docker.runtime import ensure_runtime
+from ..docker.runtime import RuntimeTarget, discard_runtime, ensure_runtime, volume_name
 from .policy import MLContainerPolicy
 from .readiness import Heartbeat
 from .renewal import LeaseRenewal
@@ -202,7 +203,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         )
         probe = await self._probe_for_runtime()
         try:
-            await self._start_with_free_ports(launch, probe)
+            await self._start_with_untouched_runtime(launch, probe)
         except KernelStartError:
             missing = self.last_exit is not None and self.last_exit.missing_ipykernel
             if probe is not None or self.inject_runtime != "auto" or not missing:
@@ -214,8 +215,28 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             )
             probe = await probe_image(engine, self.image)
             _RUNTIME_PROBES[self.image] = probe
-            await self._start_with_free_ports(launch, probe)
+            await self._start_with_untouched_runtime(launch, probe)
         return self.connection_info
+
+    async def _start_with_untouched_runtime(
+        self, launch: KernelLaunch, probe: ImageProbe | None
+    ) -> None:
+        """Start; a kernel that finds its injected runtime changed since it was sealed
+        (poisoned, or damaged) refuses it: rebuild the runtime once and start again."""
+        try:
+            await self._start_with_free_ports(launch, probe)
+        except KernelStartError:
+            exit_ = self.last_exit
+            if probe is None or exit_ is None or exit_.exit_code != RUNTIME_MISMATCH_EXIT:
+                raise
+            volume = volume_name(RuntimeTarget.from_probe(probe), self.runtime_packages)
+            self.log.warning(
+                "Kernel %s: the runtime %s changed after it was sealed; rebuilding it",
+                self.kernel_id,
+                volume,
+            )
+            await discard_runtime(self.engine, volume)
+            await self._start_with_free_ports(launch, probe)
 
     def _lease_address(self) -> str | None:
         """Where the kernel's lease watchdog listens, as the container sees it (the port is
@@ -288,9 +309,9 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         engine = self.engine
         self._launches += 1
         self._exit_code = None
-        runtime_volume = None
+        runtime_volume, runtime_digest = None, ""
         if probe is not None:
-            runtime_volume = await ensure_runtime(
+            runtime_volume, runtime_digest = await ensure_runtime(
                 engine,
                 self.image,
                 probe,
@@ -303,6 +324,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                 launch,
                 container_name=f"mlc-{self.kernel_id}-{self._launches}",
                 runtime_volume=runtime_volume,
+                runtime_digest=runtime_digest,
                 python=probe.python if probe is not None else launch.python,
             )
         )
@@ -323,7 +345,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             self.image,
             launch.gpus.describe(),
             plan.create_args["user"],
-            ", injected runtime " + runtime_volume if runtime_volume else "",
+            f", injected runtime {runtime_volume}" if runtime_volume else "",
         )
         try:
             await engine.put_archive(self.container_id, plan.archive_path, plan.archive)
