@@ -1,0 +1,83 @@
+"""A real `jupyter server` as a subprocess, for tests that need a process of its own (signals,
+crashes, a second server, fuzzed HTTP requests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from jupyter_client import BlockingKernelClient
+
+TOKEN = "server-process-test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """`jupyter server` as a subprocess with its own runtime dir and log."""
+
+    def __init__(self, root: Path, runtime: Path, log: Path, *options: str):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.runtime, self.log = runtime, log
+        with open(log, "w") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "jupyter_server", f"--port={self.port}", "--ip=127.0.0.1",
+                 f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}",
+                 "--allow-root", "--no-browser", *options],
+                env={**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime)},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        for _ in range(120):
+            try:
+                self.call("GET", "/api/status")
+                return
+            except OSError:
+                time.sleep(0.25)
+        pytest.fail(f"the server did not answer:\n{self.text()[-3000:]}")
+
+    def call(self, method: str, path: str, body: dict | None = None) -> dict:
+        request = urllib.request.Request(
+            self.base + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"token {TOKEN}"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            text = reply.read()
+        return json.loads(text) if text else {}
+
+    def start_kernel(self, name: str) -> tuple[str, BlockingKernelClient]:
+        kernel = self.call("POST", "/api/kernels", {"name": name})
+        kc = BlockingKernelClient(connection_file=str(self.runtime / f"kernel-{kernel['id']}.json"))
+        kc.load_connection_file()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=60)
+        return kernel["id"], kc
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def stop(self, sig: int = signal.SIGTERM) -> float:
+        started = time.monotonic()
+        self.process.send_signal(sig)
+        self.process.wait(timeout=30)
+        return time.monotonic() - started
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
