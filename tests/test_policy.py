@@ -122,3 +122,21 @@ async def test_our_own_volumes_are_never_mounted_by_a_kernelspec(
     policy(allow_named_volumes=True)
     _, message = await start_fails(kernelspec(mounts=[f"{volume}:/x"]), notebook_dir, PolicyError)
     assert f"mounting {volume!r}, a volume of jupyter-mlcontainer" in message
+
+
+async def test_kernels_get_a_memory_limit_by_default(kernelspec, policy, notebook_dir, docker_api):
+    host = docker_api.info()["MemTotal"]
+    async with running_kernel(kernelspec(), notebook_dir) as (km, kc):
+        limit = docker_api.inspect_container(km.provisioner.container_id)["HostConfig"]["Memory"]
+        assert limit == int(host * 0.9)  # the default: 90% of the engine host's memory
+    policy(default_memory="1g")
+    async with running_kernel(kernelspec(), notebook_dir) as (km, kc):
+        limit = docker_api.inspect_container(km.provisioner.container_id)["HostConfig"]["Memory"]
+        assert limit == 2**30
+    async with running_kernel(kernelspec(mem_limit="512m"), notebook_dir) as (km, kc):
+        limit = docker_api.inspect_container(km.provisioner.container_id)["HostConfig"]["Memory"]
+        assert limit == 512 * 2**20  # the kernelspec's own wins
+    policy(default_memory="")
+    async with running_kernel(kernelspec(), notebook_dir) as (km, kc):
+        limit = docker_api.inspect_container(km.provisioner.container_id)["HostConfig"]["Memory"]
+        assert limit == 0

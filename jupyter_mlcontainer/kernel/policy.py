@@ -111,6 +111,13 @@ class MLContainerPolicy(Configurable):
         without a limit is refused while this is set.""",
     ).tag(config=True)
 
+    default_memory = Unicode(
+        "90%",
+        help="""The memory limit of kernels whose kernelspec sets none: a size (``16g``) or a
+        share of the engine host's memory (``90%``), so that one runaway kernel is OOM-killed
+        alone instead of starving the host. ``""``: no limit.""",
+    ).tag(config=True)
+
     max_cpus = Float(
         None, allow_none=True, help="""The most CPUs (``cpus``) a kernel may ask for."""
     ).tag(config=True)
@@ -204,6 +211,15 @@ class MLContainerPolicy(Configurable):
                 f"passing {', '.join(sorted(extra_env))} from the server's environment",
                 "remove them from env_allowlist",
             )
+
+    def memory_limit(self, asked: str | int | None, host_bytes: int) -> str | int | None:
+        """The limit a kernel gets: its own, else :attr:`default_memory` of this host."""
+        if asked is not None or not self.default_memory:
+            return asked
+        if self.default_memory.endswith("%"):
+            share = float(self.default_memory[:-1]) / 100
+            return int(host_bytes * share) if host_bytes else None
+        return self.default_memory
 
     def check_user(self, uid: int, gid: int) -> None:
         if (uid == 0 or gid == 0) and not self.allow_root:

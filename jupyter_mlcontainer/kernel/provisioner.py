@@ -171,6 +171,10 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         if self.network == "bridge" and self.bridge_network:
             await engine.ensure_network(self.bridge_network)
         request = await self._resolve_gpus()
+        host_memory = 0
+        if self.mem_limit is None:  # the policy's default applies: it may be a share of this
+            host_memory = int((await engine.info(max_age=GPU_INFO_MAX_AGE)).get("MemTotal") or 0)
+        mem_limit = self._policy.memory_limit(self.mem_limit, host_memory)
         if self._ipc_dir is not None and os.getuid() == 0:
             os.chown(self._ipc_dir, uid, gid)
         #: The notebook this kernel serves, as the server sees it (for the save hook).
@@ -197,6 +201,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             gpu_support=self._gpu_support or gpu.GPUSupport(),
             mounts=[parse_mount(m) for m in self.mounts],
             ipc_dir=self._ipc_dir,
+            mem_limit=mem_limit,
             source_image=source,
             home_volume=await self._home_volume(uid, source or self.image),
             lease=self._lease_address(),

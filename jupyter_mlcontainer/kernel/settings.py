@@ -33,8 +33,9 @@ from ..docker.runtime import DEFAULT_PACKAGES
 
 #: Settings the provisioner turns into something else before the plan is built: ``env`` is
 #: merged with the allowed server variables, ``uid``/``gid`` default from the notebook's owner,
-#: ``gpus`` is resolved against the engine, ``mounts`` are parsed.
-RESOLVED_AT_START = frozenset({"env", "uid", "gid", "gpus", "mounts"})
+#: ``gpus`` is resolved against the engine, ``mounts`` are parsed, ``mem_limit`` defaults from
+#: the admin policy.
+RESOLVED_AT_START = frozenset({"env", "uid", "gid", "gpus", "mounts", "mem_limit"})
 DEFAULT_PIDS_LIMIT = 4096
 DEFAULT_ENV_ALLOWLIST = ["LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "JPY_SESSION_NAME"]
 
