@@ -320,11 +320,11 @@ def test_the_plan_takes_every_setting_it_shares_a_name_with():
     from jupyter_mlcontainer.core.plan import KernelLaunch
     from jupyter_mlcontainer.kernel.settings import RESOLVED_AT_START, ContainerKernelSettings
 
-    settings = ContainerKernelSettings(image="python:3.11", mem_limit="1g", network="host")
+    settings = ContainerKernelSettings(image="python:3.11", shm_size="1g", network="host")
     taken = settings.launch_settings()
     shared = {f.name for f in fields(KernelLaunch)} & set(settings.trait_names(config=True))
     assert set(taken) == shared - RESOLVED_AT_START
-    assert (taken["image"], taken["mem_limit"], taken["network"]) == ("python:3.11", "1g", "host")
+    assert (taken["image"], taken["shm_size"], taken["network"]) == ("python:3.11", "1g", "host")
 
 
 @pytest.mark.parametrize(
