@@ -6,8 +6,10 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -306,3 +308,70 @@ def test_the_welcome_notebook_shows_the_container(
     assert f"working directory: {notebook_dir}" in text
     written = notebook_dir / "written-in-the-container.txt"
     assert written.stat().st_uid == notebook_dir.stat().st_uid  # the user's, not root's
+
+
+def _sleepy(workdir: Path) -> Path:
+    cells = [
+        nbformat.v4.new_code_cell("print('started', flush=True)"),
+        nbformat.v4.new_code_cell("import time\ntime.sleep(600)"),
+        nbformat.v4.new_code_cell("print('never')"),
+    ]
+    path = workdir / "sleepy.ipynb"
+    path.write_text(nbformat.writes(nbformat.v4.new_notebook(cells=cells)))
+    return path
+
+
+def test_a_timeout_writes_what_ran_and_leaves_nothing(kernelspec, workdir, docker_api):
+    name = kernelspec("slow")
+    before = project_containers(docker_api)
+    notebook = _sleepy(workdir)
+    out = workdir / "sleepy.out.ipynb"
+    result = tool("jupyter", "mlcontainer", "run", str(notebook), "--kernel", name,
+                  "--timeout", "3", "-o", str(out))  # fmt: skip
+    assert result.returncode == 1
+    record = nbformat.read(str(out), as_version=4).metadata["jupyter_mlcontainer"]["run"]
+    assert record["status"] == "timeout"
+    assert "started" in outputs(out)
+    converted = tool("jupyter", "nbconvert", "--to", "notebook", "--execute",
+                     f"--ExecutePreprocessor.kernel_name={name}", "--ExecutePreprocessor.timeout=3",
+                     str(notebook), "--output", str(workdir / "sleepy.nbconvert.ipynb"))  # fmt: skip
+    assert converted.returncode != 0
+    assert left_since(docker_api, before) == set()
+
+
+def test_ctrl_c_writes_what_ran_and_leaves_nothing(kernelspec, workdir, docker_api):
+    name = kernelspec("interrupted")
+    before = project_containers(docker_api)
+    notebook = _sleepy(workdir)
+    out = workdir / "sleepy.run.ipynb"
+    process = subprocess.Popen(
+        [
+            str(BIN / "jupyter"),
+            "mlcontainer",
+            "run",
+            str(notebook),
+            "--kernel",
+            name,
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(
+        c["Labels"].get("org.jupyter-mlcontainer.server-pid") == str(process.pid)
+        and c["State"] == "running"
+        for c in docker_api.containers(filters=labels.managed_filter())
+    ):
+        time.sleep(0.2)
+    time.sleep(2)  # into the sleeping cell
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "interrupted; output (with what ran)" in stderr
+    record = nbformat.read(str(out), as_version=4).metadata["jupyter_mlcontainer"]["run"]
+    assert record["status"] == "interrupted"
+    assert "started" in outputs(out)
+    assert left_since(docker_api, before) == set()

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -157,7 +159,9 @@ class RunApp(Command):
         output = Path(self.output) if self.output else path.with_suffix(".run.ipynb")
         try:
             record = self.run(self.run_and_write(nb, path, output, str(path.resolve().parent)))
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, asyncio.CancelledError):  # before the kernel started
+            record = {"status": "interrupted"}
+        if record["status"] == "interrupted":
             # run_and_write wrote what ran before it was interrupted.
             print(f"interrupted; output (with what ran): {output}", file=sys.stderr)
             self.exit(130)
@@ -177,9 +181,9 @@ class RunApp(Command):
         record: dict[str, Any] = {"started": _utc_now(), "notebook": str(path)}
         try:
             await self.execute(nb, workdir, record)
-        except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels us, then raises it
+        except asyncio.CancelledError:  # Ctrl-C (see execute)
             record["status"], record["reason"] = "interrupted", "interrupted (Ctrl-C)"
-            raise
+            raise  # asyncio.run turns it into KeyboardInterrupt: start() exits 130
         finally:
             nb.metadata[RECORD_KEY] = {**nb.metadata.get(RECORD_KEY, {}), "run": record}
             _write_atomically(nb, output)
@@ -236,7 +240,19 @@ class RunApp(Command):
             record["image"] = config.get("image")
             record["gpus_requested"] = config.get("gpus", "auto")
 
+            main = asyncio.current_task()
+            interrupted = asyncio.Event()
+
+            def on_ctrl_c() -> None:
+                interrupted.set()
+                if main is not None:
+                    main.cancel()
+
             async def on_start(**_: Any) -> None:
+                # Ctrl-C stops the run here, and the kernel with it (in the `finally` below);
+                # nbclient's own handler would stop the kernel and report it dead.
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, on_ctrl_c)
                 provisioner = km.provisioner
                 if isinstance(provisioner, MLContainerProvisioner) and provisioner.container_id:
                     details = await provisioner.engine.inspect(provisioner.container_id)
@@ -266,7 +282,12 @@ class RunApp(Command):
                 status, reason = "kernel died", exit_.message() if exit_ else "the kernel died"
             except MLContainerError as e:
                 status, reason = "kernel did not start", str(e)
+            except asyncio.CancelledError:
+                if not interrupted.is_set():
+                    raise
             finally:
+                if interrupted.is_set():  # nbclient reports Ctrl-C as a dead kernel
+                    status, reason = "interrupted", "interrupted (Ctrl-C)"
                 record["duration_s"] = round(time.monotonic() - started, 3)
                 # nbclient shuts down only the kernels it created; this one is ours.
                 if km.has_kernel:
