@@ -22,7 +22,7 @@ from jupyter_mlcontainer.docker.reaper import reap_orphans
 from jupyter_mlcontainer.server.handlers import default_handlers
 from jupyter_mlcontainer.server.pulls import SCHEMA_ID
 
-from .conftest import IMAGE, eventually, only_in_registry
+from .conftest import IMAGE, TEST_UID, eventually, only_in_registry
 
 pytestmark = pytest.mark.engine
 
@@ -431,3 +431,15 @@ async def test_details_while_the_container_is_removed_never_fail(jp_fetch, kerne
     states.add((await get(jp_fetch, "mlcontainer", "kernels", kernel_id))["state"])
     assert states <= {"running", "removing", "exited", "gone"}, states
     await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+
+
+async def test_volumes_list_home_caches_with_sizes(jp_fetch, kernelspec, notebook_dir):
+    kernel_id = await _start_session(jp_fetch, kernelspec("caches"), "caches.ipynb")
+    await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+    found = (await get(jp_fetch, "mlcontainer", "volumes"))["volumes"]
+    homes = {v["name"]: v for v in found if v["kind"] == "home"}
+    home = homes[f"mlc-home-{TEST_UID}-mlcontainer-python"]
+    assert home["image"] == IMAGE
+    assert home["uid"] == str(TEST_UID)
+    assert home["size"] is not None
+    assert home["needed"] is True  # the kernelspec of this test uses its image

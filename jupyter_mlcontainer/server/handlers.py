@@ -20,6 +20,7 @@ from ..core import kernelspec as ks
 from ..core import labels
 from ..core.exceptions import MLContainerError
 from ..core.gpus import GPUSupport
+from ..docker import volumes
 from ..docker.engine import Engine
 from ..kernel.install import AddRequest, add_container_kernelspec
 from ..kernel.provisioner import MLContainerProvisioner
@@ -358,6 +359,35 @@ class KernelspecsHandler(_Handler):
 
 
 _KERNEL_ID = r"(?P<kernel_id>[\w-]+)"
+class VolumesHandler(_Handler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """The project's volumes: users' HOME volumes (caches) and kernel runtimes, with their
+        sizes and whether an installed kernelspec still needs them (else `prune` removes them)."""
+        specs = [spec for spec in ks.installed_specs() if spec.is_container]
+        wanted = volumes.families(ks.recorded(s.spec).get("source") or s.image for s in specs)
+        try:
+            found = await volumes.project_volumes(self.engine, sizes=True)
+        except MLContainerError as e:
+            raise web.HTTPError(503, str(e)) from None
+        self.finish(
+            {
+                "volumes": [
+                    {
+                        "name": v.name,
+                        "kind": v.kind,
+                        "uid": v.uid,
+                        "image": v.image,
+                        "size": v.size,
+                        "needed": v.needed(wanted),
+                    }
+                    for v in found
+                ]
+            }
+        )
+
+
 default_handlers = [
     (r"/mlcontainer/engine", EngineHandler),
     (r"/mlcontainer/images", ImagesHandler),
@@ -365,4 +395,5 @@ default_handlers = [
     (r"/mlcontainer/kernels", KernelsHandler),
     (rf"/mlcontainer/kernels/{_KERNEL_ID}", KernelHandler),
     (r"/mlcontainer/kernelspecs", KernelspecsHandler),
+    (r"/mlcontainer/volumes", VolumesHandler),
 ]

@@ -163,3 +163,19 @@ export function addKernelspec(request: IAddRequest): Promise<IAddResult> {
     body: JSON.stringify(request)
   });
 }
+
+/** A volume of the project: a user's HOME (caches) or an injected kernel runtime. */
+export interface IVolume {
+  name: string;
+  kind: 'home' | 'runtime';
+  uid: string;
+  image: string;
+  size: number | null;
+  /** False when no installed kernelspec needs it: `jupyter mlcontainer prune` removes it. */
+  needed: boolean;
+}
+
+/** The project's volumes with their sizes (the engine's `system df`: not for every refresh). */
+export async function listVolumes(): Promise<IVolume[]> {
+  return (await requestAPI<{ volumes: IVolume[] }>('volumes')).volumes;
+}

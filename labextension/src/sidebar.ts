@@ -17,7 +17,9 @@ import {
   IKernelContainer,
   IKernelImage,
   IPullState,
+  IVolume,
   listKernels,
+  listVolumes,
   PULL_SCHEMA,
   startPull
 } from './request';
@@ -59,7 +61,16 @@ export class ContainersPanel extends Widget {
   }
 
   protected onAfterShow(): void {
+    void this.refreshVolumes();
     void this.refresh();
+  }
+
+  /** Volumes (HOME caches, runtimes) with sizes: on show only, the sizes cost a `df`. */
+  private async refreshVolumes(): Promise<void> {
+    this.volumes = await settle(listVolumes());
+    if (!this.isDisposed) {
+      void this.refresh();
+    }
   }
 
   /** Three calls, whatever the number of kernels; logs only of kernels whose log is open. */
@@ -146,7 +157,49 @@ export class ContainersPanel extends Widget {
       }
     }
     node.appendChild(imageBox);
+    node.appendChild(el('h3', '', 'Caches and runtimes'));
+    node.appendChild(this.renderVolumes());
     this.renderPulls();
+  }
+
+  private renderVolumes(): HTMLElement {
+    const box = el('div', 'jp-mlcontainer-section jp-mlcontainer-volumes');
+    const volumes = this.volumes;
+    if (volumes === null) {
+      box.appendChild(el('div', 'jp-mlcontainer-muted', 'loading…'));
+    } else if ('error' in volumes) {
+      box.appendChild(
+        el(
+          'div',
+          'jp-mlcontainer-error',
+          `Cannot list volumes: ${volumes.error}`
+        )
+      );
+    } else if (!volumes.value.length) {
+      box.appendChild(el('div', 'jp-mlcontainer-muted', 'none'));
+    } else {
+      for (const volume of volumes.value) {
+        const what =
+          volume.kind === 'home'
+            ? `HOME of uid ${volume.uid} for ${imageName(volume.image)}`
+            : 'ipykernel runtime';
+        const row = el('div', 'jp-mlcontainer-volume');
+        row.dataset.volume = volume.name;
+        row.appendChild(el('div', 'jp-mlcontainer-volume-name', volume.name));
+        row.appendChild(
+          el(
+            'div',
+            volume.needed ? 'jp-mlcontainer-muted' : 'jp-mlcontainer-warning',
+            `${what} · ${formatBytes(volume.size)}` +
+              (volume.needed
+                ? ''
+                : ' · unused: `jupyter mlcontainer prune` removes it')
+          )
+        );
+        box.appendChild(row);
+      }
+    }
+    return box;
   }
 
   private renderEngine(engine: Result<IEngineStatus>): HTMLElement {
@@ -315,6 +368,7 @@ export class ContainersPanel extends Widget {
 
   private timer: number;
   private pulls = new Map<string, IPullState>();
+  private volumes: Result<IVolume[]> | null = null;
   /** The kernels whose log is open, with the last text read. */
   private logs = new Map<string, { text: string; error: boolean }>();
 }

@@ -84,6 +84,10 @@ test('container kernel from the launcher, status bar, sidebar and a pull', async
   await logButton.click();
   await expect(kernel.locator('.jp-mlcontainer-log')).toContainText('IPKernelApp');
 
+  // The kernel's HOME (its caches) is a volume of its own, listed with its size.
+  const home = panel.locator('.jp-mlcontainer-volume[data-volume^="mlc-home-"]').first();
+  await expect(home).toContainText(/HOME of uid \d+ for mlcontainer\/python:3\.11 · \d/);
+
   // An image built on this engine cannot be pulled: no pull button, "built locally".
   const local = panel.locator('.jp-mlcontainer-image', { hasText: 'Container Python (UI test)' });
   await expect(local).toContainText('built locally');
