@@ -184,3 +184,28 @@ async def test_a_poisoned_runtime_is_detected_and_rebuilt(
         out, _ = await execute(kc, "import ipykernel; print(hasattr(ipykernel, 'POISONED'))")
         assert out.strip() == "False"  # the poisoned runtime was refused and rebuilt
     assert "changed after it was sealed; rebuilding it" in caplog.text
+
+
+def test_the_default_runtime_installs_only_hash_pinned_wheels(tmp_path, monkeypatch):
+    from jupyter_mlcontainer.docker import runtime
+
+    target = runtime.RuntimeTarget("3.11", "cpython", "x86_64", "glibc-2.36")
+    cmd = runtime.pip_command(target, runtime.DEFAULT_PACKAGES, str(tmp_path / "ok"), None)
+    assert "--require-hashes" in cmd and cmd[-1].endswith("ipykernel.lock")
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "ok" / "ipykernel" / "__init__.py").is_file()
+    # A wheel whose hash the lock does not pin is refused.
+    lock = runtime.lock_file().read_text()
+    tampered = tmp_path / "ipykernel.lock"
+    tampered.write_text(
+        lock.replace("ipykernel==7.4.0 --hash=sha256:a", "ipykernel==7.4.0 --hash=sha256:b")
+    )
+    monkeypatch.setattr(runtime, "lock_file", lambda: tampered)
+    cmd = runtime.pip_command(target, runtime.DEFAULT_PACKAGES, str(tmp_path / "bad"), None)
+    refused = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert refused.returncode != 0
+    assert "HASHES" in (refused.stdout + refused.stderr).upper()
+    # Targets the lock does not cover (another Python) are pinned by version.
+    other = runtime.RuntimeTarget("3.12", "cpython", "x86_64", "glibc-2.36")
+    assert runtime.pip_command(other, runtime.DEFAULT_PACKAGES, "x", None)[-1] == "ipykernel==7.4.0"

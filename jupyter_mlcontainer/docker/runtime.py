@@ -77,10 +77,39 @@ class RuntimeTarget:
         return [*tags, f"manylinux2014_{machine}"]
 
 
+#: The hash-pinned lock of the default runtime (the shipped images' own, scripts/lock.py): for
+#: CPython 3.11 on glibc x86_64 with these wheel platforms.
+LOCK_TARGET = ("cp311", "x86_64")
+LOCK_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+
+
+def lock_file() -> Path | None:
+    """images/ipykernel.lock: in the wheel next to this module, in a checkout under images/."""
+    for candidate in (
+        Path(__file__).with_name("ipykernel.lock"),
+        Path(__file__).resolve().parents[2] / "images" / "ipykernel.lock",
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def hash_pinned(target: RuntimeTarget, packages: Sequence[str]) -> Path | None:
+    """The lock to install from with ``--require-hashes``, when it covers this runtime."""
+    glibc = (target.libc or "").startswith("glibc-")
+    version = (target.libc or "glibc-0.0").split("-", 1)[1].split(".")
+    new_enough = glibc and [int(p) for p in version[:2] if p.isdigit()] >= [2, 28]
+    covered = (target.python_tag, target.machine) == LOCK_TARGET and new_enough
+    return lock_file() if covered and tuple(packages) == DEFAULT_PACKAGES else None
+
+
 def pip_command(
     target: RuntimeTarget, packages: Sequence[str], into: str, wheelhouse: str | None
 ) -> list[str]:
-    """The pip call that installs the runtime for ``target`` into directory ``into``."""
+    """The pip call that installs the runtime for ``target`` into directory ``into``: every
+    wheel checked against its pinned hash where the lock covers the target, else pinned by
+    version."""
+    lock = hash_pinned(target, packages)
     implementation = "cp" if target.implementation == "cpython" else target.implementation[:2]
     cmd = [
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
@@ -90,16 +119,21 @@ def pip_command(
         "--implementation", implementation,
         "--abi", target.python_tag, "--abi", "abi3", "--abi", "none",
     ]  # fmt: skip
-    for platform in target.platforms():
+    for platform in LOCK_PLATFORMS if lock else target.platforms():
         cmd += ["--platform", platform]
     if wheelhouse:
         cmd += ["--no-index", "--find-links", wheelhouse]
+    if lock:
+        return [*cmd, "--require-hashes", "--no-deps", "-r", str(lock)]
     return [*cmd, *packages]
 
 
 def runtime_key(target: RuntimeTarget, packages: Sequence[str]) -> str:
+    """What a runtime is made of: target, packages, and the lock's pins when it uses them."""
+    lock = hash_pinned(target, packages)
+    pins = [lock.read_text()] if lock else []
     text = "|".join([target.python_tag, target.machine, target.libc or "", *sorted(packages)])
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return hashlib.sha256("|".join([text, *pins]).encode()).hexdigest()[:12]
 
 
 def volume_name(target: RuntimeTarget, packages: Sequence[str]) -> str:

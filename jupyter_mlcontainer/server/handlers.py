@@ -359,6 +359,8 @@ class KernelspecsHandler(_Handler):
 
 
 _KERNEL_ID = r"(?P<kernel_id>[\w-]+)"
+
+
 class VolumesHandler(_Handler):
     @web.authenticated
     @authorized
