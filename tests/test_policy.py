@@ -140,3 +140,14 @@ async def test_kernels_get_a_memory_limit_by_default(kernelspec, policy, noteboo
     async with running_kernel(kernelspec(), notebook_dir) as (km, kc):
         limit = docker_api.inspect_container(km.provisioner.container_id)["HostConfig"]["Memory"]
         assert limit == 0
+
+
+async def test_the_admins_policy_file_wins_over_a_users(
+    kernelspec, policy, notebook_dir, jp_system_config_path
+):
+    policy(allowed_networks=["bridge", "host", "none"])  # the user's own config dir
+    (jp_system_config_path / "mlcontainer_policy.json").write_text(
+        json.dumps({"MLContainerPolicy": {"allowed_networks": ["bridge"]}})
+    )
+    _, message = await start_fails(kernelspec(network="host"), notebook_dir, PolicyError)
+    assert "(allowed_networks)" in message

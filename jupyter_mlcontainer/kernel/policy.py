@@ -151,9 +151,10 @@ class MLContainerPolicy(Configurable):
     @classmethod
     def for_kernel(cls, parent: Any) -> MLContainerPolicy:
         """The policy in force for a kernel: Jupyter config (through ``parent``), then the
-        policy files of the Jupyter config path, which win."""
+        policy files of the Jupyter config path, which win, the system-wide one (an admin's
+        ``/etc/jupyter``) over a user's."""
         policy = cls(parent=parent)
-        for folder in reversed(jupyter_config_path()):  # the most specific one last
+        for folder in jupyter_config_path():  # the user's first: the system's are applied last
             path = Path(folder) / POLICY_FILE
             if path.is_file():
                 try:
