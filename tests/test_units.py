@@ -214,11 +214,19 @@ def test_runtime_targets_the_images_python():
     assert glibc.platforms()[-1] == "manylinux2014_x86_64"
     musl = RuntimeTarget("3.12", "cpython", "aarch64", "musl-1.2")
     assert musl.platforms() == ["musllinux_1_2_aarch64", "musllinux_1_1_aarch64"]
-    cmd = pip_command(glibc, ["ipykernel==7.4.0"], "/tmp/rt", "/wheels")
+    # A Python the hash-pinned lock does not cover: pinned by version.
+    other = RuntimeTarget("3.12", "cpython", "x86_64", "glibc-2.36")
+    cmd = pip_command(other, ["ipykernel==7.4.0"], "/tmp/rt", "/wheels")
     assert cmd[-1] == "ipykernel==7.4.0"
     assert cmd[cmd.index("--python-version") : cmd.index("--python-version") + 2] == [
         "--python-version",
-        "3.11",
+        "3.12",
+    ]
+    # The shipped images' Python: every wheel checked against the lock's hashes.
+    assert pip_command(glibc, ["ipykernel==7.4.0"], "/tmp/rt", None)[-4:-1] == [
+        "--require-hashes",
+        "--no-deps",
+        "-r",
     ]
     assert "--no-index" in cmd and "/wheels" in cmd and "--only-binary=:all:" in cmd
     assert volume_name(glibc, ["ipykernel==7.4.0"]) != volume_name(glibc, ["ipykernel==7.3.0"])
