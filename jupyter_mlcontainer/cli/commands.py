@@ -268,7 +268,7 @@ class PruneApp(Command):
         self.run(self.prune())
 
     async def prune(self) -> None:
-        images = [ks.recorded(s.spec).get("source") or s.image for s in container_specs()]
+        images = [spec.source for spec in container_specs()]
         removed, in_use = await volumes.prune(
             self.engine(), images, everything=self.everything, dry_run=self.dry_run
         )

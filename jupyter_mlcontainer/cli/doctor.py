@@ -105,13 +105,12 @@ class DoctorApp(Command):
             no_gpus = support is not None and not support.available
             if status == "ok" and gpus is not None and gpus.explicit and no_gpus:
                 assert support is not None
-                source = ks.recorded(spec.spec).get("source") or spec.image
                 status, detail = (
                     "NO GPU",
                     (
                         f"asks for {gpus.describe()}, but the engine has {support.describe()}: "
                         "it cannot start here. Install the NVIDIA Container Toolkit, or run "
-                        f"`jupyter mlcontainer add {source} --name {spec.name} --replace "
+                        f"`jupyter mlcontainer add {spec.source} --name {spec.name} --replace "
                         "--gpus auto`"
                     ),
                 )
@@ -126,7 +125,7 @@ class DoctorApp(Command):
     ) -> None:
         """Users' HOME volumes and kernel runtimes, their sizes, and which are unused."""
         found = await volumes.project_volumes(engine, sizes=True)
-        wanted = volumes.families(ks.recorded(s.spec).get("source") or s.image for s in specs)
+        wanted = volumes.families(spec.source for spec in specs)
         for volume in found:
             size = human_size(volume.size) if volume.size is not None else "?"
             what = (

@@ -17,6 +17,7 @@ from jupyter_core.paths import jupyter_path
 
 from .._version import __version__
 from .probe import ImageProbe
+from .reference import repository, split_registry
 
 PROVISIONER_NAME = "mlcontainer"
 #: Our key in kernel.json's metadata: probe, source reference, image id.
@@ -70,11 +71,7 @@ def kernel_name_for(image: str) -> str:
 def short_image_name(image: str) -> str:
     """``mlcontainer/python:3.11`` of ``registry.example.com:5000/mlcontainer/python:3.11@sha…``:
     the repository path and tag, without a registry host or digest."""
-    ref = image.split("@", 1)[0]
-    first, _, rest = ref.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        ref = rest
-    return ref
+    return split_registry(image.split("@", 1)[0])[1]
 
 
 def unique_display_name(name: str, image: str, others: list[InstalledSpec]) -> str:
@@ -94,10 +91,7 @@ def pinned_reference(image: str, inspect: dict[str, Any]) -> tuple[str, bool]:
     A registry digest (``repo@sha256:…``) when the image has one for its repository, which
     teammates can pull; otherwise the local image id, which only this engine has.
     """
-    repo = image.split("@", 1)[0]
-    last_colon = repo.rfind(":")
-    if last_colon > repo.rfind("/"):
-        repo = repo[:last_colon]
+    repo = repository(image)
     digests = inspect.get("RepoDigests") or []
     for entry in digests:
         if entry.split("@", 1)[0] == repo:
@@ -201,6 +195,11 @@ class InstalledSpec:
     @property
     def image(self) -> str:
         return str(provisioner_config(self.spec).get("image", ""))
+
+    @property
+    def source(self) -> str:
+        """The reference the image was pinned from (``add`` records it), else the image."""
+        return str(recorded(self.spec).get("source") or self.image)
 
 
 def installed_specs() -> list[InstalledSpec]:

@@ -22,6 +22,7 @@ from docker.types import Mount
 
 from . import labels
 from .gpus import GPURequest, GPUSupport, device_requests
+from .reference import repository, split_registry
 
 #: Where the container's own files live (connection file, HOME); created through the
 #: engine's archive API, so this works on remote engines too.
@@ -310,17 +311,10 @@ def home_volume_name(uid: int, image: str) -> str:
     """The HOME volume of user ``uid`` for an image family: the repository without registry,
     tag or digest (``mlc-home-1000-pytorch-pytorch``), so that a new tag or digest of the
     same image keeps its caches. Image ids (``sha256:…``) have no family: their own volume."""
-    ref = image.split("@", 1)[0]
-    if ref.startswith("sha256:"):
-        family = ref[len("sha256:") :][:16]
+    if image.startswith("sha256:"):
+        family = image[len("sha256:") :][:16]
     else:
-        first, _, rest = ref.partition("/")
-        if rest and ("." in first or ":" in first or first == "localhost"):
-            ref = rest
-        last_colon = ref.rfind(":")
-        if last_colon > ref.rfind("/"):
-            ref = ref[:last_colon]
-        family = ref
+        family = split_registry(repository(image))[1]
     name = re.sub(r"[^a-zA-Z0-9_.-]+", "-", f"mlc-home-{uid}-{family}").strip("-.")
     return name[:MAX_VOLUME_NAME]
 

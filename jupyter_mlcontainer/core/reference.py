@@ -50,6 +50,26 @@ def check_reference(image: str) -> str:
 
 def _host_ok(host: str | None) -> bool:
     """A first part without a dot or port that is not localhost is a path component."""
-    if host is None or host == "localhost" or any(c in host for c in ".:["):
+    if host is None or is_registry_host(host):
         return True
     return re.fullmatch(_COMPONENT, host) is not None
+
+
+def is_registry_host(part: str) -> bool:
+    """The registry's own rule: a first component with a dot, a port or brackets, or
+    ``localhost``, names a registry host; any other is part of the repository path."""
+    return part == "localhost" or any(c in part for c in ".:[")
+
+
+def split_registry(ref: str) -> tuple[str, str]:
+    """(registry host, or "" when the reference names none; the rest of the reference)."""
+    first, _, rest = ref.partition("/")
+    return (first, rest) if rest and is_registry_host(first) else ("", ref)
+
+
+def repository(ref: str) -> str:
+    """The reference without its digest and tag (``localhost:5000/team/torch`` of
+    ``localhost:5000/team/torch:2.13@sha256:…``)."""
+    ref = ref.split("@", 1)[0]
+    last_colon = ref.rfind(":")
+    return ref[:last_colon] if last_colon > ref.rfind("/") else ref

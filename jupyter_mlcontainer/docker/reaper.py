@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from ..core import labels
 from . import leases
@@ -16,7 +17,7 @@ async def reap_orphans(engine: Engine, log: logging.Logger) -> list[str]:
     Returns the names removed.
     """
     found = await engine.list_containers(labels.managed_filter())
-    by_instance: dict[str, list[dict[str, object]]] = {}
+    by_instance: dict[str, list[dict[str, Any]]] = {}
     for container in found:
         instance = (container.get("Labels") or {}).get(labels.SERVER_INSTANCE)
         if instance and instance != labels.server_instance_id():
@@ -28,7 +29,7 @@ async def reap_orphans(engine: Engine, log: logging.Logger) -> list[str]:
         for container in containers:
             await engine.remove(str(container["Id"]))
             names = container.get("Names") or [str(container["Id"])[:12]]
-            removed.append(str(names[0]).lstrip("/"))  # type: ignore[index]
+            removed.append(str(names[0]).lstrip("/"))
         leases.release(instance)
     if removed:
         log.info("Removed %d orphaned container(s): %s", len(removed), ", ".join(removed))

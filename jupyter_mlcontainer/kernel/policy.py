@@ -26,6 +26,7 @@ from traitlets.config import Config, Configurable
 
 from ..core.exceptions import KernelStartError
 from ..core.plan import ENGINE_SOCKETS, parse_mount
+from ..core.reference import split_registry
 
 POLICY_FILE = "mlcontainer_policy.json"
 #: Our own volumes: never mounted through a kernelspec (read-write, they could poison every
@@ -308,7 +309,4 @@ def registry_of(image: str) -> str:
     """The registry host of a reference (``docker.io`` when it names none; "" for an id)."""
     if image.startswith("sha256:"):
         return ""
-    first, _, rest = image.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return "docker.io"
+    return split_registry(image)[0] or "docker.io"

@@ -368,7 +368,7 @@ class VolumesHandler(_Handler):
         """The project's volumes: users' HOME volumes (caches) and kernel runtimes, with their
         sizes and whether an installed kernelspec still needs them (else `prune` removes them)."""
         specs = [spec for spec in ks.installed_specs() if spec.is_container]
-        wanted = volumes.families(ks.recorded(s.spec).get("source") or s.image for s in specs)
+        wanted = volumes.families(spec.source for spec in specs)
         try:
             found = await volumes.project_volumes(self.engine, sizes=True)
         except MLContainerError as e:
