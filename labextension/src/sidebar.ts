@@ -65,16 +65,28 @@ export class ContainersPanel extends Widget {
     void this.refresh();
   }
 
-  /** Volumes (HOME caches, runtimes) with sizes: on show only, the sizes cost a `df`. */
+  /**
+   * Volumes (HOME caches, runtimes) with sizes: on show, and on the next refreshes only while
+   * the last attempt failed (the sizes cost the engine a `df`).
+   */
   private async refreshVolumes(): Promise<void> {
+    this.loadingVolumes = true;
     this.volumes = await settle(listVolumes());
-    if (!this.isDisposed) {
-      void this.refresh();
+    this.loadingVolumes = false;
+    if (!this.isDisposed && 'value' in this.volumes) {
+      void this.refresh(); // an error shows, and is retried, with the next poll
     }
   }
 
   /** Three calls, whatever the number of kernels; logs only of kernels whose log is open. */
   async refresh(): Promise<void> {
+    if (
+      this.volumes !== null &&
+      'error' in this.volumes &&
+      !this.loadingVolumes
+    ) {
+      void this.refreshVolumes();
+    }
     const [engine, images, kernels] = await Promise.all([
       settle(getEngine()),
       settle(getImages()),
@@ -369,6 +381,7 @@ export class ContainersPanel extends Widget {
   private timer: number;
   private pulls = new Map<string, IPullState>();
   private volumes: Result<IVolume[]> | null = null;
+  private loadingVolumes = false;
   /** The kernels whose log is open, with the last text read. */
   private logs = new Map<string, { text: string; error: boolean }>();
 }
