@@ -137,6 +137,20 @@ def local_registry(tmp_path_factory: pytest.TempPathFactory, docker_api: Any) ->
     finally:
         proc.terminate()
         proc.wait(10)
+        _forget_registry_images(docker_api, address)
+
+
+def _forget_registry_images(api: Any, address: str) -> None:
+    """Drop every local name under the registry's address (a new port each session, so its
+    tags would otherwise pile up on the engine); the layers stay with their other names."""
+    for image in api.images(all=True):
+        names = (image.get("RepoTags") or []) + (image.get("RepoDigests") or [])
+        for name in names:
+            if name.startswith(address + "/"):
+                try:  # by name, never by id: the id is shared with the images pushed
+                    api.remove_image(name)
+                except Exception as e:  # noqa: BLE001 (left for the engine's own prune)
+                    print(f"could not remove {name}: {e}")
 
 
 def push(api: Any, image: str, remote: str) -> str:

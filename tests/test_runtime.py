@@ -6,6 +6,7 @@ import contextlib
 import logging
 import subprocess
 import sys
+from unittest import mock
 from pathlib import Path
 
 import docker.errors
@@ -186,26 +187,53 @@ async def test_a_poisoned_runtime_is_detected_and_rebuilt(
     assert "changed after it was sealed; rebuilding it" in caplog.text
 
 
-def test_the_default_runtime_installs_only_hash_pinned_wheels(tmp_path, monkeypatch):
+def test_the_default_runtime_installs_only_hash_pinned_wheels(tmp_path):
     from jupyter_mlcontainer.docker import runtime
 
     target = runtime.RuntimeTarget("3.11", "cpython", "x86_64", "glibc-2.36")
     cmd = runtime.pip_command(target, runtime.DEFAULT_PACKAGES, str(tmp_path / "ok"), None)
-    assert "--require-hashes" in cmd and cmd[-1].endswith("ipykernel.lock")
+    assert "--require-hashes" in cmd and cmd[-1].endswith("cp311-x86_64-manylinux.lock")
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "ok" / "ipykernel" / "__init__.py").is_file()
     # A wheel whose hash the lock does not pin is refused.
-    lock = runtime.lock_file().read_text()
-    tampered = tmp_path / "ipykernel.lock"
-    tampered.write_text(
-        lock.replace("ipykernel==7.4.0 --hash=sha256:a", "ipykernel==7.4.0 --hash=sha256:b")
+    tampered = tmp_path / "locks"
+    tampered.mkdir()
+    lock = (runtime.locks_dir() / "cp311-x86_64-manylinux.lock").read_text()
+    (tampered / "cp311-x86_64-manylinux.lock").write_text(
+        lock.replace("ipykernel==7.4.0 --hash=sha256:", "ipykernel==7.4.0 --hash=sha256:0")
     )
-    monkeypatch.setattr(runtime, "lock_file", lambda: tampered)
-    cmd = runtime.pip_command(target, runtime.DEFAULT_PACKAGES, str(tmp_path / "bad"), None)
+    with mock.patch.object(runtime, "locks_dir", lambda: tampered):
+        cmd = runtime.pip_command(target, runtime.DEFAULT_PACKAGES, str(tmp_path / "bad"), None)
     refused = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert refused.returncode != 0
     assert "HASHES" in (refused.stdout + refused.stderr).upper()
-    # Targets the lock does not cover (another Python) are pinned by version.
-    other = runtime.RuntimeTarget("3.12", "cpython", "x86_64", "glibc-2.36")
-    assert runtime.pip_command(other, runtime.DEFAULT_PACKAGES, "x", None)[-1] == "ipykernel==7.4.0"
+
+
+@pytest.mark.parametrize(
+    ("python", "machine", "libc", "lock"),
+    [
+        ("3.12", "aarch64", "glibc-2.36", "cp312-aarch64-manylinux.lock"),
+        ("3.13", "x86_64", "musl-1.2.5", "cp313-x86_64-musllinux.lock"),
+        ("3.14", "arm64", "glibc-2.41", "cp314-aarch64-manylinux.lock"),
+        ("3.11", "x86_64", "glibc-2.17", None),  # older than the locks' manylinux_2_28
+        ("3.10", "x86_64", "glibc-2.36", None),  # ipykernel 7 needs 3.11
+        ("3.12", "x86_64", None, None),  # an unknown libc
+    ],
+)
+def test_each_runtime_target_with_a_lock_installs_from_it(python, machine, libc, lock, tmp_path):
+    from jupyter_mlcontainer.docker import runtime
+
+    target = runtime.RuntimeTarget(python, "cpython", machine, libc)
+    cmd = runtime.pip_command(target, runtime.DEFAULT_PACKAGES, str(tmp_path), None)
+    if lock is None:
+        assert "--require-hashes" not in cmd and cmd[-1] == "ipykernel==7.4.0"
+        return
+    assert cmd[-1].endswith(lock) and "--require-hashes" in cmd
+    # pip resolves the target's wheels against the lock: every hash it needs is there.
+    done = subprocess.run(
+        [*cmd[:4], "--dry-run", *cmd[4:]], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    # Other packages than the default are pinned by version (no lock resolved them).
+    assert runtime.hash_pinned(target, ("ipykernel==7.4.0", "numpy")) is None

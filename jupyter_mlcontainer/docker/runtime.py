@@ -77,30 +77,51 @@ class RuntimeTarget:
         return [*tags, f"manylinux2014_{machine}"]
 
 
-#: The hash-pinned lock of the default runtime (the shipped images' own, scripts/lock.py): for
-#: CPython 3.11 on glibc x86_64 with these wheel platforms.
-LOCK_TARGET = ("cp311", "x86_64")
-LOCK_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+#: The wheel platforms each lock was resolved for (scripts/lock.py): glibc ≥ 2.28 or musl ≥ 1.2.
+LOCK_FAMILIES = {
+    "glibc": ("manylinux", (2, 28), ("manylinux_2_28", "manylinux_2_17", "manylinux2014")),
+    "musl": ("musllinux", (1, 2), ("musllinux_1_2", "musllinux_1_1")),
+}
 
 
-def lock_file() -> Path | None:
-    """images/ipykernel.lock: in the wheel next to this module, in a checkout under images/."""
+def locks_dir() -> Path | None:
+    """images/runtime-locks: in the wheel next to this module, in a checkout under images/."""
     for candidate in (
-        Path(__file__).with_name("ipykernel.lock"),
-        Path(__file__).resolve().parents[2] / "images" / "ipykernel.lock",
+        Path(__file__).with_name("runtime-locks"),
+        Path(__file__).resolve().parents[2] / "images" / "runtime-locks",
     ):
-        if candidate.is_file():
+        if candidate.is_dir():
             return candidate
     return None
 
 
+def _lock_family(target: RuntimeTarget) -> tuple[str, tuple[str, ...]] | None:
+    """The lock family (``manylinux``) and its platform prefixes when the libc is new enough."""
+    kind, _, version = (target.libc or "").partition("-")
+    if kind not in LOCK_FAMILIES:
+        return None
+    family, oldest, platforms = LOCK_FAMILIES[kind]
+    parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    return (family, platforms) if parts >= oldest else None
+
+
 def hash_pinned(target: RuntimeTarget, packages: Sequence[str]) -> Path | None:
-    """The lock to install from with ``--require-hashes``, when it covers this runtime."""
-    glibc = (target.libc or "").startswith("glibc-")
-    version = (target.libc or "glibc-0.0").split("-", 1)[1].split(".")
-    new_enough = glibc and [int(p) for p in version[:2] if p.isdigit()] >= [2, 28]
-    covered = (target.python_tag, target.machine) == LOCK_TARGET and new_enough
-    return lock_file() if covered and tuple(packages) == DEFAULT_PACKAGES else None
+    """The lock to install from with ``--require-hashes``, when one covers this runtime: the
+    default packages on a CPython, CPU and libc that scripts/lock.py resolved."""
+    found = _lock_family(target)
+    folder = locks_dir()
+    if found is None or folder is None or tuple(packages) != DEFAULT_PACKAGES:
+        return None
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(target.machine, target.machine)
+    lock = folder / f"{target.python_tag}-{machine}-{found[0]}.lock"
+    return lock if target.implementation == "cpython" and lock.is_file() else None
+
+
+def _lock_platforms(target: RuntimeTarget) -> list[str]:
+    found = _lock_family(target)
+    assert found is not None
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(target.machine, target.machine)
+    return [f"{prefix}_{machine}" for prefix in found[1]]
 
 
 def pip_command(
@@ -119,7 +140,7 @@ def pip_command(
         "--implementation", implementation,
         "--abi", target.python_tag, "--abi", "abi3", "--abi", "none",
     ]  # fmt: skip
-    for platform in LOCK_PLATFORMS if lock else target.platforms():
+    for platform in _lock_platforms(target) if lock else target.platforms():
         cmd += ["--platform", platform]
     if wheelhouse:
         cmd += ["--no-index", "--find-links", wheelhouse]
