@@ -25,6 +25,8 @@ from jupyter_client import AsyncKernelManager
 from jupyter_mlcontainer.core import labels
 from jupyter_mlcontainer.docker.engine import Engine
 
+from .engines import SecondEngine
+
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
@@ -149,8 +151,20 @@ def _forget_registry_images(api: Any, address: str) -> None:
             if name.startswith(address + "/"):
                 try:  # by name, never by id: the id is shared with the images pushed
                     api.remove_image(name)
-                except Exception as e:  # noqa: BLE001 (left for the engine's own prune)
+                except Exception as e:
                     print(f"could not remove {name}: {e}")
+
+
+@pytest.fixture(scope="session")
+def second_engine(docker_api: Any) -> Any:
+    """A second Docker engine with the test image, to stop and restart (tests/engines.py)."""
+    engine = SecondEngine()
+    try:
+        engine.start()
+        engine.load(IMAGE)
+        yield engine
+    finally:
+        engine.close()
 
 
 def push(api: Any, image: str, remote: str) -> str:

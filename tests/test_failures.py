@@ -94,3 +94,39 @@ async def test_killed_container_is_restarted(kernelspec, notebook_dir, docker_ap
             km.provisioner.container_id
         ]
         assert "SIGKILL" in caplog.text and "died" in caplog.text
+
+
+async def test_engine_restart_under_a_running_kernel(
+    kernelspec, notebook_dir, second_engine, policy, caplog
+):
+    """The engine stops (and comes back) under a running kernel: the kernel is reported dead
+    for that reason, Jupyter restarts it on the engine once it answers, nothing is left."""
+    caplog.set_level(logging.WARNING)
+    policy(allowed_engines=[second_engine.url], allowed_networks=["bridge", "none", "host"])
+    name = kernelspec(docker_host=second_engine.url, network="host")
+    async with running_kernel(name, notebook_dir, manager=AsyncIOLoopKernelManager) as (km, kc):
+        await execute(kc, "x = 41")
+        old = km.provisioner.container_id
+        reasons = []
+        km.add_restart_callback(lambda: reasons.append(km.provisioner.last_exit), "restart")
+        await asyncio.to_thread(second_engine.restart)
+        await eventually(lambda: reasons, "the restarter saw the kernel die", timeout=60)
+        exit_ = reasons[0]
+        assert exit_ is not None and not exit_.requested
+        assert "stopped by the Docker engine, which shut down or restarted at" in exit_.message()
+        assert "live-restore" in exit_.message()
+        assert "Docker engine" in caplog.text and km.kernel_id in caplog.text
+        # Restarted on the engine that came back: a fresh kernel in a fresh container.
+        await eventually(
+            lambda: km.provisioner.container_id not in (None, old) and km.provisioner.has_process,
+            "the kernel restarted",
+            timeout=90,
+        )
+        await kc.wait_for_ready(timeout=60)
+        await wait_for_iopub(kc)
+        out, _ = await execute(kc, "print(x)")
+        assert "NameError" in out
+        out, _ = await execute(kc, "print('back')")
+        assert out.strip() == "back"
+        assert [c["Id"] for c in second_engine.containers()] == [km.provisioner.container_id]
+    await eventually(lambda: not second_engine.containers(), "no container left on the engine")

@@ -6,8 +6,8 @@ import contextlib
 import logging
 import subprocess
 import sys
-from unittest import mock
 from pathlib import Path
+from unittest import mock
 
 import docker.errors
 import pytest
@@ -203,7 +203,7 @@ def test_the_default_runtime_installs_only_hash_pinned_wheels(tmp_path):
     (tampered / "cp311-x86_64-manylinux.lock").write_text(
         lock.replace("ipykernel==7.4.0 --hash=sha256:", "ipykernel==7.4.0 --hash=sha256:0")
     )
-    with mock.patch.object(runtime, "locks_dir", lambda: tampered):
+    with mock.patch.object(runtime, "locks_dir", return_value=tampered):
         cmd = runtime.pip_command(target, runtime.DEFAULT_PACKAGES, str(tmp_path / "bad"), None)
     refused = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert refused.returncode != 0

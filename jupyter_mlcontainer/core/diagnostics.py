@@ -5,8 +5,10 @@ Pure: built from the engine's inspect data and the container's last log lines.
 
 from __future__ import annotations
 
+import re
 import signal
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 _NO_IPYKERNEL = ("No module named ipykernel_launcher", "No module named ipykernel")
@@ -19,6 +21,17 @@ def human_size(n: int) -> str:
         if n >= factor:
             return f"{n / factor:.3g} {unit}"
     return f"{n} bytes"
+
+
+def engine_time(text: str) -> float | None:
+    """The engine's RFC 3339 time (``2026-11-29T08:44:23.218096405Z``) as Unix seconds, or
+    None (unset, ``0001-01-01T00:00:00Z``, or unreadable)."""
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text.strip()).replace("Z", "+00:00")
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment.timestamp() if moment.year > 1 else None
 
 
 def _signal_name(number: int) -> str:
@@ -41,6 +54,8 @@ class ContainerExit:
     log_tail: str = ""
     #: Jupyter asked for this stop (shutdown or restart): an end, not a death.
     requested: bool = False
+    #: When the Docker engine stopped or restarted, taking the container with it ("08:44:23").
+    engine_stopped_at: str = ""
 
     @classmethod
     def from_inspect(cls, data: dict[str, Any], log_tail: str = "") -> ContainerExit:
@@ -59,6 +74,11 @@ class ContainerExit:
     @property
     def reason(self) -> str:
         """One sentence: how it ended."""
+        if self.engine_stopped_at:
+            return (
+                f"was stopped by the Docker engine, which shut down or restarted at "
+                f"{self.engine_stopped_at} (exit code {self.exit_code})"
+            )
         if self.oom_killed:
             limit = (
                 f"its memory limit of {human_size(self.mem_limit)} (mem_limit)"
@@ -72,6 +92,11 @@ class ContainerExit:
                 return (
                     f"killed with SIGKILL (exit code {self.exit_code}), from outside the "
                     "kernel: `docker kill`, `docker rm -f`, the engine or the host"
+                )
+            if name == "SIGTERM":
+                return (
+                    f"terminated by SIGTERM (exit code {self.exit_code}): `docker stop`, or the "
+                    "Docker engine stopping"
                 )
             return f"terminated by {name} (exit code {self.exit_code})"
         if self.error:
@@ -95,6 +120,12 @@ class ContainerExit:
             return (
                 f"The image {self.image!r} has no Python at the configured path: set the "
                 "provisioner's `python` to the image's interpreter, or choose an image with Python."
+            )
+        if self.engine_stopped_at:
+            return (
+                "The kernel's variables are lost; Jupyter restarts it once the engine answers "
+                "again. To keep kernels running while the engine restarts, enable the engine's "
+                '"live-restore" option (daemon.json).'
             )
         if self.oom_killed:
             return (

@@ -7,13 +7,18 @@ teardown, so a provisioner that was told to stop can learn the exit code at once
 
 One watcher per engine, on its own thread and connection (the stream never ends); if the
 stream breaks it is opened again, and until it is, callers fall back to ``inspect``.
+
+A broken stream is also evidence: an engine that stops (or restarts) stops its containers
+first and closes its API a moment later, so a kernel whose container died just before the
+stream broke died with the engine (see ``dropped_near``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +37,8 @@ class ExitWatcher:
         self._exits: OrderedDict[str, int] = OrderedDict()
         self._lock = threading.Lock()
         self._connected = threading.Event()
+        #: When the stream broke (wall-clock seconds), newest last.
+        self._drops: deque[float] = deque(maxlen=16)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mlc-docker-events", daemon=True)
         self._thread.start()
@@ -51,6 +58,16 @@ class ExitWatcher:
 
     def close(self) -> None:
         self._stop.set()
+
+    def dropped_near(self, when: float, before: float = 2.0, after: float = 30.0) -> float | None:
+        """When the stream broke between ``before`` seconds before ``when`` (wall clock) and
+        ``after`` seconds after it, else None: an engine stopping closes its API once its
+        containers are stopped (up to their stop timeout)."""
+        with self._lock:
+            for dropped in reversed(self._drops):
+                if when - before <= dropped <= when + after:
+                    return dropped
+        return None
 
     def _run(self) -> None:
         delay = 0.5
@@ -73,6 +90,9 @@ class ExitWatcher:
                         return
             except Exception as e:  # the engine went away or restarted: reopen later
                 log.debug("Docker event stream closed: %s", e)
+            if self._connected.is_set() and not self._stop.is_set():
+                with self._lock:
+                    self._drops.append(time.time())
             self._connected.clear()
             self._stop.wait(delay)
             delay = min(delay * 2, 30.0)

@@ -30,7 +30,7 @@ from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 
 from ..core import gpus as gpu
 from ..core import kernelspec, labels
-from ..core.diagnostics import ContainerExit
+from ..core.diagnostics import ContainerExit, engine_time
 from ..core.exceptions import (
     EngineError,
     EngineUnavailableError,
@@ -61,6 +61,8 @@ from .settings import ContainerKernelSettings
 INSPECT_INTERVAL_WHILE_STOPPING = 1.0
 #: Fresh host ports to try when the engine finds a chosen one taken (concurrent starts).
 PORT_RETRIES = 3
+#: How long a signal death waits to be explained by the engine's own stop (see poll).
+ENGINE_STOP_GRACE = 3.0
 #: Seconds an engine's GPU capabilities are trusted before asking again (shared by kernels).
 GPU_INFO_MAX_AGE = 60.0
 #: Images found to lack ipykernel in this process, with their probes (skips a failing start).
@@ -472,14 +474,39 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             )
         else:
             assert self.container_id is not None
-            tail = await self.engine.logs(self.container_id, tail=self.log_tail)
+            try:
+                tail = await self.engine.logs(self.container_id, tail=self.log_tail)
+            except EngineUnavailableError:  # the engine is going away: the reason matters more
+                tail = ""
             exit_ = dataclasses.replace(
-                ContainerExit.from_inspect(state, tail), requested=self._stopping
+                ContainerExit.from_inspect(state, tail),
+                requested=self._stopping,
+                engine_stopped_at="" if self._stopping else await self._engine_stopped_at(state),
             )
         self.last_exit = exit_
         self._exit_code = exit_.exit_code
         self._running = False
         return exit_
+
+    async def _engine_stopped_at(self, state: dict[str, Any]) -> str:
+        """When the Docker engine stopped and took this container with it ("08:44:23"), or ''.
+
+        An engine that stops sends its containers their stop signal and closes its API a
+        moment later, which breaks the event stream: a signal death followed (or just
+        preceded) by a break is the engine's doing. A death seen while the stream still runs
+        waits up to ``ENGINE_STOP_GRACE`` seconds for the break.
+        """
+        container = state.get("State") or {}
+        if container.get("OOMKilled") or int(container.get("ExitCode") or 0) <= 128:
+            return ""
+        finished = engine_time(str(container.get("FinishedAt") or "")) or time.time()
+        watcher = self.engine.exit_watcher()
+        deadline = time.monotonic() + ENGINE_STOP_GRACE
+        while (dropped := watcher.dropped_near(finished)) is None:
+            if time.monotonic() > deadline:
+                return ""
+            await asyncio.sleep(0.1)
+        return time.strftime("%H:%M:%S", time.localtime(dropped))
 
     async def post_launch(self, **kwargs: Any) -> None:
         """Learn the image's id and digests in the background (for records, not the start)."""
