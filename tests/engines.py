@@ -1,9 +1,10 @@
 """A second Docker engine, for tests that stop or restart an engine under a running kernel
 (the suite's own engine keeps serving every other test).
 
-It shares the host's network namespace with the first: no default bridge, no iptables rules
-of its own (so it cannot disturb the first engine's), its own data, exec root, containerd,
-cgroup parent and socket. Kernels on it use the host network.
+It shares the host's network namespace with the first: a default bridge of its own (never
+``--bridge=none``, with which dockerd deletes the first engine's docker0), no iptables rules
+(so it cannot disturb the first engine's), its own data, exec root, containerd, cgroup parent
+and socket. Kernels on it use the host network.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ class SecondEngine:
         self.url = f"unix://{self.root}/docker.sock"
         self.log = self.root / "dockerd.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.bridge = f"mlc-e2-{self.root.name[-6:]}"
+        for cmd in (
+            ["ip", "link", "add", self.bridge, "type", "bridge"],
+            ["ip", "addr", "add", "10.231.7.1/24", "dev", self.bridge],
+            ["ip", "link", "set", self.bridge, "up"],
+        ):
+            subprocess.run(cmd, check=True, capture_output=True)
 
     def api(self) -> docker.APIClient:
         return docker.APIClient(base_url=self.url, version="auto", timeout=60)
@@ -41,7 +49,7 @@ class SecondEngine:
                     f"--exec-root={self.root / 'exec'}",
                     f"--pidfile={self.root / 'dockerd.pid'}",
                     f"--host={self.url}",
-                    "--bridge=none",
+                    f"--bridge={self.bridge}",
                     "--iptables=false",
                     "--ip6tables=false",
                     "--cgroup-parent=mlc-second-engine",
@@ -104,4 +112,5 @@ class SecondEngine:
                 api.remove_volume(volume["Name"], force=True)
             self.stop()
         subprocess.run(["umount", "-R", str(self.root / "exec")], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
         shutil.rmtree(self.root, ignore_errors=True)

@@ -109,13 +109,14 @@ async def test_explicit_uid_and_gid(kernelspec, tmp_path):
         assert out.split() == ["5000", "5001"]
 
 
+@pytest.mark.parametrize("access", ["address", "ports"])
 async def test_server_environment_stays_out_and_ports_are_local(
-    kernelspec, notebook_dir, docker_api, monkeypatch
+    kernelspec, notebook_dir, docker_api, monkeypatch, access
 ):
     monkeypatch.setenv("JUPYTER_TOKEN", "server-secret")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "server-credential")
     monkeypatch.setenv("TZ", "Europe/Paris")
-    name = kernelspec(env={"FROM_SPEC": "spec-value"})
+    name = kernelspec(env={"FROM_SPEC": "spec-value"}, bridge_access=access)
     async with running_kernel(name, notebook_dir) as (km, kc):
         out, _ = await execute(kc, "import os, json; print(json.dumps(dict(os.environ)))")
         env = json.loads(out)
@@ -125,25 +126,34 @@ async def test_server_environment_stays_out_and_ports_are_local(
         assert env["FROM_SPEC"] == "spec-value"
         assert env["TZ"] == "Europe/Paris"  # allowlisted
         assert env["NVIDIA_VISIBLE_DEVICES"] == "void"
+        # The connection (its key) reached the kernel as a file only, never its environment.
+        assert not [k for k in env if k.startswith("JUPYTER_MLCONTAINER_CONNECTION")]
+        assert km.session.key.decode() not in out
 
         info = docker_api.inspect_container(km.provisioner.container_id)
-        bindings = info["HostConfig"]["PortBindings"]
-        published = info["NetworkSettings"]["Ports"]
-        ports = {km.shell_port, km.iopub_port, km.stdin_port, km.hb_port, km.control_port}
-        ports.add(km.provisioner._lease_port)  # the lease watchdog's, also on loopback only
-        assert {int(k.split("/")[0]) for k in bindings} == ports
-        for binding in [*bindings.values(), *published.values()]:
-            assert all(b["HostIp"] == "127.0.0.1" for b in binding)
+        bindings = info["HostConfig"]["PortBindings"] or {}
+        published = info["NetworkSettings"]["Ports"] or {}
+        host_file = json.loads(Path(km.connection_file).read_text())
+        if access == "ports":
+            ports = {km.shell_port, km.iopub_port, km.stdin_port, km.hb_port, km.control_port}
+            ports.add(km.provisioner._lease_port)  # the lease watchdog's, also on loopback only
+            assert {int(k.split("/")[0]) for k in bindings} == ports
+            for binding in [*bindings.values(), *published.values()]:
+                assert all(b["HostIp"] == "127.0.0.1" for b in binding)
+            assert host_file["ip"] == "127.0.0.1"
+        else:  # nothing published: the server connects to the container on the kernels' network
+            assert not bindings and not any(published.values())
+            address = info["NetworkSettings"]["Networks"]["mlc-kernels"]["IPAddress"]
+            assert host_file["ip"] == km.ip == address
 
         # The container has its own connection file (0600); Jupyter's own is untouched.
         out, _ = await execute(
             kc,
-            "import os, json; p='/tmp/mlcontainer/connection.json'\n"
+            "import os, json; from ipykernel.kernelapp import IPKernelApp\n"
+            "p = IPKernelApp.instance().abs_connection_file\n"
             "print(oct(os.stat(p).st_mode & 0o777), json.load(open(p))['ip'])",
         )
         assert out.split() == ["0o600", "0.0.0.0"]
-        host_file = json.loads(Path(km.connection_file).read_text())
-        assert host_file["ip"] == "127.0.0.1"
         assert oct(os.stat(km.connection_file).st_mode & 0o777) == "0o600"
 
 
@@ -187,7 +197,11 @@ async def test_curve_encrypted_kernel_traffic(kernelspec, notebook_dir):
     name = kernelspec(metadata={"supported_encryption": ["curve"]})
     async with running_kernel(name, notebook_dir, transport_encryption="required") as (km, kc):
         assert km.curve_publickey is not None
-        code = "import json; print(bool(json.load(open('/tmp/mlcontainer/connection.json')).get('curve_secretkey')))"
+        code = (
+            "import json; from ipykernel.kernelapp import IPKernelApp\n"
+            "p = IPKernelApp.instance().abs_connection_file\n"
+            "print(bool(json.load(open(p)).get('curve_secretkey')))"
+        )
         out, _ = await execute(kc, code)
         assert out.strip() == "True"
 
@@ -201,7 +215,7 @@ async def test_extra_arguments_reach_the_kernel(kernelspec, notebook_dir):
 
 
 async def test_a_host_port_taken_meanwhile_gets_fresh_ports(kernelspec, notebook_dir):
-    name = kernelspec()
+    name = kernelspec(bridge_access="ports")  # published ports (a container address has its own)
     async with running_kernel(name, notebook_dir) as (first, _):
         taken = first.shell_port  # published by the engine for the first kernel
         # A manager that keeps the ports it is given, as a concurrent start would have
@@ -243,8 +257,10 @@ async def test_the_container_is_locked_down(kernelspec, notebook_dir, docker_api
         sources = [m["Source"] for m in state["Mounts"]]
         assert not any(s.endswith("docker.sock") for s in sources)
         assert "/" not in sources
-        bindings = [b for ports in host["PortBindings"].values() for b in ports]
-        assert bindings and all(b["HostIp"] == "127.0.0.1" for b in bindings)
+        bindings = [b for ports in (host["PortBindings"] or {}).values() for b in ports]
+        assert all(b["HostIp"] == "127.0.0.1" for b in bindings)
+        # Nothing published at all: the server reaches the kernel at its own address.
+        assert not bindings and km.ip == km.provisioner._container_ip != ""
         out, _ = await execute(
             kc,
             "import os\n"

@@ -214,13 +214,13 @@ def test_runtime_targets_the_images_python():
     assert glibc.platforms()[-1] == "manylinux2014_x86_64"
     musl = RuntimeTarget("3.12", "cpython", "aarch64", "musl-1.2")
     assert musl.platforms() == ["musllinux_1_2_aarch64", "musllinux_1_1_aarch64"]
-    # A Python the hash-pinned lock does not cover: pinned by version.
-    other = RuntimeTarget("3.12", "cpython", "x86_64", "glibc-2.36")
+    # A Python no hash-pinned lock covers: pinned by version.
+    other = RuntimeTarget("3.10", "cpython", "x86_64", "glibc-2.36")
     cmd = pip_command(other, ["ipykernel==7.4.0"], "/tmp/rt", "/wheels")
     assert cmd[-1] == "ipykernel==7.4.0"
     assert cmd[cmd.index("--python-version") : cmd.index("--python-version") + 2] == [
         "--python-version",
-        "3.12",
+        "3.10",
     ]
     # The shipped images' Python: every wheel checked against the lock's hashes.
     assert pip_command(glibc, ["ipykernel==7.4.0"], "/tmp/rt", None)[-4:-1] == [

@@ -58,6 +58,11 @@ def _mlc_tree_digest(root):
 #: "unix:PATH"), and after how many seconds without a renewal it stops the kernel.
 ENV_LEASE = "JUPYTER_MLCONTAINER_LEASE"
 ENV_LEASE_TIMEOUT = "JUPYTER_MLCONTAINER_LEASE_TIMEOUT"
+#: The connection file's content, for the bootstrap to write (saves the engine round trip
+#: of copying the file in before the start).
+ENV_CONNECTION = "JUPYTER_MLCONTAINER_CONNECTION"
+#: Set when the server connects to the container's own address: the kernel announces it.
+ENV_ANNOUNCE = "JUPYTER_MLCONTAINER_ANNOUNCE"
 #: How a kernel whose argv is ``python -m MODULE …`` starts in its container: an injected
 #: runtime goes to the *end* of sys.path (the image's own packages always win), and a watchdog
 #: thread stops the kernel when its Jupyter process stops renewing the lease (a crashed or
@@ -100,6 +105,34 @@ def _mlc_watch(address, timeout):
     os.write(_mlc_stderr, b"jupyter-mlcontainer: no Jupyter process renewed this kernel's "
              b"lease for %d s (it stopped or was killed): stopping the kernel\\n" % timeout)
     os._exit(0)
+def _mlc_announce():
+    # One datagram to the default gateway (the engine host's end of the bridge): the ARP
+    # request it needs tells the host this container's address at once, instead of after
+    # the host's own probes for an address a removed container had (up to a second).
+    import struct
+    for line in open("/proc/net/route").read().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == "00000000":
+            gateway = socket.inet_ntoa(struct.pack("<L", int(fields[2], 16)))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.sendto(b"", (gateway, 9))
+            return
+if os.environ.pop({ENV_ANNOUNCE!r}, ""):
+    try:
+        _mlc_announce()
+    except OSError:
+        pass
+_mlc_connection = os.environ.pop({ENV_CONNECTION!r}, "")
+if _mlc_connection:
+    import tempfile
+    try:
+        os.makedirs(os.environ.get("HOME") or "/", mode=0o700, exist_ok=True)
+    except OSError:
+        pass
+    _mlc_fd, _mlc_file = tempfile.mkstemp(prefix="mlc-connection-", suffix=".json")  # 0600
+    os.write(_mlc_fd, _mlc_connection.encode())
+    os.close(_mlc_fd)
+    sys.argv = [_mlc_file if a == {CONTAINER_CONNECTION_FILE!r} else a for a in sys.argv]
 _mlc_lease = os.environ.pop({ENV_LEASE!r}, "")
 _mlc_timeout = float(os.environ.pop({ENV_LEASE_TIMEOUT!r}, "0") or 0)
 if _mlc_lease and _mlc_timeout > 0:
@@ -161,10 +194,16 @@ class KernelLaunch:
     source_image: str = ""
     #: A named volume mounted as the kernel's HOME (caches survive restarts), or None.
     home_volume: str | None = None
+    #: That volume was made for this start: it is empty, and takes its owner from the HOME
+    #: directory copied in before the start.
+    home_volume_is_new: bool = False
     #: Where the kernel's lease watchdog listens inside the container ("tcp:0.0.0.0:PORT",
     #: "unix:PATH"), and the seconds without a renewal after which it stops the kernel.
     lease: str | None = None
     lease_timeout: float = 0
+    #: Bridge mode: publish the kernel's ports on the engine host's 127.0.0.1 (else the
+    #: server connects to the container's own address).
+    publish_ports: bool = True
 
 
 @dataclass(frozen=True)
@@ -174,6 +213,7 @@ class ContainerPlan:
     name: str
     create_args: dict[str, Any]
     host_config: dict[str, Any]
+    #: Files to copy in before the start (b"": none, the bootstrap writes them).
     archive: bytes
     archive_path: str = "/tmp"
     notes: tuple[str, ...] = ()
@@ -215,7 +255,8 @@ def container_connection_info(info: Mapping[str, Any], network: str) -> dict[str
     """The container's copy of the connection info.
 
     On the bridge network the kernel listens on every interface of its own network
-    namespace (Docker publishes the ports on the host's 127.0.0.1 only); with ``host``
+    namespace (reached at the container's address, or through ports Docker publishes on the
+    host's 127.0.0.1 only); with ``host``
     and ``none`` it keeps the host's address (127.0.0.1 / the ipc path).
     """
     conn = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in info.items()}
@@ -346,6 +387,8 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
         if launch.runtime_digest:
             env[ENV_RUNTIME_DIGEST] = launch.runtime_digest
     watched = bool(launch.lease and launch.lease_timeout > 0)
+    if launch.network == "bridge" and not launch.publish_ports:
+        env[ENV_ANNOUNCE] = "1"
     if watched:
         env[ENV_LEASE] = str(launch.lease)
         env[ENV_LEASE_TIMEOUT] = f"{launch.lease_timeout:g}"
@@ -418,7 +461,7 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
             "the kernel's command is not `python -m …`, so it cannot watch its lease: if its "
             "Jupyter process is killed, it runs until a later one reaps it"
         )
-    if launch.network == "bridge":
+    if launch.network == "bridge" and launch.publish_ports:
         ports = kernel_ports(launch.connection_info)
         if watched and str(launch.lease).startswith("tcp:"):
             ports.append(int(str(launch.lease).rsplit(":", 1)[1]))
@@ -434,11 +477,17 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
         host_config["pids_limit"] = launch.pids_limit
 
     connection = container_connection_info(launch.connection_info, launch.network)
+    bootstrapped = create_args["command"][1:3] == ["-c", BOOTSTRAP]
+    archive = b""
+    if bootstrapped and not (launch.home_volume and launch.home_volume_is_new):
+        env[ENV_CONNECTION] = json.dumps(connection)
+    else:
+        archive = container_files(connection, uid, gid)
     return ContainerPlan(
         name=create_args["name"],
         create_args=create_args,
         host_config=host_config,
-        archive=container_files(connection, uid, gid),
+        archive=archive,
         archive_path=posixpath.dirname(CONTAINER_DIR),
         notes=tuple(notes),
     )

@@ -13,8 +13,11 @@ import contextvars
 import io
 import logging
 import os
+import socket
+import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -142,6 +145,7 @@ class Engine:
         self._watcher: ExitWatcher | None = None
         self._pending: set[Future[None]] = set()
         self._networks: set[str] = set()
+        self._routable: dict[str, bool] = {}
 
     @classmethod
     def for_url(cls, base_url: str | None = None) -> Engine:
@@ -482,10 +486,46 @@ class Engine:
         await self.call(f"create the kernels' network {name!r}", ensure)
         self._networks.add(name)
 
-    async def ensure_volume(self, name: str, volume_labels: dict[str, str]) -> None:
-        """Create named volume ``name`` unless it exists (the engine keeps an existing one as
-        it is). Asked every time: a volume pruned meanwhile is made again, labelled."""
-        await self.create_volume(name, volume_labels)
+    async def routable(self, network: str) -> bool:
+        """Whether this process reaches containers on ``network`` by their own address: the
+        engine is on this machine (a local socket, not Docker Desktop's VM) and the network's
+        gateway is one of this machine's addresses. Cached per network."""
+        if network in self._routable:
+            return self._routable[network]
+        scheme = urllib.parse.urlparse(self.base_url or default_base_url() or "unix://").scheme
+        reachable = False
+        if scheme in ("unix", "http+unix", "") and sys.platform.startswith("linux"):
+
+            def gateways(api: docker.APIClient) -> list[str]:
+                if "Docker Desktop" in str(api.info().get("OperatingSystem", "")):
+                    return []
+                configs = (api.inspect_network(network).get("IPAM") or {}).get("Config") or []
+                return [str(c["Gateway"]) for c in configs if c.get("Gateway")]
+
+            found = await self.call(f"inspect the kernels' network {network!r}", gateways)
+            reachable = any(_local_address(gateway) for gateway in found)
+        self._routable[network] = reachable
+        return reachable
+
+    async def container_address(self, container_id: str, network: str) -> str:
+        """The container's IPv4 address on ``network`` ('' when it has none)."""
+        state = await self.inspect(container_id)
+        networks = ((state or {}).get("NetworkSettings") or {}).get("Networks") or {}
+        return str((networks.get(network) or {}).get("IPAddress") or "")
+
+    async def ensure_volume(self, name: str, volume_labels: dict[str, str]) -> bool:
+        """Create named volume ``name`` unless it exists; True when it was made now (it is
+        empty). Asked every time: a volume pruned meanwhile is made again, labelled."""
+
+        def ensure(api: docker.APIClient) -> bool:
+            try:
+                api.inspect_volume(name)
+                return False
+            except docker.errors.NotFound:
+                api.create_volume(name, labels=volume_labels)  # idempotent if made meanwhile
+                return True
+
+        return await self.call(f"create volume {name!r}", ensure)
 
     async def list_volumes(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
         def volumes(api: docker.APIClient) -> list[dict[str, Any]]:
@@ -576,6 +616,16 @@ def _pull_failed(ref: str, reason: str) -> str:
         "lists the engine's own), run `docker login REGISTRY` if the registry is private, or "
         "build or load the image onto the engine first."
     )
+
+
+def _local_address(address: str) -> bool:
+    """Whether ``address`` is one of this machine's own (binding to it works)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((address.split("/")[0], 0))
+    except OSError:
+        return False
+    return True
 
 
 def _gone(error: docker.errors.APIError) -> bool:

@@ -107,6 +107,8 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
     _ipc_dir: str | None = None
     _engine_warned = False
     _last_inspect = 0.0
+    #: The container's own address when the server connects to it there (bridge_access).
+    _container_ip = ""
     session_path: str | None = None
     #: image, image_id, repo_digests of the running container's image (set after start).
     image_details: dict[str, Any] | None = None
@@ -156,10 +158,20 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             km.transport = "ipc"
             km.cache_ports = False
             km.ip = os.path.join(self._ipc_dir, "k")
+        last_address, self._container_ip = self._container_ip, ""
         # LocalProvisioner folds these into the host's command line; the container's command
         # is built from the kernelspec's argv, so keep them for it.
         self._extra_arguments = tuple(kwargs.get("extra_arguments") or ())
-        return await super().pre_launch(**kwargs)
+        if km is None or not last_address or km.ip != last_address:
+            return await super().pre_launch(**kwargs)
+        # The last container's own address (bridge_access): LocalProvisioner checks that the
+        # address is local and picks ports there; the next container gets an address of its
+        # own, and jupyter_client reconciles its connection file with it after the launch.
+        km.ip = "127.0.0.1"
+        try:
+            return await super().pre_launch(**kwargs)
+        finally:
+            km.ip = last_address
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Create and start the kernel's container; return when its heartbeat answers."""
@@ -172,6 +184,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             await engine.pull(self.image, self.log)
         if self.network == "bridge" and self.bridge_network:
             await engine.ensure_network(self.bridge_network)
+        publish = await self._publishes_ports()
         request = await self._resolve_gpus()
         host_memory = 0
         if self.mem_limit is None:  # the policy's default applies: it may be a share of this
@@ -189,6 +202,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             (self.kernel_spec.env or {}).keys() if self.kernel_spec else (),
             self.env,
         )
+        home_volume, home_volume_is_new = await self._home_volume(uid, source or self.image)
         launch = KernelLaunch(
             **self.launch_settings(),
             kernel_id=str(self.kernel_id),
@@ -205,8 +219,10 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             ipc_dir=self._ipc_dir,
             mem_limit=mem_limit,
             source_image=source,
-            home_volume=await self._home_volume(uid, source or self.image),
+            home_volume=home_volume,
+            home_volume_is_new=home_volume_is_new,
             lease=self._lease_address(),
+            publish_ports=publish,
         )
         probe = await self._probe_for_runtime()
         try:
@@ -245,6 +261,15 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             await discard_runtime(self.engine, volume)
             await self._start_with_free_ports(launch, probe)
 
+    async def _publishes_ports(self) -> bool:
+        """Bridge mode: whether the kernel's ports are published on 127.0.0.1, or reached at
+        the container's own address (``bridge_access``)."""
+        if self.network != "bridge" or self.bridge_access == "ports":
+            return bool(self.network == "bridge")
+        if self.bridge_access == "address":
+            return False
+        return not await self.engine.routable(self.bridge_network or "bridge")
+
     def _lease_address(self) -> str | None:
         """Where the kernel's lease watchdog listens, as the container sees it (the port is
         kept across restarts, like the kernel's own)."""
@@ -261,8 +286,9 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         if not launch.lease:
             return
         kind, _, where = launch.lease.partition(":")
+        host = self._container_ip or "127.0.0.1"
         target: tuple[str, int] | str = (
-            where if kind == "unix" else ("127.0.0.1", int(where.rsplit(":", 1)[1]))
+            where if kind == "unix" else (host, int(where.rsplit(":", 1)[1]))
         )
         self._renewal = LeaseRenewal(target, self.lease_timeout, str(self.kernel_id))
 
@@ -271,12 +297,12 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             self._renewal.stop()
             self._renewal = None
 
-    async def _home_volume(self, uid: int, image: str) -> str | None:
-        """The user's HOME volume for this image family (made on first use), or None."""
+    async def _home_volume(self, uid: int, image: str) -> tuple[str | None, bool]:
+        """The user's HOME volume for this image family, and whether it was made now."""
         if not self.persistent_home:
-            return None
+            return None, False
         name = home_volume_name(uid, image)
-        await self.engine.ensure_volume(
+        made = await self.engine.ensure_volume(
             name,
             {
                 labels.MANAGED: "true",
@@ -285,7 +311,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                 labels.HOME_IMAGE: image,
             },
         )
-        return name
+        return name, made
 
     async def _start_with_free_ports(self, launch: KernelLaunch, probe: ImageProbe | None) -> None:
         """Start; when the engine finds a chosen host port taken meanwhile (ports are picked
@@ -355,17 +381,39 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             f", injected runtime {runtime_volume}" if runtime_volume else "",
         )
         try:
-            await engine.put_archive(self.container_id, plan.archive_path, plan.archive)
+            if plan.archive:
+                await engine.put_archive(self.container_id, plan.archive_path, plan.archive)
             try:
                 await engine.start(self.container_id)
             except EngineError as e:
                 raise KernelStartError(self._start_refused(e)) from None
             self._running = True
+            if not launch.publish_ports and launch.network == "bridge":
+                await self._use_container_address(launch)
             await self._wait_until_up()
             self._renew_lease(launch)
         except BaseException:
             await self._discard_container()
             raise
+
+    async def _use_container_address(self, launch: KernelLaunch) -> None:
+        """Connect to the kernel at its container's address on the kernels' network."""
+        assert self.container_id is not None
+        network = launch.bridge_network or "bridge"
+        address = await self.engine.container_address(self.container_id, network)
+        if not address:
+            state = await self.engine.inspect(self.container_id)
+            if state is None or not (state.get("State") or {}).get("Running"):
+                exit_ = await self._record_exit(state)
+                msg = f"The kernel did not start. {exit_.message()}"
+                raise KernelStartError(msg)
+            msg = (
+                f"The kernel's container has no address on network {network!r}; set "
+                "bridge_access='ports' to reach it through published ports."
+            )
+            raise KernelStartError(msg)
+        self._container_ip = address
+        self.connection_info = {**self.connection_info, "ip": address}
 
     async def _probe_for_runtime(self) -> ImageProbe | None:
         """The image's probe when the kernel needs an injected runtime, else None."""

@@ -111,6 +111,17 @@ class ContainerKernelSettings(HasTraits):
         ports published on 127.0.0.1. "" uses Docker's default bridge instead.""",
     ).tag(config=True)
 
+    bridge_access = CaselessStrEnum(
+        ["auto", "address", "ports"],
+        default_value="auto",
+        help="""With ``network="bridge"``: how the server reaches the kernel's ports.
+        ``address``: at the container's own address on ``bridge_network``, nothing published
+        (no port proxy in the way: faster starts and round trips); ``ports``: through ports
+        the engine publishes on the engine host's 127.0.0.1. ``auto``: ``address`` where this
+        machine routes to the network (a local engine on Linux), else ``ports`` (Docker
+        Desktop, remote engines).""",
+    ).tag(config=True)
+
     lease_timeout = Float(
         90.0,
         help="""Seconds a kernel container keeps running once the Jupyter process that started
