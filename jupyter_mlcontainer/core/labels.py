@@ -25,6 +25,9 @@ SERVER_PID = f"{PREFIX}.server-pid"
 OWNER = f"{PREFIX}.owner"
 VERSION = f"{PREFIX}.version"
 NETWORK_MODE = f"{PREFIX}.network"
+#: Started ready for a warm pool (kernel/pool.py); the kernel id is the pool's, not the
+#: Jupyter kernel's that claims it later.
+POOLED = f"{PREFIX}.pooled"
 RUNTIME = f"{PREFIX}.runtime"
 RUNTIME_SEAL = f"{PREFIX}.runtime-sealed"
 #: The digest of a runtime's files when it was sealed (on the seal volume).
@@ -62,14 +65,19 @@ def owner_labels() -> dict[str, str]:
     }
 
 
-def kernel_labels(kernel_id: str, kernel_name: str, network: str) -> dict[str, str]:
+def kernel_labels(
+    kernel_id: str, kernel_name: str, network: str, pooled: bool = False
+) -> dict[str, str]:
     """The labels of one kernel's container."""
-    return {
+    found = {
         **owner_labels(),
         KERNEL_ID: kernel_id,
         KERNEL_NAME: kernel_name,
         NETWORK_MODE: network,
     }
+    if pooled:
+        found[POOLED] = "true"
+    return found
 
 
 def managed_filter(**extra: str) -> dict[str, list[str]]:

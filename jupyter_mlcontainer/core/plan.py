@@ -8,6 +8,8 @@ other runtimes reuse it, and lets it be unit-tested exhaustively.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import io
 import json
 import posixpath
@@ -204,6 +206,12 @@ class KernelLaunch:
     #: Bridge mode: publish the kernel's ports on the engine host's 127.0.0.1 (else the
     #: server connects to the container's own address).
     publish_ports: bool = True
+    #: The directory to mount when ``cwd`` lies inside it (the server's root): the kernel
+    #: sees the notebook's neighbours as a local kernel would, and one pooled container fits
+    #: every notebook under it. "" mounts ``cwd`` itself.
+    mount_root: str = ""
+    #: Started ready for a warm pool, to be claimed by a later start.
+    pooled: bool = False
 
 
 @dataclass(frozen=True)
@@ -348,6 +356,39 @@ def container_files(connection: Mapping[str, Any], uid: int, gid: int) -> bytes:
     return buf.getvalue()
 
 
+def mounted_dir(cwd: str, root: str) -> str:
+    """What a kernel in ``cwd`` mounts: ``root`` when ``cwd`` lies inside it (never ``/``),
+    else ``cwd``."""
+    root = posixpath.normpath(root) if root else ""
+    if root and root != "/" and (cwd == root or cwd.startswith(root.rstrip("/") + "/")):
+        return root
+    return cwd
+
+
+#: Variables that differ between starts of one kernelspec in one server: a pooled kernel gets
+#: the claiming start's values when it is claimed.
+PER_START_ENV = frozenset({"JPY_SESSION_NAME"})
+
+
+def pool_key(launch: KernelLaunch) -> str:
+    """What a pooled kernel must share with the start that claims it: everything that decides
+    its container (image, resources, GPUs, mounts, user, network, command, environment),
+    but not what each start has of its own (ids, ports and key, directory inside the mounted
+    root, the notebook's name)."""
+    shared = dataclasses.replace(
+        launch,
+        kernel_id="",
+        connection_info={},
+        cwd=mounted_dir(launch.cwd, launch.mount_root),
+        env={k: v for k, v in sorted(launch.env.items()) if k not in PER_START_ENV},
+        container_name=None,
+        lease=None,
+        home_volume_is_new=False,
+        pooled=False,
+    )
+    return hashlib.sha256(repr(shared).encode()).hexdigest()[:16]
+
+
 def home_volume_name(uid: int, image: str) -> str:
     """The HOME volume of user ``uid`` for an image family: the repository without registry,
     tag or digest (``mlc-home-1000-pytorch-pytorch``), so that a new tag or digest of the
@@ -406,8 +447,9 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
         )
         working_dir = CONTAINER_HOME
     else:
-        source = translate_path(launch.cwd, launch.path_map)
-        mounts.append(Mount(target=launch.cwd, source=source, type="bind"))
+        mounted = mounted_dir(launch.cwd, launch.mount_root)
+        source = translate_path(mounted, launch.path_map)
+        mounts.append(Mount(target=mounted, source=source, type="bind"))
     if launch.ipc_dir:
         source = translate_path(launch.ipc_dir, launch.path_map)
         mounts.append(Mount(target=launch.ipc_dir, source=source, type="bind"))
@@ -446,7 +488,9 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
             watched=watched,
         ),
         "name": launch.container_name or f"mlc-{launch.kernel_id}",
-        "labels": labels.kernel_labels(launch.kernel_id, launch.kernel_name, launch.network),
+        "labels": labels.kernel_labels(
+            launch.kernel_id, launch.kernel_name, launch.network, pooled=launch.pooled
+        ),
         "environment": env,
         "working_dir": working_dir,
         "user": f"{uid}:{gid}",

@@ -45,6 +45,7 @@ from ..core.plan import (
     build_plan,
     home_volume_name,
     parse_mount,
+    pool_key,
     select_env,
 )
 from ..core.probe import ImageProbe
@@ -52,6 +53,7 @@ from ..core.reference import check_reference
 from ..docker.engine import Engine
 from ..docker.images import obtain_image, probe_image
 from ..docker.runtime import RuntimeTarget, discard_runtime, ensure_runtime, volume_name
+from . import pool
 from .policy import MLContainerPolicy
 from .readiness import Heartbeat
 from .renewal import LeaseRenewal
@@ -109,6 +111,9 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
     _last_inspect = 0.0
     #: The container's own address when the server connects to it there (bridge_access).
     _container_ip = ""
+    #: A pool's kernel: what it was started for (core/plan.py pool_key) and its environment.
+    pool_key = ""
+    _launch_env: dict[str, str] = {}
     session_path: str | None = None
     #: image, image_id, repo_digests of the running container's image (set after start).
     image_details: dict[str, Any] | None = None
@@ -223,7 +228,11 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             home_volume_is_new=home_volume_is_new,
             lease=self._lease_address(),
             publish_ports=publish,
+            mount_root=self._server_root(),
+            pooled=self._fills_a_pool,
         )
+        if await self._claimed_from_pool(launch):
+            return self.connection_info
         probe = await self._probe_for_runtime()
         try:
             await self._start_with_untouched_runtime(launch, probe)
@@ -260,6 +269,57 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             )
             await discard_runtime(self.engine, volume)
             await self._start_with_free_ports(launch, probe)
+
+    @property
+    def _fills_a_pool(self) -> bool:
+        return bool(getattr(self.parent, pool.FILLER, False))
+
+    def _server_root(self) -> str:
+        """The directory a server's kernels mount (its root_dir), or '' outside a server."""
+        multikernel_manager = getattr(self.parent, "parent", None)
+        if not isinstance(multikernel_manager, MultiKernelManager):
+            return ""
+        return str(getattr(multikernel_manager, "root_dir", "") or "")
+
+    async def _claimed_from_pool(self, launch: KernelLaunch) -> bool:
+        """Take a ready kernel from the server's warm pool when one fits this start."""
+        kernel_pool = pool.MLContainerPool.current()
+        if kernel_pool is None or self.network == "none":
+            return False
+        key = pool_key(launch)
+        if self._fills_a_pool:
+            self.pool_key = key
+            self._launch_env = dict(launch.env)
+            return False
+        entry = await kernel_pool.claim(self, key)
+        if entry is None:
+            return False
+        pooled = entry.provisioner
+        for name in (
+            "container_id", "container_name", "_container_ip", "_renewal", "_lease_port",
+            "granted_gpus", "image_details", "_gpu_support",
+        ):  # fmt: skip
+            setattr(self, name, getattr(pooled, name))
+        self.connection_info = pooled.connection_info.copy()
+        self.last_exit = None
+        self._running = True
+        pooled.container_id, pooled._renewal, pooled._running = None, None, False
+        pool.release(entry.manager)
+        changed: dict[str, str | None] = {
+            k: v for k, v in launch.env.items() if pooled._launch_env.get(k) != v
+        }
+        changed.update({k: None for k in pooled._launch_env if k not in launch.env})
+        try:
+            await pool.move_in(dict(self.connection_info), str(self.cwd), changed)
+        except BaseException:
+            await self._discard_container()
+            raise
+        self.log.info(
+            "Kernel %s: claimed ready kernel %s from the warm pool",
+            self.kernel_id,
+            self.container_name,
+        )
+        return True
 
     async def _publishes_ports(self) -> bool:
         """Bridge mode: whether the kernel's ports are published on 127.0.0.1, or reached at

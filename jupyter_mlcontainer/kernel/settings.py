@@ -122,6 +122,14 @@ class ContainerKernelSettings(HasTraits):
         Desktop, remote engines).""",
     ).tag(config=True)
 
+    pool_size = Int(
+        None,
+        allow_none=True,
+        help="""Ready kernels a Jupyter server keeps for this kernelspec (a warm pool: a
+        start claims one instead of starting a container). None: ``MLContainerPool.size``; 0:
+        none. Capped by ``MLContainerPool.max_per_kernelspec``.""",
+    ).tag(config=True)
+
     lease_timeout = Float(
         90.0,
         help="""Seconds a kernel container keeps running once the Jupyter process that started

@@ -13,6 +13,7 @@ from ..core import kernelspec as ks
 from ..core.exceptions import MLContainerError
 from ..docker.engine import Engine
 from ..docker.reaper import reap_instance, reap_orphans
+from ..kernel.pool import MLContainerPool
 from ..kernel.provisioner import MLContainerProvisioner
 from .handlers import default_handlers
 from .pulls import SCHEMA_PATH, PullTracker
@@ -51,13 +52,23 @@ class MLContainerExtension(ExtensionApp):
         image reference, id and digests in its metadata (``jupyter_mlcontainer.environment``).""",
     ).tag(config=True)
 
+    classes = [MLContainerPool]
+
     def initialize_settings(self) -> None:
         engine = Engine.for_url(self.docker_host or None)
+        self.pool = MLContainerPool(
+            parent=self,
+            kernel_manager=self.serverapp.kernel_manager if self.serverapp else None,
+            log=self.log,
+        )
+        self.pool.install()
         event_logger = getattr(self.serverapp, "event_logger", None)
         if event_logger is not None:
             event_logger.register_event_schema(SCHEMA_PATH)
         self.pulls = PullTracker(engine, event_logger, self.log)
-        self.settings.update({"mlcontainer": {"engine": engine, "pulls": self.pulls}})
+        self.settings.update(
+            {"mlcontainer": {"engine": engine, "pulls": self.pulls, "pool": self.pool}}
+        )
         if self.record_environment and self.serverapp is not None:
             self.serverapp.contents_manager.register_pre_save_hook(self._record_environment)
         self._background: list[asyncio.Future[Any]] = []
@@ -73,6 +84,12 @@ class MLContainerExtension(ExtensionApp):
             )
         if self.prepull:
             self._background.append(asyncio.ensure_future(self._quietly(self._prepull(engine))))
+        if self.pool.size > 0 and self.pool.prefill:
+            container_specs = [spec.name for spec in ks.installed_specs() if spec.is_container]
+            wanted = self.pool.prefill
+            self.pool.prefill_now(
+                container_specs if "*" in wanted else [n for n in wanted if n in container_specs]
+            )
 
     async def _quietly(self, work: Any) -> None:
         try:
@@ -96,6 +113,7 @@ class MLContainerExtension(ExtensionApp):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.pulls.stop()
+        await self.pool.stop()
         await self._shut_down_container_kernels()
         if self.reap_orphans:
             await self._quietly(reap_instance(self.settings["mlcontainer"]["engine"], self.log))

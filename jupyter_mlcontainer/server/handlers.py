@@ -390,6 +390,14 @@ class VolumesHandler(_Handler):
         )
 
 
+class PoolHandler(_Handler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """The warm pool: its settings and the ready kernels waiting to be claimed."""
+        self.finish(self.settings["mlcontainer"]["pool"].describe())
+
+
 default_handlers = [
     (r"/mlcontainer/engine", EngineHandler),
     (r"/mlcontainer/images", ImagesHandler),
@@ -397,5 +405,6 @@ default_handlers = [
     (r"/mlcontainer/kernels", KernelsHandler),
     (rf"/mlcontainer/kernels/{_KERNEL_ID}", KernelHandler),
     (r"/mlcontainer/kernelspecs", KernelspecsHandler),
+    (r"/mlcontainer/pool", PoolHandler),
     (r"/mlcontainer/volumes", VolumesHandler),
 ]
