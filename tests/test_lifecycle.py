@@ -68,11 +68,15 @@ async def test_restart_replaces_the_container(kernelspec, notebook_dir, docker_a
     async with running_kernel(kernelspec(), notebook_dir) as (km, kc):
         await execute(kc, "y = 'before'")
         old = km.provisioner.container_id
+        address = km.ip
         await km.restart_kernel()
-        await kc.wait_for_ready(timeout=60)
+        await kc.wait_for_ready(timeout=60)  # the client made before the restart still works
         await wait_for_iopub(kc)
         new = km.provisioner.container_id
         assert new and new != old
+        # The new container has the old one's address: open channels stay connected.
+        networks = docker_api.inspect_container(new)["NetworkSettings"]["Networks"]
+        assert km.ip == address == networks["mlc-kernels"]["IPAddress"]
         out, reply = await execute(kc, "print('y' in globals())")
         assert out.strip() == "False"
         ids = [c["Id"] for c in containers_of(docker_api, km.kernel_id)]

@@ -33,6 +33,8 @@ RUNTIME_SEAL = f"{PREFIX}.runtime-sealed"
 #: The digest of a runtime's files when it was sealed (on the seal volume).
 RUNTIME_DIGEST = f"{PREFIX}.runtime-digest"
 PURPOSE = f"{PREFIX}.purpose"
+#: The fixed subnet of the kernels' network (kernels pick their addresses on it).
+SUBNET = f"{PREFIX}.subnet"
 #: A user's HOME volume: whose (uid) and for which image (the reference it was made for).
 PURPOSE_HOME = "home"
 HOME_UID = f"{PREFIX}.home-uid"

@@ -212,6 +212,8 @@ class KernelLaunch:
     mount_root: str = ""
     #: Started ready for a warm pool, to be claimed by a later start.
     pooled: bool = False
+    #: Bridge mode: the container's address on ``bridge_network`` ("" lets the engine pick).
+    address: str = ""
 
 
 @dataclass(frozen=True)
@@ -385,6 +387,7 @@ def pool_key(launch: KernelLaunch) -> str:
         lease=None,
         home_volume_is_new=False,
         pooled=False,
+        address="",
     )
     return hashlib.sha256(repr(shared).encode()).hexdigest()[:16]
 
@@ -511,6 +514,12 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
             ports.append(int(str(launch.lease).rsplit(":", 1)[1]))
         create_args["ports"] = ports
         host_config["port_bindings"] = {p: ("127.0.0.1", p) for p in ports}
+    if launch.network == "bridge" and launch.address:
+        create_args["networking_config"] = {
+            "EndpointsConfig": {
+                launch.bridge_network or "bridge": {"IPAMConfig": {"IPv4Address": launch.address}}
+            }
+        }
     if launch.shm_size is not None:
         host_config["shm_size"] = launch.shm_size
     if launch.mem_limit is not None:

@@ -144,7 +144,7 @@ class Engine:
         self._info: tuple[float, dict[str, Any]] | None = None
         self._watcher: ExitWatcher | None = None
         self._pending: set[Future[None]] = set()
-        self._networks: set[str] = set()
+        self._networks: dict[str, str | None] = {}
         self._routable: dict[str, bool] = {}
 
     @classmethod
@@ -460,31 +460,61 @@ class Engine:
 
         return await self.call(f"run a helper container of image {image!r}", run)
 
-    async def ensure_network(self, name: str) -> None:
-        """Create bridge network ``name`` with inter-container traffic off, unless it exists.
+    async def ensure_network(self, name: str) -> str | None:
+        """Create bridge network ``name`` with inter-container traffic off, unless it exists;
+        return its subnet ("172.18.0.0/16") when kernels may pick their own address on it.
 
-        Kept between kernels and servers (like an image): later starts only look it up.
+        Kept between kernels and servers (like an image): later starts only look it up. Its
+        subnet is fixed at creation (one the engine picked as free), which is what lets a
+        kernel keep its address across restarts. An older network of this project without a
+        fixed subnet is made again when no container uses it; while one does, None.
         """
         if name in self._networks:
-            return
+            return self._networks[name]
 
-        def ensure(api: docker.APIClient) -> None:
-            if api.networks(names=[name]):
-                return
+        def ensure(api: docker.APIClient) -> str | None:
+            for found in api.networks(names=[name]):
+                if found.get("Name") != name:  # the engine matches names by prefix
+                    continue
+                network = api.inspect_network(found["Id"])
+                subnet = (network.get("Labels") or {}).get(labels.SUBNET)
+                if subnet or network.get("Containers"):
+                    return subnet or None
+                api.remove_network(found["Id"])  # an unused one of an older version
+            # The engine picks a free subnet for a probe network; the kernels' network keeps it.
+            probe = api.create_network(f"{name}-probe-{os.getpid()}", driver="bridge")
+            try:
+                config = api.inspect_network(probe["Id"])["IPAM"]["Config"][0]
+            finally:
+                api.remove_network(probe["Id"])
             try:
                 api.create_network(
                     name,
                     driver="bridge",
                     options={"com.docker.network.bridge.enable_icc": "false"},
-                    labels={labels.MANAGED: "true", labels.PURPOSE: "kernel-network"},
+                    ipam=docker.types.IPAMConfig(
+                        pool_configs=[
+                            docker.types.IPAMPool(
+                                subnet=config["Subnet"], gateway=config.get("Gateway")
+                            )
+                        ]
+                    ),
+                    labels={
+                        labels.MANAGED: "true",
+                        labels.PURPOSE: "kernel-network",
+                        labels.SUBNET: config["Subnet"],
+                    },
                     check_duplicate=True,
                 )
             except docker.errors.APIError as e:
                 if e.status_code != 409:  # another server made it meanwhile
                     raise
+                return ensure(api)
+            return str(config["Subnet"])
 
-        await self.call(f"create the kernels' network {name!r}", ensure)
-        self._networks.add(name)
+        subnet = await self.call(f"create the kernels' network {name!r}", ensure)
+        self._networks[name] = subnet
+        return subnet
 
     async def routable(self, network: str) -> bool:
         """Whether this process reaches containers on ``network`` by their own address: the

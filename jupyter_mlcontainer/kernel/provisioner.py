@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import os
+import random
 import shutil
 import signal
 import tempfile
@@ -71,6 +73,13 @@ GPU_INFO_MAX_AGE = 60.0
 _RUNTIME_PROBES: dict[str, ImageProbe] = {}
 
 
+def _random_address(subnet: str) -> str:
+    """A random host address of ``subnet`` past its gateway (the engine's own picks start at
+    the bottom, so a kernel's address stays free while it restarts)."""
+    network = ipaddress.ip_network(subnet)
+    return str(network.network_address + random.randrange(2, network.num_addresses - 1))  # noqa: S311
+
+
 # KernelProvisionerMeta derives from MetaHasTraits, so the bases agree at run time; mypy cannot
 # see that through the ABC metaclass.
 class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type: ignore[metaclass]
@@ -111,6 +120,12 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
     _last_inspect = 0.0
     #: The container's own address when the server connects to it there (bridge_access).
     _container_ip = ""
+    #: The address this kernel keeps on the kernels' network (bridge_access), and that
+    #: network's subnet.
+    _pinned_ip = ""
+    _subnet: str | None = None
+    #: Started once (a later start is a restart: it never claims a pooled kernel).
+    _has_started = False
     #: A pool's kernel: what it was started for (core/plan.py pool_key) and its environment.
     pool_key = ""
     _launch_env: dict[str, str] = {}
@@ -187,9 +202,11 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         engine.exit_watcher()  # subscribe to exits before there is anything to miss
         if self.pull_policy == "always":
             await engine.pull(self.image, self.log)
+        subnet = None
         if self.network == "bridge" and self.bridge_network:
-            await engine.ensure_network(self.bridge_network)
-        publish = await self._publishes_ports()
+            subnet = await engine.ensure_network(self.bridge_network)
+        self._subnet = subnet
+        publish = await self._publishes_ports(subnet)
         request = await self._resolve_gpus()
         host_memory = 0
         if self.mem_limit is None:  # the policy's default applies: it may be a share of this
@@ -233,6 +250,12 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         )
         if await self._claimed_from_pool(launch):
             return self.connection_info
+        self._has_started = True
+        if not publish and subnet:
+            # An address of its own, kept across restarts: Jupyter's open channels (the
+            # notebook's websocket) stay connected to it.
+            self._pinned_ip = self._pinned_ip or _random_address(subnet)
+            launch = dataclasses.replace(launch, address=self._pinned_ip)
         probe = await self._probe_for_runtime()
         try:
             await self._start_with_untouched_runtime(launch, probe)
@@ -284,8 +307,8 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
     async def _claimed_from_pool(self, launch: KernelLaunch) -> bool:
         """Take a ready kernel from the server's warm pool when one fits this start."""
         kernel_pool = pool.MLContainerPool.current()
-        if kernel_pool is None or self.network == "none":
-            return False
+        if kernel_pool is None or self.network == "none" or self._has_started:
+            return False  # a restart keeps its kernel's connection: never a pooled one
         key = pool_key(launch)
         if self._fills_a_pool:
             self.pool_key = key
@@ -296,12 +319,13 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             return False
         pooled = entry.provisioner
         for name in (
-            "container_id", "container_name", "_container_ip", "_renewal", "_lease_port",
-            "granted_gpus", "image_details", "_gpu_support",
+            "container_id", "container_name", "_container_ip", "_pinned_ip", "_renewal",
+            "_lease_port", "granted_gpus", "image_details", "_gpu_support",
         ):  # fmt: skip
             setattr(self, name, getattr(pooled, name))
         self.connection_info = pooled.connection_info.copy()
         self.last_exit = None
+        self._has_started = True
         self._running = True
         pooled.container_id, pooled._renewal, pooled._running = None, None, False
         pool.release(entry.manager)
@@ -321,10 +345,11 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         )
         return True
 
-    async def _publishes_ports(self) -> bool:
+    async def _publishes_ports(self, subnet: str | None) -> bool:
         """Bridge mode: whether the kernel's ports are published on 127.0.0.1, or reached at
-        the container's own address (``bridge_access``)."""
-        if self.network != "bridge" or self.bridge_access == "ports":
+        the container's own address (``bridge_access``), which needs a network whose subnet
+        is fixed (so that a kernel keeps its address across restarts)."""
+        if self.network != "bridge" or self.bridge_access == "ports" or not subnet:
             return bool(self.network == "bridge")
         if self.bridge_access == "address":
             return False
@@ -382,10 +407,22 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                 await self._start_container(launch, probe)
                 return
             except KernelStartError as e:
-                if "port is already allocated" not in str(e) or attempt == PORT_RETRIES:
+                taken_address = launch.address and "Address already in use" in str(e)
+                taken_port = "port is already allocated" in str(e)
+                if not (taken_address or taken_port) or attempt == PORT_RETRIES:
                     raise
-            self.log.info("Kernel %s: a host port was taken meanwhile; new ports", self.kernel_id)
-            launch = dataclasses.replace(launch, connection_info=self._fresh_ports())
+            if taken_port:
+                self.log.info("Kernel %s: a host port was taken meanwhile", self.kernel_id)
+                launch = dataclasses.replace(launch, connection_info=self._fresh_ports())
+            else:
+                self.log.warning(
+                    "Kernel %s: its address %s is taken; it gets another (open notebooks "
+                    "reconnect to it when reloaded)",
+                    self.kernel_id,
+                    launch.address,
+                )
+                self._pinned_ip = _random_address(self._subnet or "")
+                launch = dataclasses.replace(launch, address=self._pinned_ip)
 
     def _fresh_ports(self) -> KernelConnectionInfo:
         km = self.parent
@@ -460,7 +497,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         """Connect to the kernel at its container's address on the kernels' network."""
         assert self.container_id is not None
         network = launch.bridge_network or "bridge"
-        address = await self.engine.container_address(self.container_id, network)
+        address = launch.address or await self.engine.container_address(self.container_id, network)
         if not address:
             state = await self.engine.inspect(self.container_id)
             if state is None or not (state.get("State") or {}).get("Running"):
