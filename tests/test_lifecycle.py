@@ -64,8 +64,32 @@ async def test_interrupt_keeps_variables(kernelspec, notebook_dir):
         assert out.strip() == "42"
 
 
-async def test_restart_replaces_the_container(kernelspec, notebook_dir, docker_api):
+@pytest.mark.parametrize("now", [False, True])
+async def test_restart_starts_a_fresh_kernel_in_the_same_container(
+    kernelspec, notebook_dir, docker_api, now
+):
     async with running_kernel(kernelspec(), notebook_dir) as (km, kc):
+        await execute(kc, "import os; y = 'before'; open('/tmp/scratch', 'w').write('x')")
+        out, _ = await execute(kc, "print(os.getpid())")
+        container, pid = km.provisioner.container_id, out.strip()
+        await km.restart_kernel(now=now)
+        await kc.wait_for_ready(timeout=60)  # the client made before the restart still works
+        await wait_for_iopub(kc)
+        assert km.provisioner.container_id == container
+        out, _ = await execute(
+            kc, "import os; print('y' in globals(), os.getpid(), os.path.exists('/tmp/scratch'))"
+        )
+        fresh, new_pid, scratch = out.split()
+        assert fresh == "False" and new_pid != pid  # a new process: its state is gone
+        assert scratch == "True"  # files outside mounts stay (the README says so)
+        assert [c["Id"] for c in containers_of(docker_api, km.kernel_id)] == [container]
+        # It still dies and is reported as before: the supervisor passes the exit on.
+        assert (await km.provisioner.poll()) is None
+    await assert_removed(docker_api, km.kernel_id)
+
+
+async def test_restart_replaces_the_container_when_asked_to(kernelspec, notebook_dir, docker_api):
+    async with running_kernel(kernelspec(restart_in_container=False), notebook_dir) as (km, kc):
         await execute(kc, "y = 'before'")
         old = km.provisioner.container_id
         address = km.ip
@@ -82,6 +106,22 @@ async def test_restart_replaces_the_container(kernelspec, notebook_dir, docker_a
         ids = [c["Id"] for c in containers_of(docker_api, km.kernel_id)]
         assert ids == [new]  # the old container is gone, not just stopped
     await assert_removed(docker_api, km.kernel_id)
+
+
+async def test_a_changed_kernelspec_restarts_in_a_new_container(
+    kernelspec, notebook_dir, docker_api
+):
+    name = kernelspec()
+    async with running_kernel(name, notebook_dir) as (km, kc):
+        old = km.provisioner.container_id
+        kernelspec(name, mem_limit="300m")  # edited while the kernel runs
+        km._kernel_spec = None  # what jupyter_client does when it reloads the kernelspec
+        km.provisioner.mem_limit = "300m"
+        await km.restart_kernel()
+        await kc.wait_for_ready(timeout=60)
+        new = km.provisioner.container_id
+        assert new != old
+        assert docker_api.inspect_container(new)["HostConfig"]["Memory"] == 300 * 2**20
 
 
 async def test_files_belong_to_the_user_and_relative_paths_work(kernelspec, notebook_dir):
@@ -312,7 +352,7 @@ async def test_no_other_container_reaches_the_kernels_ports(kernelspec, notebook
 
 
 async def test_home_and_caches_survive_a_restart(kernelspec, notebook_dir, docker_api):
-    name = kernelspec()
+    name = kernelspec(restart_in_container=False)  # the caches must outlive the container
     code = (
         "import os, pathlib\n"
         "cache = pathlib.Path.home() / '.cache' / 'mlc-test'\n"

@@ -63,6 +63,9 @@ ENV_LEASE_TIMEOUT = "JUPYTER_MLCONTAINER_LEASE_TIMEOUT"
 #: The connection file's content, for the bootstrap to write (saves the engine round trip
 #: of copying the file in before the start).
 ENV_CONNECTION = "JUPYTER_MLCONTAINER_CONNECTION"
+#: Set to run the kernel under a supervisor process that can restart it in place (its value:
+#: modules to import first, which every kernel it starts shares).
+ENV_SUPERVISE = "JUPYTER_MLCONTAINER_SUPERVISE"
 #: Set when the server connects to the container's own address: the kernel announces it.
 ENV_ANNOUNCE = "JUPYTER_MLCONTAINER_ANNOUNCE"
 #: How a kernel whose argv is ``python -m MODULE …`` starts in its container: an injected
@@ -81,7 +84,48 @@ if os.environ.get({ENV_RUNTIME!r}):
         os.write(_mlc_stderr, {RUNTIME_MISMATCH.encode()!r} + b"\\n")
         os._exit({RUNTIME_MISMATCH_EXIT})
     sys.path.append(_mlc_runtime)
-def _mlc_watch(address, timeout):
+_mlc_child = [0]  # the kernel's pid when a supervisor runs it (else 0: this process)
+_mlc_commands, (_mlc_cmd_r, _mlc_cmd_w) = [], os.pipe()
+def _mlc_watch(server, timeout, key):
+    # The lease: any byte renews it. A control connection ("C") first proves that it knows
+    # the kernel's key (HMAC-SHA256 of a nonce), then sends the supervisor one-byte commands.
+    import hashlib, hmac
+    peers, renewed = dict(), time.monotonic()
+    while time.monotonic() - renewed < timeout:
+        for ready in select.select([server] + list(peers), [], [], 1.0)[0]:
+            if ready is server:
+                peers[server.accept()[0]] = [None, b""]
+                continue
+            data = ready.recv(64)
+            state = peers[ready]
+            if not data:
+                del peers[ready]
+                ready.close()
+            elif state[0] is None and data[:1] == b"C" and key:
+                state[0] = os.urandom(16)
+                ready.sendall(state[0])
+            elif isinstance(state[0], bytes):
+                state[1] += data
+                if len(state[1]) >= 32:
+                    proof = hmac.new(key, state[0], hashlib.sha256).digest()
+                    if hmac.compare_digest(state[1][:32], proof):
+                        state[0] = "control"
+                        ready.sendall(b"k")
+                    else:
+                        del peers[ready]
+                        ready.close()
+            elif state[0] == "control":
+                _mlc_commands.extend((bytes([c]), ready) for c in data)
+                os.write(_mlc_cmd_w, b".")
+                renewed = time.monotonic()
+            else:
+                renewed = time.monotonic()
+    os.write(_mlc_stderr, b"jupyter-mlcontainer: no Jupyter process renewed this kernel's "
+             b"lease for %d s (it stopped or was killed): stopping the kernel\\n" % timeout)
+    if _mlc_child[0]:
+        os.kill(_mlc_child[0], 9)
+    os._exit(0)
+def _mlc_listen(address):
     kind, _, where = address.partition(":")
     if kind == "unix":
         server = socket.socket(socket.AF_UNIX)
@@ -94,19 +138,73 @@ def _mlc_watch(address, timeout):
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         server.bind((host, int(port)))
     server.listen(8)
-    peers, renewed = [], time.monotonic()
-    while time.monotonic() - renewed < timeout:
-        for ready in select.select([server] + peers, [], [], 1.0)[0]:
-            if ready is server:
-                peers.append(server.accept()[0])
-            elif ready.recv(64):
-                renewed = time.monotonic()
-            else:
-                peers.remove(ready)
-                ready.close()
-    os.write(_mlc_stderr, b"jupyter-mlcontainer: no Jupyter process renewed this kernel's "
-             b"lease for %d s (it stopped or was killed): stopping the kernel\\n" % timeout)
-    os._exit(0)
+    return server
+def _mlc_key():
+    import json
+    try:
+        with open(sys.argv[sys.argv.index("-f") + 1]) as f:
+            return json.load(f).get("key", "").encode()
+    except (ValueError, OSError, IndexError):
+        return b""
+def _mlc_supervise(module, server):
+    # The kernel runs in a child process, so that a restart starts a fresh one in this same
+    # container: H = the kernel's next exit is a restart (report it as "x<code>"), K / T =
+    # SIGKILL / SIGTERM it, S = start a new one (answered "s"). Signals pass to the kernel.
+    import signal
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    passed = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP,
+              signal.SIGUSR1, signal.SIGUSR2)
+    def forward(signum, _):
+        if _mlc_child[0]:
+            try:
+                os.kill(_mlc_child[0], signum)
+            except OSError:
+                pass
+    for number in passed:
+        signal.signal(number, forward)
+    def spawn():
+        pid = os.fork()
+        if pid:
+            _mlc_child[0] = pid
+            return
+        signal.set_wakeup_fd(-1)
+        for number in passed + (signal.SIGCHLD,):
+            signal.signal(number, signal.SIG_DFL)
+        for fd in (wake_r, wake_w, _mlc_cmd_r, _mlc_cmd_w, server.fileno()):
+            os.close(fd)
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        raise SystemExit(0)
+    hold, control = False, None
+    spawn()
+    while True:
+        readable = select.select([wake_r, _mlc_cmd_r], [], [])[0]
+        if wake_r in readable:
+            os.read(wake_r, 512)
+        if _mlc_cmd_r in readable:
+            os.read(_mlc_cmd_r, 512)
+        while _mlc_commands:
+            command, control = _mlc_commands.pop(0)
+            if command == b"H":
+                hold = True
+            elif command in (b"K", b"T") and _mlc_child[0]:
+                os.kill(_mlc_child[0], signal.SIGKILL if command == b"K" else signal.SIGTERM)
+            elif command == b"S" and not _mlc_child[0]:
+                spawn()
+                control.sendall(b"s")
+        if _mlc_child[0]:
+            pid, status = os.waitpid(_mlc_child[0], os.WNOHANG)
+            if pid:
+                _mlc_child[0] = 0
+                code = os.waitstatus_to_exitcode(status)
+                code = 128 - code if code < 0 else code
+                if hold and control is not None:
+                    hold = False
+                    control.sendall(b"x%d\\n" % code)
+                else:
+                    os._exit(code)
 def _mlc_announce():
     # One datagram to the default gateway (the engine host's end of the bridge): the ARP
     # request it needs tells the host this container's address at once, instead of after
@@ -137,10 +235,19 @@ if _mlc_connection:
     sys.argv = [_mlc_file if a == {CONTAINER_CONNECTION_FILE!r} else a for a in sys.argv]
 _mlc_lease = os.environ.pop({ENV_LEASE!r}, "")
 _mlc_timeout = float(os.environ.pop({ENV_LEASE_TIMEOUT!r}, "0") or 0)
-if _mlc_lease and _mlc_timeout > 0:
-    threading.Thread(target=_mlc_watch, args=(_mlc_lease, _mlc_timeout),
-                     name="mlcontainer-lease", daemon=True).start()
+_mlc_supervised = os.environ.pop({ENV_SUPERVISE!r}, "")
 _mlc_module = sys.argv.pop(1)
+if _mlc_lease and _mlc_timeout > 0:
+    _mlc_server = _mlc_listen(_mlc_lease)
+    threading.Thread(target=_mlc_watch, args=(_mlc_server, _mlc_timeout, _mlc_key()),
+                     name="mlcontainer-lease", daemon=True).start()
+    if _mlc_supervised:
+        for _mlc_preload in _mlc_supervised.split(","):
+            try:
+                __import__(_mlc_preload)  # shared by every kernel this process starts
+            except Exception:
+                pass
+        _mlc_supervise(_mlc_module, _mlc_server)
 runpy.run_module(_mlc_module, run_name="__main__", alter_sys=True)
 """
 _LAUNCHERS = {"ipykernel_launcher", "ipykernel"}
@@ -203,6 +310,10 @@ class KernelLaunch:
     #: "unix:PATH"), and the seconds without a renewal after which it stops the kernel.
     lease: str | None = None
     lease_timeout: float = 0
+    #: Run the kernel under the bootstrap's supervisor, which restarts it in place (needs the
+    #: lease, whose connection carries the commands); the modules it imports first.
+    supervise: bool = False
+    preload: Sequence[str] = ()
     #: Bridge mode: publish the kernel's ports on the engine host's 127.0.0.1 (else the
     #: server connects to the container's own address).
     publish_ports: bool = True
@@ -433,6 +544,8 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
     watched = bool(launch.lease and launch.lease_timeout > 0)
     if launch.network == "bridge" and not launch.publish_ports:
         env[ENV_ANNOUNCE] = "1"
+    if watched and launch.supervise:
+        env[ENV_SUPERVISE] = ",".join(launch.preload) or "-"
     if watched:
         env[ENV_LEASE] = str(launch.lease)
         env[ENV_LEASE_TIMEOUT] = f"{launch.lease_timeout:g}"

@@ -60,6 +60,7 @@ from .policy import MLContainerPolicy
 from .readiness import Heartbeat
 from .renewal import LeaseRenewal
 from .settings import ContainerKernelSettings
+from .supervisor import Supervisor, SupervisorError
 
 #: While a stop is under way, how often ``poll`` may still ask ``inspect`` (events answer first).
 INSPECT_INTERVAL_WHILE_STOPPING = 1.0
@@ -71,6 +72,12 @@ ENGINE_STOP_GRACE = 3.0
 GPU_INFO_MAX_AGE = 60.0
 #: Images found to lack ipykernel in this process, with their probes (skips a failing start).
 _RUNTIME_PROBES: dict[str, ImageProbe] = {}
+
+
+def _same_connection(a: Any, b: Any) -> bool:
+    """Whether two connection infos name the same ports, transport and key."""
+    names = (*PORT_NAMES, "transport", "key", "signature_scheme")
+    return all(a.get(name) == b.get(name) for name in names)
 
 
 def _random_address(subnet: str) -> str:
@@ -126,6 +133,10 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
     _subnet: str | None = None
     #: Started once (a later start is a restart: it never claims a pooled kernel).
     _has_started = False
+    #: What the running container was made from; the supervisor holding it for a restart.
+    _running_launch: KernelLaunch | None = None
+    _supervisor: Supervisor | None = None
+    _previous_ip = ""
     #: A pool's kernel: what it was started for (core/plan.py pool_key) and its environment.
     pool_key = ""
     _launch_env: dict[str, str] = {}
@@ -179,6 +190,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             km.cache_ports = False
             km.ip = os.path.join(self._ipc_dir, "k")
         last_address, self._container_ip = self._container_ip, ""
+        self._previous_ip = last_address
         # LocalProvisioner folds these into the host's command line; the container's command
         # is built from the kernelspec's argv, so keep them for it.
         self._extra_arguments = tuple(kwargs.get("extra_arguments") or ())
@@ -247,7 +259,10 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             publish_ports=publish,
             mount_root=self._server_root(),
             pooled=self._fills_a_pool,
+            supervise=self.restart_in_container,
         )
+        if await self._restarted_in_place(launch):
+            return self.connection_info
         if await self._claimed_from_pool(launch):
             return self.connection_info
         self._has_started = True
@@ -345,6 +360,67 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         )
         return True
 
+    # --- restarts inside the container (kernel/supervisor.py) ----------------------------
+
+    async def _hold_for_restart(self) -> None:
+        """Before a restart (or a kill) stops the kernel: ask its container's supervisor to
+        keep the container when the kernel exits, so that a restart can start a fresh kernel
+        process in it. Silently not, when that cannot work (the next start is a cold one)."""
+        launch = self._running_launch
+        if (
+            self._supervisor is not None
+            or launch is None
+            or not (launch.supervise and launch.lease and self.restart_in_container)
+            or self.container_id is None
+            or self._exit_code is not None
+        ):
+            return
+        key = self.connection_info.get("key") or b""
+        try:
+            supervisor = await Supervisor.connect(
+                self._lease_target(launch), key if isinstance(key, bytes) else key.encode()
+            )
+            await supervisor.hold()
+        except SupervisorError as e:
+            self.log.debug("Kernel %s: restarting in a new container: %s", self.kernel_id, e)
+            return
+        self._supervisor = supervisor
+
+    async def _restarted_in_place(self, launch: KernelLaunch) -> bool:
+        """Start the restarted kernel in its held container when nothing that decides the
+        container changed; else let the held container go."""
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is None:
+            return False
+        old = self._running_launch
+        try:
+            same = (
+                old is not None
+                and self.container_id is not None
+                and pool_key(old) == pool_key(launch)
+                and (old.cwd, dict(old.env)) == (launch.cwd, dict(launch.env))
+                and _same_connection(old.connection_info, launch.connection_info)
+            )
+            if same:
+                await supervisor.start()
+        except SupervisorError as e:
+            self.log.warning("Kernel %s: %s; starting a new container", self.kernel_id, e)
+            same = False
+        finally:
+            supervisor.close()
+        if not same:
+            await self._discard_container()
+            return False
+        self._container_ip = self._previous_ip
+        if self._container_ip:
+            self.connection_info = {**self.connection_info, "ip": self._container_ip}
+        self._running = True
+        await self._wait_until_up()
+        self.log.info(
+            "Kernel %s: restarted in its container %s", self.kernel_id, self.container_name
+        )
+        return True
+
     async def _publishes_ports(self, subnet: str | None) -> bool:
         """Bridge mode: whether the kernel's ports are published on 127.0.0.1, or reached at
         the container's own address (``bridge_access``), which needs a network whose subnet
@@ -367,14 +443,16 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         bind = "0.0.0.0" if self.network == "bridge" else "127.0.0.1"  # noqa: S104 (its own netns)
         return f"tcp:{bind}:{self._lease_port}"
 
+    def _lease_target(self, launch: KernelLaunch) -> tuple[str, int] | str:
+        """Where this process reaches the kernel's lease watchdog (and supervisor)."""
+        kind, _, where = str(launch.lease).partition(":")
+        host = self._container_ip or "127.0.0.1"
+        return where if kind == "unix" else (host, int(where.rsplit(":", 1)[1]))
+
     def _renew_lease(self, launch: KernelLaunch) -> None:
         if not launch.lease:
             return
-        kind, _, where = launch.lease.partition(":")
-        host = self._container_ip or "127.0.0.1"
-        target: tuple[str, int] | str = (
-            where if kind == "unix" else (host, int(where.rsplit(":", 1)[1]))
-        )
+        target = self._lease_target(launch)
         self._renewal = LeaseRenewal(target, self.lease_timeout, str(self.kernel_id))
 
     def _stop_renewal(self) -> None:
@@ -489,6 +567,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                 await self._use_container_address(launch)
             await self._wait_until_up()
             self._renew_lease(launch)
+            self._running_launch = launch
         except BaseException:
             await self._discard_container()
             raise
@@ -688,6 +767,9 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             return 0
         if self._exit_code is not None:
             return self._exit_code
+        if self._supervisor is not None and not self._supervisor.lost:
+            code = self._supervisor.exit_code()  # held for a restart: the kernel, not the container
+            return None if code is None else self._record_requested_exit(code)
         watcher = self.engine.exit_watcher()
         code = watcher.exit_code(self.container_id)
         if self._stopping:
@@ -756,14 +838,28 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
 
     async def shutdown_requested(self, restart: bool = False) -> None:
         self._stopping = True
+        if restart:
+            await self._hold_for_restart()
 
     async def terminate(self, restart: bool = False) -> None:
-        self._stopping = True
-        await self.send_signal(signal.SIGTERM)
+        await self._stop_kernel(restart, kill=False)
 
     async def kill(self, restart: bool = False) -> None:
+        await self._stop_kernel(restart, kill=True)
+
+    async def _stop_kernel(self, restart: bool, kill: bool) -> None:
+        """SIGKILL / SIGTERM the kernel: through its container's supervisor, which keeps the
+        container for a restart in place (jupyter_client's ``restart_kernel(now=True)`` kills
+        without saying that a restart follows: ``cleanup`` tells), else the container."""
         self._stopping = True
-        await self.send_signal(signal.SIGKILL)
+        await self._hold_for_restart()
+        if self._supervisor is not None and not self._supervisor.lost:
+            try:
+                await self._supervisor.signal(kill)
+                return
+            except OSError:
+                self._supervisor = None
+        await self.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
 
     async def cleanup(self, restart: bool = False) -> None:
         """Remove the container (idempotent) and, unless restarting, the ipc directory.
@@ -772,9 +868,14 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         final shutdown leaves it to the engine façade's background queue, so that the
         engine's network teardown does not hold up the caller.
         """
-        if restart:
+        if restart and self._supervisor is not None and self._exit_code is not None:
+            pass  # the container stays for the kernel's restart in place
+        elif restart:
             await self._discard_container()
         else:
+            if self._supervisor is not None:
+                self._supervisor.close()
+                self._supervisor = None
             self._stop_renewal()
             container_id, self.container_id = self.container_id, None
             self._running = False

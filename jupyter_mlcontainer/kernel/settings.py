@@ -122,6 +122,23 @@ class ContainerKernelSettings(HasTraits):
         Desktop, remote engines).""",
     ).tag(config=True)
 
+    restart_in_container = Bool(
+        True,
+        help="""Restart the kernel as a fresh process inside its running container (the
+        kernel runs under a small supervisor there) when that is safe: the container runs and
+        the kernelspec, directory, environment and connection are unchanged. Its state is gone
+        as with any restart; files it wrote outside mounts (``/tmp``) stay. False, or not
+        safe: a new container.""",
+    ).tag(config=True)
+
+    preload = List(
+        Unicode(),
+        ["ipykernel.kernelapp"],
+        help="""Modules the kernel container's supervisor imports once, before it starts the
+        kernel: every kernel process it starts (the first, and each restart) finds them
+        imported, which makes in-container restarts fast. [] imports nothing ahead.""",
+    ).tag(config=True)
+
     pool_size = Int(
         None,
         allow_none=True,
