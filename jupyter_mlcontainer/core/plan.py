@@ -74,7 +74,7 @@ ENV_ANNOUNCE = "JUPYTER_MLCONTAINER_ANNOUNCE"
 #: SIGKILLed server must not leave kernels holding GPUs for ever). Then MODULE runs as
 #: ``python -m`` would run it. Standard library only; any Python 3 image runs it.
 BOOTSTRAP = f"""\
-import os, runpy, select, socket, sys, threading, time
+import hashlib, hmac, os, runpy, select, socket, sys, threading, time
 _mlc_stderr = os.dup(2)  # the container's log: ipykernel later captures sys.stderr and fd 2
 {TREE_DIGEST}
 if os.environ.get({ENV_RUNTIME!r}):
@@ -89,7 +89,7 @@ _mlc_commands, (_mlc_cmd_r, _mlc_cmd_w) = [], os.pipe()
 def _mlc_watch(server, timeout, key):
     # The lease: any byte renews it. A control connection ("C") first proves that it knows
     # the kernel's key (HMAC-SHA256 of a nonce), then sends the supervisor one-byte commands.
-    import hashlib, hmac
+    # (No imports in this thread: a fork while it held the import lock would hang the kernel.)
     peers, renewed = dict(), time.monotonic()
     while time.monotonic() - renewed < timeout:
         for ready in select.select([server] + list(peers), [], [], 1.0)[0]:
