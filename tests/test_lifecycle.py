@@ -379,3 +379,14 @@ async def test_home_and_caches_survive_a_restart(kernelspec, notebook_dir, docke
     volume = docker_api.inspect_volume(home["Name"])
     assert volume["Labels"]["org.jupyter-mlcontainer.purpose"] == "home"
     assert volume["Labels"]["org.jupyter-mlcontainer.home-uid"] == str(TEST_UID)
+
+
+async def test_only_the_kernels_key_commands_its_supervisor(kernelspec, notebook_dir):
+    from jupyter_mlcontainer.kernel.supervisor import Supervisor, SupervisorError
+
+    async with running_kernel(kernelspec(), notebook_dir) as (km, kc):
+        target = km.provisioner._lease_target(km.provisioner._running_launch)
+        with pytest.raises(SupervisorError):
+            await Supervisor.connect(target, b"not-the-kernel's-key")
+        out, _ = await execute(kc, "print('untouched')")
+        assert out.strip() == "untouched"

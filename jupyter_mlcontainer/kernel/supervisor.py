@@ -20,8 +20,9 @@ import asyncio
 import hashlib
 import hmac
 
-#: Seconds to connect and prove the key, or to get an answer to ``S``.
-TIMEOUT = 10.0
+#: Seconds to connect and prove the key, or to get an answer to ``S`` (a supervisor that does
+#: not answer in time is passed over: the container is then stopped or replaced as a whole).
+TIMEOUT = 3.0
 
 
 class SupervisorError(Exception):

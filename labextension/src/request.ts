@@ -179,3 +179,25 @@ export interface IVolume {
 export async function listVolumes(): Promise<IVolume[]> {
   return (await requestAPI<{ volumes: IVolume[] }>('volumes')).volumes;
 }
+
+/** A ready kernel waiting in the server's warm pool. */
+export interface IPooledKernel {
+  kernelspec: string;
+  container_id: string;
+  container_name: string;
+  image: string;
+  /** Seconds since the epoch. */
+  ready_since: number;
+}
+
+/** The warm pool: its settings and the ready kernels that the next starts claim. */
+export interface IPool {
+  size: number;
+  max_total: number;
+  gpu_kernels: boolean;
+  kernels: IPooledKernel[];
+}
+
+export function getPool(): Promise<IPool> {
+  return requestAPI<IPool>('pool');
+}

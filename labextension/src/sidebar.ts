@@ -12,10 +12,12 @@ import {
   getEngine,
   getImages,
   getKernel,
+  getPool,
   IEngineStatus,
   IImages,
   IKernelContainer,
   IKernelImage,
+  IPool,
   IPullState,
   IVolume,
   listKernels,
@@ -78,7 +80,7 @@ export class ContainersPanel extends Widget {
     }
   }
 
-  /** Three calls, whatever the number of kernels; logs only of kernels whose log is open. */
+  /** Four calls, whatever the number of kernels; logs only of kernels whose log is open. */
   async refresh(): Promise<void> {
     if (
       this.volumes !== null &&
@@ -87,10 +89,11 @@ export class ContainersPanel extends Widget {
     ) {
       void this.refreshVolumes();
     }
-    const [engine, images, kernels] = await Promise.all([
+    const [engine, images, kernels, pool] = await Promise.all([
       settle(getEngine()),
       settle(getImages()),
-      settle(listKernels())
+      settle(listKernels()),
+      settle(getPool())
     ]);
     const open =
       'value' in kernels
@@ -98,7 +101,7 @@ export class ContainersPanel extends Widget {
         : [];
     await Promise.all(open.map(k => this.loadLog(k.kernel_id)));
     if (!this.isDisposed) {
-      this.render(engine, images, kernels);
+      this.render(engine, images, kernels, pool);
     }
   }
 
@@ -126,7 +129,8 @@ export class ContainersPanel extends Widget {
   private render(
     engine: Result<IEngineStatus>,
     images: Result<IImages>,
-    kernels: Result<IKernelContainer[]>
+    kernels: Result<IKernelContainer[]>,
+    pool: Result<IPool>
   ): void {
     const node = this.node;
     node.textContent = '';
@@ -157,6 +161,9 @@ export class ContainersPanel extends Widget {
     }
     node.appendChild(list);
 
+    node.appendChild(el('h3', '', 'Ready kernels (warm pool)'));
+    node.appendChild(this.renderPool(pool));
+
     node.appendChild(el('h3', '', 'Kernel images'));
     const imageBox = el('div', 'jp-mlcontainer-section jp-mlcontainer-images');
     if ('error' in images) {
@@ -172,6 +179,40 @@ export class ContainersPanel extends Widget {
     node.appendChild(el('h3', '', 'Caches and runtimes'));
     node.appendChild(this.renderVolumes());
     this.renderPulls();
+  }
+
+  private renderPool(pool: Result<IPool>): HTMLElement {
+    const box = el('div', 'jp-mlcontainer-section jp-mlcontainer-pool');
+    if ('error' in pool) {
+      box.appendChild(
+        el('div', 'jp-mlcontainer-error', `Cannot list the pool: ${pool.error}`)
+      );
+    } else if (!pool.value.size) {
+      box.appendChild(
+        el('div', 'jp-mlcontainer-muted', 'off (MLContainerPool.size = 0)')
+      );
+    } else if (!pool.value.kernels.length) {
+      box.appendChild(
+        el(
+          'div',
+          'jp-mlcontainer-muted',
+          'none yet: a container kernelspec gets ready kernels once it has been started'
+        )
+      );
+    } else {
+      for (const ready of pool.value.kernels) {
+        const row = el('div', 'jp-mlcontainer-pooled');
+        row.dataset.container = ready.container_id;
+        row.appendChild(
+          el('div', '', `${ready.kernelspec} · ${imageName(ready.image)}`)
+        );
+        row.appendChild(
+          el('div', 'jp-mlcontainer-muted', ready.container_name)
+        );
+        box.appendChild(row);
+      }
+    }
+    return box;
   }
 
   private renderVolumes(): HTMLElement {

@@ -84,6 +84,10 @@ test('container kernel from the launcher, status bar, sidebar and a pull', async
   await logButton.click();
   await expect(kernel.locator('.jp-mlcontainer-log')).toContainText('IPKernelApp');
 
+  // Once started, the kernelspec has a ready kernel in the warm pool for the next start.
+  const pooled = panel.locator('.jp-mlcontainer-pool .jp-mlcontainer-pooled').first();
+  await expect(pooled).toContainText('mlcontainer/python:3.11', { timeout: 60_000 });
+
   // The kernel's HOME (its caches) is a volume of its own, listed with its size.
   const home = panel.locator('.jp-mlcontainer-volume[data-volume^="mlc-home-"]').first();
   await expect(home).toContainText(/HOME of uid \d+ for mlcontainer\/python:3\.11 · \d/);
