@@ -135,7 +135,7 @@ class Bench:
 
         self.args = args
         self.cwd = cwd
-        self.manager = AsyncMultiKernelManager()
+        self.manager = AsyncMultiKernelManager(connection_dir=tempfile.mkdtemp(prefix="mlc-bench-"))
         self.manager.root_dir = cwd  # what a server's root is to its kernels
         self.pool = MLContainerPool(kernel_manager=self.manager, size=1, refill_delay=0.5)
         self.pool.install()

@@ -80,6 +80,17 @@ async def test_a_start_claims_a_ready_kernel_in_its_notebooks_folder(
     assert session_env.endswith("project/analysis.ipynb") and session_var == session_env
     assert data == "a,b"  # the server's root is mounted: the notebook's neighbours are there
     assert int(uid) == TEST_UID
+    # A restart keeps the claimed container and moves the new kernel process in again.
+    await jp_fetch("api", "kernels", kernel_id, "restart", method="POST", body="{}")
+    assert manager.provisioner.container_id == pooled_container
+    kc = manager.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=60)
+        out, _ = await execute(kc, "import os; print(os.getcwd(), __session__)")
+    finally:
+        kc.stop_channels()
+    assert out.split() == [str(notebook_dir / "project"), session_env]
     # Once claimed, never pooled again; the pool makes a new one.
     [refilled] = await ready(jp_fetch)
     assert refilled["container_id"] != pooled_container

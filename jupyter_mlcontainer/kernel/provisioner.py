@@ -137,6 +137,8 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
     _running_launch: KernelLaunch | None = None
     _supervisor: Supervisor | None = None
     _previous_ip = ""
+    #: A claimed pooled kernel: the directory and variables it was moved into.
+    _moved_in: tuple[str, dict[str, str | None]] | None = None
     #: A pool's kernel: what it was started for (core/plan.py pool_key) and its environment.
     pool_key = ""
     _launch_env: dict[str, str] = {}
@@ -353,6 +355,16 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         except BaseException:
             await self._discard_container()
             raise
+        # What the kernel now runs with, for a restart in this container (which moves the
+        # new kernel process in the same way).
+        self._moved_in = (str(self.cwd), changed)
+        if pooled._running_launch is not None:
+            self._running_launch = dataclasses.replace(
+                launch,
+                connection_info=self.connection_info,
+                lease=pooled._running_launch.lease,
+                address=pooled._running_launch.address,
+            )
         self.log.info(
             "Kernel %s: claimed ready kernel %s from the warm pool",
             self.kernel_id,
@@ -380,8 +392,13 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             supervisor = await Supervisor.connect(
                 self._lease_target(launch), key if isinstance(key, bytes) else key.encode()
             )
-            await supervisor.hold()
         except SupervisorError as e:
+            self.log.debug("Kernel %s: restarting in a new container: %s", self.kernel_id, e)
+            return
+        try:
+            await supervisor.hold()
+        except OSError as e:
+            supervisor.close()
             self.log.debug("Kernel %s: restarting in a new container: %s", self.kernel_id, e)
             return
         self._supervisor = supervisor
@@ -415,7 +432,20 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         if self._container_ip:
             self.connection_info = {**self.connection_info, "ip": self._container_ip}
         self._running = True
-        await self._wait_until_up()
+        try:
+            await self._wait_until_up()
+        except KernelStartError as e:  # e.g. a process the old kernel left holds a port
+            self.log.warning(
+                "Kernel %s: the restart in its container failed (%s); starting a new container",
+                self.kernel_id,
+                str(e).splitlines()[0],
+            )
+            self.last_exit = None
+            self._exit_code = None
+            await self._discard_container()
+            return False
+        if self._moved_in is not None:  # a pooled container: its kernel moves in again
+            await pool.move_in(dict(self.connection_info), *self._moved_in)
         self.log.info(
             "Kernel %s: restarted in its container %s", self.kernel_id, self.container_name
         )

@@ -44,12 +44,16 @@ class Supervisor:
                 reader, writer = await asyncio.open_unix_connection(target)
             else:
                 reader, writer = await asyncio.open_connection(*target)
-            writer.write(b"C")
-            nonce = await reader.readexactly(16)
-            writer.write(hmac.new(key, nonce, hashlib.sha256).digest())
-            if await reader.readexactly(1) != b"k":
-                msg = "the supervisor refused the kernel's key"
-                raise SupervisorError(msg)
+            try:
+                writer.write(b"C")
+                nonce = await reader.readexactly(16)
+                writer.write(hmac.new(key, nonce, hashlib.sha256).digest())
+                if await reader.readexactly(1) != b"k":
+                    msg = "the supervisor refused the kernel's key"
+                    raise SupervisorError(msg)
+            except BaseException:
+                writer.close()
+                raise
             return cls(reader, writer)
 
         try:
