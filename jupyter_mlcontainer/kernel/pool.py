@@ -39,6 +39,7 @@ from jupyter_client.session import Session
 from traitlets import Bool, Float, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
 
+from ..core import kernelspec
 from ..core.exceptions import KernelStartError
 
 if TYPE_CHECKING:
@@ -244,12 +245,14 @@ class MLContainerPool(LoggingConfigurable):
         for name, entries in sorted(self._ready.items()):
             for entry in entries:
                 pooled = entry.provisioner
+                spec = pooled.kernel_spec.to_dict() if pooled.kernel_spec else {}
                 kernels.append(
                     {
                         "kernelspec": name,
                         "container_id": pooled.container_id,
                         "container_name": pooled.container_name,
                         "image": pooled.image,
+                        "source": kernelspec.recorded(spec).get("source") or None,
                         "ready_since": entry.since,
                     }
                 )

@@ -186,6 +186,8 @@ export interface IPooledKernel {
   container_id: string;
   container_name: string;
   image: string;
+  /** The reference the kernelspec's image was pinned from (`add` records it). */
+  source: string | null;
   /** Seconds since the epoch. */
   ready_since: number;
 }

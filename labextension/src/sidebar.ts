@@ -204,7 +204,7 @@ export class ContainersPanel extends Widget {
         const row = el('div', 'jp-mlcontainer-pooled');
         row.dataset.container = ready.container_id;
         row.appendChild(
-          el('div', '', `${ready.kernelspec} · ${imageName(ready.image)}`)
+          el('div', '', `${ready.kernelspec} · ${kernelImageName(ready)}`)
         );
         row.appendChild(
           el('div', 'jp-mlcontainer-muted', ready.container_name)
