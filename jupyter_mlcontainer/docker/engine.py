@@ -482,7 +482,11 @@ class Engine:
                     return subnet or None
                 api.remove_network(found["Id"])  # an unused one of an older version
             # The engine picks a free subnet for a probe network; the kernels' network keeps it.
-            probe = api.create_network(f"{name}-probe-{os.getpid()}", driver="bridge")
+            probe = api.create_network(
+                f"{name}-probe-{os.getpid()}",
+                driver="bridge",
+                labels={labels.MANAGED: "true", labels.PURPOSE: "kernel-network-probe"},
+            )
             try:
                 config = api.inspect_network(probe["Id"])["IPAM"]["Config"][0]
             finally:
