@@ -64,9 +64,14 @@ class RuntimeTarget:
     def python_tag(self) -> str:
         return "cp" + self.python_minor.replace(".", "")
 
+    @property
+    def wheel_machine(self) -> str:
+        """The CPU as wheel tags name it (``amd64`` → ``x86_64``, ``arm64`` → ``aarch64``)."""
+        return {"amd64": "x86_64", "arm64": "aarch64"}.get(self.machine, self.machine)
+
     def platforms(self) -> list[str]:
         """pip ``--platform`` tags the image's libc can load (pip matches them exactly)."""
-        machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(self.machine, self.machine)
+        machine = self.wheel_machine
         family, _, version = (self.libc or "glibc-2.17").partition("-")
         parts = [int(p) for p in version.split(".")[:2] if p.isdigit()] or [2, 17]
         if family == "musl":
@@ -112,16 +117,14 @@ def hash_pinned(target: RuntimeTarget, packages: Sequence[str]) -> Path | None:
     folder = locks_dir()
     if found is None or folder is None or tuple(packages) != DEFAULT_PACKAGES:
         return None
-    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(target.machine, target.machine)
-    lock = folder / f"{target.python_tag}-{machine}-{found[0]}.lock"
+    lock = folder / f"{target.python_tag}-{target.wheel_machine}-{found[0]}.lock"
     return lock if target.implementation == "cpython" and lock.is_file() else None
 
 
 def _lock_platforms(target: RuntimeTarget) -> list[str]:
     found = _lock_family(target)
     assert found is not None
-    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(target.machine, target.machine)
-    return [f"{prefix}_{machine}" for prefix in found[1]]
+    return [f"{prefix}_{target.wheel_machine}" for prefix in found[1]]
 
 
 def pip_command(
