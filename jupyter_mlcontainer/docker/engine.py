@@ -541,12 +541,6 @@ class Engine:
         self._routable[network] = reachable
         return reachable
 
-    async def container_address(self, container_id: str, network: str) -> str:
-        """The container's IPv4 address on ``network`` ('' when it has none)."""
-        state = await self.inspect(container_id)
-        networks = ((state or {}).get("NetworkSettings") or {}).get("Networks") or {}
-        return str((networks.get(network) or {}).get("IPAddress") or "")
-
     async def ensure_volume(self, name: str, volume_labels: dict[str, str]) -> bool:
         """Create named volume ``name`` unless it exists; True when it was made now (it is
         empty). Asked every time: a volume pruned meanwhile is made again, labelled."""

@@ -594,7 +594,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                 raise KernelStartError(self._start_refused(e)) from None
             self._running = True
             if not launch.publish_ports and launch.network == "bridge":
-                await self._use_container_address(launch)
+                self._use_container_address(launch)
             await self._wait_until_up()
             self._renew_lease(launch)
             self._running_launch = launch
@@ -602,24 +602,12 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             await self._discard_container()
             raise
 
-    async def _use_container_address(self, launch: KernelLaunch) -> None:
-        """Connect to the kernel at its container's address on the kernels' network."""
-        assert self.container_id is not None
-        network = launch.bridge_network or "bridge"
-        address = launch.address or await self.engine.container_address(self.container_id, network)
-        if not address:
-            state = await self.engine.inspect(self.container_id)
-            if state is None or not (state.get("State") or {}).get("Running"):
-                exit_ = await self._record_exit(state)
-                msg = f"The kernel did not start. {exit_.message()}"
-                raise KernelStartError(msg)
-            msg = (
-                f"The kernel's container has no address on network {network!r}; set "
-                "bridge_access='ports' to reach it through published ports."
-            )
-            raise KernelStartError(msg)
-        self._container_ip = address
-        self.connection_info = {**self.connection_info, "ip": address}
+    def _use_container_address(self, launch: KernelLaunch) -> None:
+        """Connect to the kernel at its container's own address on the kernels' network (the
+        one it was created with: an address mode launch always names it)."""
+        assert launch.address
+        self._container_ip = launch.address
+        self.connection_info = {**self.connection_info, "ip": launch.address}
 
     async def _probe_for_runtime(self) -> ImageProbe | None:
         """The image's probe when the kernel needs an injected runtime, else None."""
