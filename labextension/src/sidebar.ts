@@ -38,6 +38,27 @@ async function settle<T>(promise: Promise<T>): Promise<Result<T>> {
   }
 }
 
+/** A list section's contents: the error, a note when empty, else one row per item. */
+function fillList<T>(
+  box: HTMLElement,
+  result: Result<T[]>,
+  what: string,
+  empty: string,
+  row: (item: T) => HTMLElement
+): void {
+  if ('error' in result) {
+    box.appendChild(
+      el('div', 'jp-mlcontainer-error', `Cannot list ${what}: ${result.error}`)
+    );
+  } else if (!result.value.length) {
+    box.appendChild(el('div', 'jp-mlcontainer-muted', empty));
+  } else {
+    for (const item of result.value) {
+      box.appendChild(row(item));
+    }
+  }
+}
+
 export class ContainersPanel extends Widget {
   constructor(private readonly app: JupyterFrontEnd) {
     super();
@@ -144,21 +165,9 @@ export class ContainersPanel extends Widget {
 
     node.appendChild(el('h3', '', 'Running kernel containers'));
     const list = el('div', 'jp-mlcontainer-section jp-mlcontainer-kernels');
-    if ('error' in kernels) {
-      list.appendChild(
-        el(
-          'div',
-          'jp-mlcontainer-error',
-          `Cannot list kernels: ${kernels.error}`
-        )
-      );
-    } else if (!kernels.value.length) {
-      list.appendChild(el('div', 'jp-mlcontainer-muted', 'none'));
-    } else {
-      for (const kernel of kernels.value) {
-        list.appendChild(this.renderKernel(kernel));
-      }
-    }
+    fillList(list, kernels, 'kernels', 'none', kernel =>
+      this.renderKernel(kernel)
+    );
     node.appendChild(list);
 
     node.appendChild(el('h3', '', 'Ready kernels (warm pool)'));
@@ -183,75 +192,59 @@ export class ContainersPanel extends Widget {
 
   private renderPool(pool: Result<IPool>): HTMLElement {
     const box = el('div', 'jp-mlcontainer-section jp-mlcontainer-pool');
-    if ('error' in pool) {
-      box.appendChild(
-        el('div', 'jp-mlcontainer-error', `Cannot list the pool: ${pool.error}`)
-      );
-    } else if (!pool.value.size) {
+    if ('value' in pool && !pool.value.size) {
       box.appendChild(
         el('div', 'jp-mlcontainer-muted', 'off (MLContainerPool.size = 0)')
       );
-    } else if (!pool.value.kernels.length) {
-      box.appendChild(
-        el(
-          'div',
-          'jp-mlcontainer-muted',
-          'none yet: a container kernelspec gets ready kernels once it has been started'
-        )
-      );
-    } else {
-      for (const ready of pool.value.kernels) {
-        const row = el('div', 'jp-mlcontainer-pooled');
-        row.dataset.container = ready.container_id;
-        row.appendChild(
-          el('div', '', `${ready.kernelspec} · ${kernelImageName(ready)}`)
-        );
-        row.appendChild(
-          el('div', 'jp-mlcontainer-muted', ready.container_name)
-        );
-        box.appendChild(row);
-      }
+      return box;
     }
+    const ready = 'error' in pool ? pool : { value: pool.value.kernels };
+    fillList(
+      box,
+      ready,
+      'the pool',
+      'none yet: a container kernelspec gets ready kernels once it has been started',
+      kernel => {
+        const row = el('div', 'jp-mlcontainer-pooled');
+        row.dataset.container = kernel.container_id;
+        row.appendChild(
+          el('div', '', `${kernel.kernelspec} · ${kernelImageName(kernel)}`)
+        );
+        row.appendChild(
+          el('div', 'jp-mlcontainer-muted', kernel.container_name)
+        );
+        return row;
+      }
+    );
     return box;
   }
 
   private renderVolumes(): HTMLElement {
     const box = el('div', 'jp-mlcontainer-section jp-mlcontainer-volumes');
-    const volumes = this.volumes;
-    if (volumes === null) {
+    if (this.volumes === null) {
       box.appendChild(el('div', 'jp-mlcontainer-muted', 'loading…'));
-    } else if ('error' in volumes) {
-      box.appendChild(
+      return box;
+    }
+    fillList(box, this.volumes, 'volumes', 'none', volume => {
+      const what =
+        volume.kind === 'home'
+          ? `HOME of uid ${volume.uid} for ${imageName(volume.image)}`
+          : 'ipykernel runtime';
+      const row = el('div', 'jp-mlcontainer-volume');
+      row.dataset.volume = volume.name;
+      row.appendChild(el('div', 'jp-mlcontainer-volume-name', volume.name));
+      row.appendChild(
         el(
           'div',
-          'jp-mlcontainer-error',
-          `Cannot list volumes: ${volumes.error}`
+          volume.needed ? 'jp-mlcontainer-muted' : 'jp-mlcontainer-warning',
+          `${what} · ${formatBytes(volume.size)}` +
+            (volume.needed
+              ? ''
+              : ' · unused: `jupyter mlcontainer prune` removes it')
         )
       );
-    } else if (!volumes.value.length) {
-      box.appendChild(el('div', 'jp-mlcontainer-muted', 'none'));
-    } else {
-      for (const volume of volumes.value) {
-        const what =
-          volume.kind === 'home'
-            ? `HOME of uid ${volume.uid} for ${imageName(volume.image)}`
-            : 'ipykernel runtime';
-        const row = el('div', 'jp-mlcontainer-volume');
-        row.dataset.volume = volume.name;
-        row.appendChild(el('div', 'jp-mlcontainer-volume-name', volume.name));
-        row.appendChild(
-          el(
-            'div',
-            volume.needed ? 'jp-mlcontainer-muted' : 'jp-mlcontainer-warning',
-            `${what} · ${formatBytes(volume.size)}` +
-              (volume.needed
-                ? ''
-                : ' · unused: `jupyter mlcontainer prune` removes it')
-          )
-        );
-        box.appendChild(row);
-      }
-    }
+      return row;
+    });
     return box;
   }
 
