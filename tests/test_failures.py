@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import uuid
 
 import pytest
 from jupyter_client.ioloop import AsyncIOLoopKernelManager
 
+from jupyter_mlcontainer.core import labels
 from jupyter_mlcontainer.core.exceptions import (
     ImageNotFoundError,
     ImagePullError,
     KernelStartError,
 )
+from jupyter_mlcontainer.docker.engine import Engine
 
 from .conftest import (
     BARE_IMAGE,
+    IMAGE,
     containers_of,
     eventually,
     execute,
@@ -130,3 +135,24 @@ async def test_engine_restart_under_a_running_kernel(
         assert out.strip() == "back"
         assert [c["Id"] for c in second_engine.containers()] == [km.provisioner.container_id]
     await eventually(lambda: not second_engine.containers(), "no container left on the engine")
+
+
+async def test_a_cancelled_create_leaves_no_container(docker_api):
+    """A start cancelled while the engine creates its container (a server stopping
+    mid-start) removes the container once it exists."""
+    mark = {labels.MANAGED: "true", "test.cancelled-create": str(uuid.uuid4())}
+    engine = Engine.for_url(None)
+    create = {"image": IMAGE, "command": ["true"], "labels": mark}
+    label = f"test.cancelled-create={mark['test.cancelled-create']}"
+    creating = asyncio.ensure_future(engine.create_container(create, {}))
+    for _ in range(5):
+        await asyncio.sleep(0)  # the request goes to the engine's thread
+    deadline = time.monotonic() + 30
+    # Blocking the loop on purpose: the task cannot see the creation before it is cancelled.
+    while not docker_api.containers(all=True, filters={"label": label}):
+        assert time.monotonic() < deadline, "the engine never created the container"
+        time.sleep(0.01)  # noqa: ASYNC251 (the point: the loop must not run)
+    creating.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await creating
+    assert docker_api.containers(all=True, filters={"label": label}) == []

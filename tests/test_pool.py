@@ -9,6 +9,7 @@ import pytest
 from tornado.escape import json_decode
 
 from jupyter_mlcontainer.core import labels
+from jupyter_mlcontainer.docker.engine import Engine
 
 from .conftest import TEST_GID, TEST_UID, eventually, execute
 
@@ -117,3 +118,21 @@ async def test_a_ready_kernel_that_no_longer_fits_is_never_served(
         return waiting["container_id"] not in ids
 
     await eventually(gone, "the stale ready kernel was removed")
+
+
+@pytest.mark.parametrize("jp_server_config", [POOL], indirect=True)
+async def test_a_server_stopping_while_a_ready_kernel_starts_leaves_nothing(
+    pooled_spec, jp_serverapp, docker_api
+):
+    await start_extensions(jp_serverapp)
+    pooled = {"label": [f"{labels.POOLED}=true", f"{labels.KERNEL_NAME}=pooled"]}
+
+    def being_started():
+        return docker_api.containers(all=True, filters=pooled)
+
+    await eventually(being_started, "the pool's kernel container exists", timeout=60)
+    pool = jp_serverapp.web_app.settings["mlcontainer"]["pool"]
+    await pool.stop()  # before the kernel answers: its start finishes, then it is shut down
+    await Engine.for_url(None).drain()  # the removal a shutdown leaves to the background
+    assert being_started() == []
+    assert pool.describe()["kernels"] == []

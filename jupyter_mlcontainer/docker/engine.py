@@ -9,6 +9,7 @@ this machine: it may be a remote ``DOCKER_HOST`` or a docker context.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import io
 import logging
@@ -305,7 +306,16 @@ class Engine:
                 log.warning("Docker: %s", warning)
             return str(created["Id"])
 
-        return await self.call(f"create a container of image {create_args.get('image')!r}", create)
+        created = asyncio.ensure_future(
+            self.call(f"create a container of image {create_args.get('image')!r}", create)
+        )
+        try:
+            return await asyncio.shield(created)
+        except asyncio.CancelledError:
+            # The engine goes on creating it: remove it once it exists, or nobody would.
+            with contextlib.suppress(Exception):
+                await self.remove(await created)
+            raise
 
     async def put_archive(self, container_id: str, path: str, data: bytes) -> None:
         def put(api: docker.APIClient) -> None:

@@ -110,6 +110,8 @@ class MLContainerPool(LoggingConfigurable):
         self._ready: dict[str, list[PooledKernel]] = {}
         self._targets: dict[str, int] = {}
         self._filling: dict[str, asyncio.Task[None]] = {}
+        self._waiting: set[str] = set()  # fills still in their delay (safe to cancel)
+        self._discarding: set[asyncio.Task[Any]] = set()
         self._closed = False
 
     # --- the server's pool --------------------------------------------------------------
@@ -189,7 +191,11 @@ class MLContainerPool(LoggingConfigurable):
         return sum(len(entries) for entries in self._ready.values())
 
     async def _fill(self, name: str, delay: float) -> None:
-        await asyncio.sleep(delay)
+        self._waiting.add(name)
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            self._waiting.discard(name)
         ready = self._ready.setdefault(name, [])
         while (
             not self._closed
@@ -204,7 +210,7 @@ class MLContainerPool(LoggingConfigurable):
             if entry is None:
                 return
             if self.closed:  # the server stopped meanwhile
-                self._discard(entry)
+                await entry.manager.shutdown_kernel(now=True)
                 return
             ready.append(entry)
             self.log.info(
@@ -235,7 +241,14 @@ class MLContainerPool(LoggingConfigurable):
 
     def _discard(self, entry: PooledKernel) -> None:
         task = asyncio.ensure_future(entry.manager.shutdown_kernel(now=True))
-        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        self._discarding.add(task)  # awaited by stop(): a dropped task leaves its container
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            self._discarding.discard(finished)
+            if not finished.cancelled() and finished.exception() is not None:
+                self.log.warning("Warm pool: %s", finished.exception())
+
+        task.add_done_callback(done)
 
     # --- the server's view ----------------------------------------------------------------
 
@@ -268,10 +281,13 @@ class MLContainerPool(LoggingConfigurable):
         self._closed = True
         if MLContainerPool._current is self:
             MLContainerPool._current = None
-        for task in list(self._filling.values()):
-            task.cancel()
+        # A fill still waiting is cancelled; one that is starting a kernel finishes and shuts
+        # it down (cancelling a start midway would leave the engine creating its container).
+        for name, task in list(self._filling.items()):
+            if name in self._waiting:
+                task.cancel()
         with contextlib.suppress(Exception):
-            await asyncio.gather(*self._filling.values(), return_exceptions=True)
+            await asyncio.gather(*self._filling.values(), *self._discarding, return_exceptions=True)
         entries = [entry for ready in self._ready.values() for entry in ready]
         self._ready.clear()
         await asyncio.gather(
