@@ -9,6 +9,7 @@ and socket. Kernels on it use the host network.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import subprocess
@@ -113,4 +114,191 @@ class SecondEngine:
             self.stop()
         subprocess.run(["umount", "-R", str(self.root / "exec")], capture_output=True, check=False)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class RemoteEngine:
+    """A Docker engine on "another host": its own network namespace behind a veth pair, as a
+    GPU server on the LAN would be, reached over TCP with TLS (certificates made here) and
+    over ssh (an sshd of its own in the namespace). Only its host address, 10.213.0.2, is
+    reachable from here: nothing it publishes appears on this machine's loopback.
+
+    It shares this machine's filesystem (a namespace is not a machine), so tests give it
+    folders of its own (``remote_dir``) and map to them, as they would map to an NFS share.
+    """
+
+    HOST_IP, IP = "10.213.0.1", "10.213.0.2"
+
+    def __init__(self) -> None:
+        for tool in ("dockerd", "sshd", "openssl", "nsenter", "ssh-keygen"):
+            if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+                raise RuntimeError(f"{tool} is not installed (.ci/run installs it)")
+        self.root = Path(tempfile.mkdtemp(prefix="mlc-r-", dir="/tmp"))
+        suffix = self.root.name[-5:]
+        self.netns = f"mlc-r-{suffix}"
+        self.veth = f"mlcr{suffix}"
+        self.socket = f"unix://{self.root}/docker.sock"
+        self.tcp_url = f"tcp://{self.IP}:2376"
+        self.certs = self.root / "certs"
+        self.client_certs = self.root / "client"  # ca.pem cert.pem key.pem, as DOCKER_CERT_PATH
+        self.ssh = self.root / "ssh"
+        self.log = self.root / "dockerd.log"
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._netns()
+        self._certificates()
+        self._ssh_keys()
+
+    # --- setting up ---------------------------------------------------------------------
+
+    def _run(self, *cmd: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr}{done.stdout}")
+        return done  # type: ignore[no-any-return]
+
+    def _netns(self) -> None:
+        self._run("ip", "netns", "add", self.netns)
+        self._run("ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth-r")
+        self._run("ip", "link", "set", "eth-r", "netns", self.netns)
+        self._run("ip", "addr", "add", f"{self.HOST_IP}/30", "dev", self.veth)
+        self._run("ip", "link", "set", self.veth, "up")
+        inside = ("ip", "netns", "exec", self.netns, "ip")
+        self._run(*inside, "addr", "add", f"{self.IP}/30", "dev", "eth-r")
+        self._run(*inside, "link", "set", "eth-r", "up")
+        self._run(*inside, "link", "set", "lo", "up")
+        self._run(*inside, "route", "add", "default", "via", self.HOST_IP)
+
+    def _certificates(self) -> None:
+        """A CA, the engine's certificate (for its IP) and a client certificate."""
+        self.certs.mkdir()
+        self.client_certs.mkdir()
+        c = self.certs
+        ssl = ("openssl",)
+        self._run(*ssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                  "-subj", "/CN=mlc-test-ca", "-keyout", str(c / "ca-key.pem"),
+                  "-out", str(c / "ca.pem"))  # fmt: skip
+        for name, ext in (
+            ("server", f"subjectAltName=IP:{self.IP}\nextendedKeyUsage=serverAuth\n"),
+            ("client", "extendedKeyUsage=clientAuth\n"),
+        ):
+            (c / f"{name}.ext").write_text(ext)
+            self._run(*ssl, "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+                      "-keyout", str(c / f"{name}-key.pem"), "-out", str(c / f"{name}.csr"))  # fmt: skip
+            self._run(*ssl, "x509", "-req", "-in", str(c / f"{name}.csr"), "-CA", str(c / "ca.pem"),
+                      "-CAkey", str(c / "ca-key.pem"), "-CAcreateserial", "-days", "2",
+                      "-extfile", str(c / f"{name}.ext"), "-out", str(c / f"{name}.pem"))  # fmt: skip
+        shutil.copy(c / "ca.pem", self.client_certs / "ca.pem")
+        shutil.copy(c / "client.pem", self.client_certs / "cert.pem")
+        shutil.copy(c / "client-key.pem", self.client_certs / "key.pem")
+
+    def _ssh_keys(self) -> None:
+        self.ssh.mkdir(mode=0o700)
+        self._run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.ssh / "host"))
+        self._run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.ssh / "user"))
+        shutil.copy(self.ssh / "user.pub", self.ssh / "authorized_keys")
+        (self.ssh / "sshd_config").write_text(
+            f"ListenAddress {self.IP}:22\nHostKey {self.ssh / 'host'}\n"
+            f"PidFile {self.ssh / 'sshd.pid'}\nAuthorizedKeysFile {self.ssh / 'authorized_keys'}\n"
+            "StrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\n"
+            f"SetEnv DOCKER_HOST={self.socket}\n"
+        )
+
+    def client_home(self, home: Path) -> None:
+        """What a user's ~/.ssh needs for ``ssh://gpu-box``: an alias with the host's
+        address, the key, and the host key in known_hosts (paramiko trusts nothing else)."""
+        (home / ".ssh").mkdir(mode=0o700, exist_ok=True)
+        (home / ".ssh" / "config").write_text(
+            f"Host gpu-box\n  HostName {self.IP}\n  User root\n  IdentityFile {self.ssh / 'user'}\n"
+        )
+        host_key = (self.ssh / "host.pub").read_text().split()
+        (home / ".ssh" / "known_hosts").write_text(f"{self.IP} {host_key[0]} {host_key[1]}\n")
+
+    def start(self, timeout: float = 60) -> None:
+        enter = ["nsenter", f"--net=/run/netns/{self.netns}"]
+        Path("/run/sshd").mkdir(exist_ok=True)
+        c = self.certs
+        with self.log.open("ab") as log:
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        *enter,
+                        shutil.which("dockerd") or "dockerd",
+                        f"--data-root={self.root / 'data'}",
+                        f"--exec-root={self.root / 'exec'}",
+                        f"--pidfile={self.root / 'dockerd.pid'}",
+                        f"--host={self.socket}",
+                        f"--host={self.tcp_url}",
+                        "--tlsverify",
+                        f"--tlscacert={c / 'ca.pem'}",
+                        f"--tlscert={c / 'server.pem'}",
+                        f"--tlskey={c / 'server-key.pem'}",
+                        "--bip=10.213.1.1/24",
+                        "--cgroup-parent=mlc-remote-engine",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+            self.procs.append(
+                subprocess.Popen(
+                    [*enter, "/usr/sbin/sshd", "-D", "-e", "-f", str(self.ssh / "sshd_config")],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.api().ping()
+                return
+            except Exception:
+                if any(p.poll() is not None for p in self.procs) or time.monotonic() > deadline:
+                    raise RuntimeError(f"the remote engine did not start:\n{self.tail()}") from None
+                time.sleep(0.2)
+
+    # --- using it -----------------------------------------------------------------------
+
+    def api(self) -> docker.APIClient:
+        """A client over its local socket (the tests' back door, not the product's way)."""
+        return docker.APIClient(base_url=self.socket, version="auto", timeout=60)
+
+    def load(self, image: str) -> None:
+        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+        loaded = subprocess.run(
+            ["docker", "--host", self.socket, "load"],
+            stdin=save.stdout,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if save.wait() != 0 or loaded.returncode != 0:
+            raise RuntimeError(f"could not copy {image} to the remote engine: {loaded.stderr}")
+
+    def containers(self) -> list[dict[str, object]]:
+        return list(self.api().containers(all=True))
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def close(self) -> None:
+        try:
+            api = self.api()
+            for container in api.containers(all=True):
+                api.remove_container(container["Id"], force=True)
+        except Exception:
+            pass
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        subprocess.run(["umount", "-R", str(self.root / "exec")], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "del", self.veth], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, check=False)
+        for cgroup in Path("/sys/fs/cgroup").glob("**/mlc-remote-engine"):
+            with contextlib.suppress(OSError):
+                cgroup.rmdir()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -197,6 +197,11 @@ class InstalledSpec:
         return str(provisioner_config(self.spec).get("image", ""))
 
     @property
+    def docker_host(self) -> str:
+        """The engine it names ('' for the server's)."""
+        return str(provisioner_config(self.spec).get("docker_host") or "")
+
+    @property
     def source(self) -> str:
         """The reference the image was pinned from (``add`` records it), else the image."""
         return str(recorded(self.spec).get("source") or self.image)

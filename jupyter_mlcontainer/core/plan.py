@@ -314,9 +314,12 @@ class KernelLaunch:
     #: lease, whose connection carries the commands); the modules it imports first.
     supervise: bool = False
     preload: Sequence[str] = ()
-    #: Bridge mode: publish the kernel's ports on the engine host's 127.0.0.1 (else the
+    #: Bridge mode: publish the kernel's ports on the engine host's ``publish_ip`` (else the
     #: server connects to the container's own address).
     publish_ports: bool = True
+    #: Where they are published: 127.0.0.1, but for a remote engine (its kernels' traffic
+    #: is CurveZMQ-encrypted) an interface this server reaches.
+    publish_ip: str = "127.0.0.1"
     #: The directory to mount when ``cwd`` lies inside it (the server's root): the kernel
     #: sees the notebook's neighbours as a local kernel would, and one pooled container fits
     #: every notebook under it. "" mounts ``cwd`` itself.
@@ -557,10 +560,11 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
 
     mounts: list[Mount] = []
     working_dir = launch.cwd
-    if launch.cwd in ("", "/"):
-        notes.append(
-            "the kernel's directory is '/', which is not mounted; using the container's HOME"
-        )
+    if launch.cwd in ("", "/"):  # "": nothing mounted on purpose (mount_cwd false)
+        if launch.cwd == "/":
+            notes.append(
+                "the kernel's directory is '/', which is not mounted; using the container's HOME"
+            )
         working_dir = CONTAINER_HOME
     else:
         mounted = mounted_dir(launch.cwd, launch.mount_root)
@@ -626,7 +630,7 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
         if watched and str(launch.lease).startswith("tcp:"):
             ports.append(int(str(launch.lease).rsplit(":", 1)[1]))
         create_args["ports"] = ports
-        host_config["port_bindings"] = {p: ("127.0.0.1", p) for p in ports}
+        host_config["port_bindings"] = {p: (launch.publish_ip, p) for p in ports}
     if launch.network == "bridge" and launch.address:
         create_args["networking_config"] = {
             "EndpointsConfig": {

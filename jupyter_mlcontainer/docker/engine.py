@@ -18,13 +18,13 @@ import socket
 import sys
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ClassVar, TypeVar
 
 import docker
+import docker.constants
 import docker.errors
 import requests.exceptions
 
@@ -40,7 +40,7 @@ from ..core.exceptions import (
 from ..core.labels import owner_labels
 from ..core.progress import PullProgress
 from ..core.reference import check_reference
-from . import leases
+from . import endpoint, leases
 from .events import ExitWatcher
 
 T = TypeVar("T")
@@ -57,17 +57,11 @@ _NO_GPU_MARKERS = (
 
 
 def default_base_url() -> str | None:
-    """DOCKER_HOST wins (docker-py reads it); otherwise the current docker context's host."""
-    if os.environ.get("DOCKER_HOST"):
-        return None
+    """The engine address used when none is configured, or None for the default socket."""
     try:
-        from docker.context import ContextAPI
-
-        context = ContextAPI.get_current_context()
-    except Exception:  # a broken ~/.docker/config.json must not stop kernels
+        return endpoint.resolve(None).url or None
+    except endpoint.EndpointError:
         return None
-    host = getattr(context, "Host", None) if context is not None else None
-    return str(host) if host else None
 
 
 def _engine_unavailable(where: str, error: Exception) -> EngineUnavailableError:
@@ -80,11 +74,12 @@ def _engine_unavailable(where: str, error: Exception) -> EngineUnavailableError:
     return EngineUnavailableError(msg)
 
 
-def _explain_api_error(error: docker.errors.APIError, what: str) -> Exception:
+def _explain_api_error(error: docker.errors.APIError, what: str, where: str = "") -> Exception:
+    """Our error for an SDK one; ``where`` names a remote engine (" at ssh://gpu-box")."""
     text = str(error.explanation or error)
     if any(marker in text for marker in _NO_GPU_MARKERS):
         msg = (
-            f"GPUs were requested but the Docker engine cannot provide them ({text}). "
+            f"GPUs were requested but the Docker engine{where} cannot provide them ({text}). "
             "Install the NVIDIA Container Toolkit on the engine's host and register it "
             "(`sudo nvidia-ctk runtime configure --runtime=docker` then restart dockerd), "
             "or enable CDI (`nvidia-ctk cdi generate`); or set gpus='none' (or 'auto') "
@@ -93,13 +88,13 @@ def _explain_api_error(error: docker.errors.APIError, what: str) -> Exception:
         return GPUUnavailableError(msg)
     if "no space left on device" in text:
         msg = (
-            f"The Docker engine's disk is full while trying to {what} ({text}). "
+            f"The Docker engine{where}'s disk is full while trying to {what} ({text}). "
             "Free space with `docker system prune` (or remove unused images) and try again."
         )
         return EngineError(msg)
     if isinstance(error, docker.errors.ImageNotFound):
         return ImageNotFoundError(f"Could not {what}: {text}")
-    msg = f"The Docker engine refused to {what}: {text}"
+    msg = f"The Docker engine{where} refused to {what}: {text}"
     return EngineError(msg)
 
 
@@ -147,6 +142,7 @@ class Engine:
         self._pending: set[Future[None]] = set()
         self._networks: dict[str, str | None] = {}
         self._routable: dict[str, bool] = {}
+        self._endpoint: endpoint.Endpoint | None = None
 
     @classmethod
     def for_url(cls, base_url: str | None = None) -> Engine:
@@ -163,6 +159,12 @@ class Engine:
             return cls._instances[base_url]
 
     @classmethod
+    def known(cls) -> list[Engine]:
+        """Every engine this process has used."""
+        with cls._instances_lock:
+            return list(cls._instances.values())
+
+    @classmethod
     def _forget_after_fork(cls) -> None:
         """In a forked child (multiprocessing's default on Linux), the parent's executor
         threads, event watcher and held locks do not exist or never get released: work
@@ -175,19 +177,54 @@ class Engine:
         _forget_inherited_event_loop()
 
     @property
+    def endpoint(self) -> endpoint.Endpoint:
+        """Where the engine is (docker/endpoint.py); raises EngineUnavailableError when the
+        address names nothing (an unknown docker context)."""
+        if self._endpoint is None:
+            try:
+                self._endpoint = endpoint.resolve(self.base_url)
+            except endpoint.EndpointError as e:
+                raise EngineUnavailableError(str(e)) from None
+        return self._endpoint
+
+    @property
     def address(self) -> str:
-        return self.base_url or default_base_url() or "the default Docker socket"
+        try:
+            return self.endpoint.describe()
+        except EngineUnavailableError:
+            return str(self.base_url)
+
+    def _where(self) -> str:
+        """ " at ADDRESS" for a remote engine, for messages; "" for the local one."""
+        return f" at {self.address}" if self._endpoint is not None and self.remote else ""
+
+    @property
+    def remote(self) -> bool:
+        """Reached over the network at another host (see docker/endpoint.py)."""
+        return self.endpoint.remote
 
     # --- plumbing -------------------------------------------------------------------
 
     def _new_client(self) -> docker.APIClient:
-        kwargs: dict[str, Any] = docker.utils.kwargs_from_env()
-        base_url = self.base_url or default_base_url()
-        if base_url:
-            kwargs["base_url"] = base_url
+        where = self.endpoint
+        kwargs: dict[str, Any] = {"base_url": where.url} if where.url else {}
+        if where.tls is not None:
+            kwargs["tls"] = where.tls
         try:
-            return docker.APIClient(version="auto", timeout=self.timeout, **kwargs)
-        except docker.errors.DockerException as e:
+            if where.tls is None:
+                return docker.APIClient(version="auto", timeout=self.timeout, **kwargs)
+            # requests would let REQUESTS_CA_BUNDLE (set for a proxy's CA) replace the
+            # engine's own CA, and every call would fail certificate verification: no
+            # environment for this client, so its version is negotiated after that is set.
+            client = docker.APIClient(
+                version=docker.constants.DEFAULT_DOCKER_API_VERSION,
+                timeout=self.timeout,
+                **kwargs,
+            )
+            client.trust_env = False
+            client._version = str(client.version(api_version=False)["ApiVersion"])
+            return client
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
             raise _engine_unavailable(self.address, e) from e
 
     def _api(self) -> docker.APIClient:
@@ -226,7 +263,7 @@ class Engine:
             # `from None`: our message carries the engine's words; the SDK's traceback
             # would only bury it.
             except docker.errors.APIError as e:
-                raise _explain_api_error(e, what) from None
+                raise _explain_api_error(e, what, self._where()) from None
             except (requests.exceptions.ConnectionError, ConnectionError) as e:
                 raise _engine_unavailable(self.address, e) from None
 
@@ -536,7 +573,7 @@ class Engine:
         gateway is one of this machine's addresses. Cached per network."""
         if network in self._routable:
             return self._routable[network]
-        scheme = urllib.parse.urlparse(self.base_url or default_base_url() or "unix://").scheme
+        scheme = self.endpoint.scheme
         reachable = False
         if scheme in ("unix", "http+unix", "") and sys.platform.startswith("linux"):
 

@@ -105,6 +105,14 @@ class MLContainerPolicy(Configurable):
         box``, ``tcp://10.0.0.5:2376``…). Kernels without one use the server's engine.""",
     ).tag(config=True)
 
+    allow_unencrypted_remote = Bool(
+        False,
+        help="""Let kernels on a remote engine (ssh://, tcp://, a context naming another host)
+        talk in clear text: kernel traffic without CurveZMQ (``remote_encryption: none``), or
+        the engine's API over plain tcp:// without TLS. Off: both are refused, as anyone on the
+        network could read the code and outputs or drive the engine.""",
+    ).tag(config=True)
+
     max_memory = Unicode(
         None,
         allow_none=True,
@@ -295,6 +303,25 @@ class MLContainerPolicy(Configurable):
                 self._refuse(
                     "max_gpus", f"gpus {settings.gpus!r}", f"ask for {self.max_gpus} GPUs or fewer"
                 )
+
+    def check_remote(self, address: str, api_encrypted: bool, kernel_encryption: str) -> None:
+        """A kernel on a remote engine talks encrypted, unless the policy allows clear text."""
+        if self.allow_unencrypted_remote:
+            return
+        if kernel_encryption == "none":
+            self._refuse(
+                "allow_unencrypted_remote",
+                f"remote_encryption 'none' for the remote engine {address} (kernel traffic in "
+                "clear text)",
+                "remove remote_encryption (CurveZMQ is the default)",
+            )
+        if not api_encrypted:
+            self._refuse(
+                "allow_unencrypted_remote",
+                f"the remote engine {address} without TLS (its API in clear text)",
+                "use ssh://user@host, or tcp:// with DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH "
+                "(or a docker context with certificates)",
+            )
 
     @staticmethod
     def _refuse(rule: str, what: str, fix: str) -> None:

@@ -137,6 +137,8 @@ class MLContainerPool(LoggingConfigurable):
             return 0
         if provisioner.network == "none":  # ipc sockets in a directory of each kernel's own
             return 0
+        if provisioner.engine.remote:  # each kernel's own CurveZMQ keys, made at its start
+            return 0
         return max(0, min(wanted, self.max_per_kernelspec))
 
     async def claim(self, provisioner: MLContainerProvisioner, key: str) -> PooledKernel | None:

@@ -46,12 +46,14 @@ from ..core.plan import (
     KernelLaunch,
     build_plan,
     home_volume_name,
+    mounted_dir,
     parse_mount,
     pool_key,
     select_env,
 )
 from ..core.probe import ImageProbe
 from ..core.reference import check_reference
+from ..docker import endpoint
 from ..docker.engine import Engine
 from ..docker.images import obtain_image, probe_image
 from ..docker.runtime import RuntimeTarget, discard_runtime, ensure_runtime, volume_name
@@ -137,6 +139,8 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
     _running_launch: KernelLaunch | None = None
     _supervisor: Supervisor | None = None
     _previous_ip = ""
+    #: A remote engine's host, where its kernels' published ports are reached ("" local).
+    _kernel_host = ""
     #: A claimed pooled kernel: the directory and variables it was moved into.
     _moved_in: tuple[str, dict[str, str | None]] | None = None
     #: A pool's kernel: what it was started for (core/plan.py pool_key) and its environment.
@@ -191,6 +195,13 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             km.transport = "ipc"
             km.cache_ports = False
             km.ip = os.path.join(self._ipc_dir, "k")
+        if self._remote_engine():
+            self._policy.check_remote(
+                self.engine.address, self.engine.endpoint.api_encrypted, self.remote_encryption
+            )
+            if self.remote_encryption == "curve":
+                # CurveZMQ keys made per kernel by jupyter_client, kept across restarts.
+                kwargs["transport_encryption"] = "required"
         last_address, self._container_ip = self._container_ip, ""
         self._previous_ip = last_address
         # LocalProvisioner folds these into the host's command line; the container's command
@@ -212,6 +223,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         self.cwd = self._working_dir(kwargs.get("cwd"))
         uid, gid = self._container_user(self.cwd)
         self._policy.check_user(uid, gid)  # before anything exists on the engine
+        self._kernel_host = self._remote_kernel_host()
         engine = self.engine
         engine.exit_watcher()  # subscribe to exits before there is anything to miss
         if self.pull_policy == "always":
@@ -259,6 +271,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             home_volume_is_new=home_volume_is_new,
             lease=self._lease_address(),
             publish_ports=publish,
+            publish_ip=self.publish_address if self._kernel_host else "127.0.0.1",
             mount_root=self._server_root(),
             pooled=self._fills_a_pool,
             supervise=self.restart_in_container,
@@ -452,9 +465,12 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         return True
 
     async def _publishes_ports(self, subnet: str | None) -> bool:
-        """Bridge mode: whether the kernel's ports are published on 127.0.0.1, or reached at
-        the container's own address (``bridge_access``), which needs a network whose subnet
-        is fixed (so that a kernel keeps its address across restarts)."""
+        """Bridge mode: whether the kernel's ports are published (on 127.0.0.1, or on a remote
+        engine's host), or reached at the container's own address (``bridge_access``), which
+        needs a network whose subnet is fixed (so that a kernel keeps its address across
+        restarts)."""
+        if self._kernel_host:
+            return True
         if self.network != "bridge" or self.bridge_access == "ports" or not subnet:
             return bool(self.network == "bridge")
         if self.bridge_access == "address":
@@ -474,6 +490,8 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         return f"tcp:{bind}:{self._lease_port}"
 
     def _lease_target(self, launch: KernelLaunch) -> tuple[str, int] | str:
+        # On a remote engine, its port is published beside the kernel's; the connection
+        # proves the kernel's key (HMAC) and carries only restart and stop commands.
         """Where this process reaches the kernel's lease watchdog (and supervisor)."""
         kind, _, where = str(launch.lease).partition(":")
         host = self._container_ip or "127.0.0.1"
@@ -594,7 +612,10 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                 raise KernelStartError(self._start_refused(e)) from None
             self._running = True
             if not launch.publish_ports and launch.network == "bridge":
-                self._use_container_address(launch)
+                assert launch.address  # an address mode launch always names it
+                self._reach_at(launch.address)
+            elif self._kernel_host:
+                self._reach_at(self._kernel_host)  # its ports, published on a remote host
             await self._wait_until_up()
             self._renew_lease(launch)
             self._running_launch = launch
@@ -602,12 +623,44 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             await self._discard_container()
             raise
 
-    def _use_container_address(self, launch: KernelLaunch) -> None:
-        """Connect to the kernel at its container's own address on the kernels' network (the
-        one it was created with: an address mode launch always names it)."""
-        assert launch.address
-        self._container_ip = launch.address
-        self.connection_info = {**self.connection_info, "ip": launch.address}
+    def _reach_at(self, address: str) -> None:
+        """Connect to the kernel at ``address``: its container's own on the kernels' network,
+        or a remote engine's host."""
+        self._container_ip = address
+        self.connection_info = {**self.connection_info, "ip": address}
+
+    def _remote_engine(self) -> bool:
+        return self.engine.remote
+
+    def _remote_kernel_host(self) -> str:
+        """On a remote engine, where this server reaches its kernel ('' for a local engine);
+        refuses what cannot work across machines, before anything is created there."""
+        engine = self.engine
+        if not engine.remote:
+            return ""
+        if self.network != "bridge":
+            msg = (
+                f"network {self.network!r} cannot reach a kernel on the remote engine "
+                f"{engine.address}: its ports would not leave that host. Use network 'bridge' "
+                "(the default): the kernel's ports are published there, CurveZMQ-encrypted."
+            )
+            raise KernelStartError(msg)
+        if self.mount_cwd and self.cwd not in ("", "/"):
+            mounted = mounted_dir(str(self.cwd), self._server_root())
+            if not any(
+                mounted == prefix.rstrip("/") or mounted.startswith(prefix.rstrip("/") + "/")
+                for prefix in self.path_map
+            ):
+                msg = (
+                    f"The notebook's folder {mounted} is on this machine, and the engine "
+                    f"{engine.address} runs on another: a bind mount there would show an empty "
+                    "folder. In the kernelspec's config, set path_map to where that folder is on "
+                    f'the engine\'s host (e.g. {{"{mounted}": "/srv/notebooks/you"}}, a shared or '
+                    "synced folder), or set mount_cwd to false to work in the kernel's persistent "
+                    "HOME volume on that host."
+                )
+                raise KernelStartError(msg)
+        return self.kernel_address or endpoint.kernel_host(engine.endpoint)
 
     async def _probe_for_runtime(self) -> ImageProbe | None:
         """The image's probe when the kernel needs an injected runtime, else None."""

@@ -223,9 +223,32 @@ class ContainerKernelSettings(HasTraits):
     docker_host = Unicode(
         None,
         allow_none=True,
-        help="""Address of the Docker engine (``unix:///var/run/docker.sock``,
-        ``tcp://host:2376``, ``ssh://user@host``). None: ``DOCKER_HOST``, then the current
-        docker context, then the default socket.""",
+        help="""The Docker engine: a URL (``unix:///var/run/docker.sock``, ``ssh://user@host``,
+        ``tcp://host:2376`` with TLS from ``DOCKER_CERT_PATH``) or a docker context's name. None:
+        ``DOCKER_HOST``, then ``DOCKER_CONTEXT``, then the current docker context, then the
+        default socket. On an engine at another host, kernel ports are published there and
+        CurveZMQ-encrypted, and the notebook's folder is mounted through ``path_map``.""",
+    ).tag(config=True)
+
+    remote_encryption = CaselessStrEnum(
+        ["curve", "none"],
+        default_value="curve",
+        help="""Kernel traffic to a kernel on a remote engine: ``curve`` encrypts every ZMQ
+        channel with CurveZMQ keys made per kernel (the kernel's Python needs ipykernel ≥ 7);
+        ``none`` is clear text and needs MLContainerPolicy.allow_unencrypted_remote.""",
+    ).tag(config=True)
+
+    kernel_address = Unicode(
+        "",
+        help="""Remote engines: the address at which this server reaches the engine's host
+        (its kernels' published ports). "": the host in the engine's URL (for ssh://, the
+        HostName that ~/.ssh/config gives it).""",
+    ).tag(config=True)
+
+    publish_address = Unicode(
+        "0.0.0.0",  # noqa: S104 (remote engines only, traffic encrypted)
+        help="""Remote engines: the interface on the engine's host where kernel ports are
+        published (a local engine always publishes on 127.0.0.1).""",
     ).tag(config=True)
 
     inject_runtime = CaselessStrEnum(

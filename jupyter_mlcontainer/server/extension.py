@@ -79,9 +79,10 @@ class MLContainerExtension(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         engine: Engine = self.settings["mlcontainer"]["engine"]
         if self.reap_orphans:
-            self._background.append(
-                asyncio.ensure_future(self._quietly(reap_orphans(engine, self.log)))
-            )
+            for each in self._engines(engine):
+                self._background.append(
+                    asyncio.ensure_future(self._quietly(reap_orphans(each, self.log)))
+                )
         if self.prepull:
             self._background.append(asyncio.ensure_future(self._quietly(self._prepull(engine))))
         if self.pool.size > 0 and self.pool.prefill:
@@ -116,7 +117,19 @@ class MLContainerExtension(ExtensionApp):
         await self.pool.stop()
         await self._shut_down_container_kernels()
         if self.reap_orphans:
-            await self._quietly(reap_instance(self.settings["mlcontainer"]["engine"], self.log))
+            for engine in self._engines(self.settings["mlcontainer"]["engine"]):
+                await self._quietly(reap_instance(engine, self.log))
+
+    @staticmethod
+    def _engines(own: Engine) -> list[Engine]:
+        """The server's engine, those that installed kernelspecs name (remote ones too), and
+        any other this process has used."""
+        found = [own]
+        for spec in ks.installed_specs():
+            if spec.is_container and spec.docker_host:
+                found.append(Engine.for_url(spec.docker_host))
+        found.extend(Engine.known())
+        return list(dict.fromkeys(found))
 
     async def _shut_down_container_kernels(self) -> None:
         if self.serverapp is None:
