@@ -10,6 +10,7 @@ and socket. Kernels on it use the host network.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import subprocess
@@ -302,3 +303,94 @@ class RemoteEngine:
             with contextlib.suppress(OSError):
                 cgroup.rmdir()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class RootlessPodman:
+    """Podman run by an unprivileged user, reached through its Docker-compatible API socket
+    (``podman system service``), as on a GPU host where users have no Docker daemon."""
+
+    USER = "mlc-podman"
+
+    def __init__(self) -> None:
+        if shutil.which("podman") is None:
+            raise RuntimeError("podman is not installed (.ci/run installs it)")
+        if subprocess.run(["id", self.USER], capture_output=True, check=False).returncode:
+            subprocess.run(["useradd", "-m", "-s", "/bin/sh", self.USER], check=True)
+        import pwd
+
+        entry = pwd.getpwnam(self.USER)
+        self.uid, self.gid, self.home = entry.pw_uid, entry.pw_gid, Path(entry.pw_dir)
+        self.runtime_dir = Path(f"/run/user/{self.uid}")
+        self.runtime_dir.mkdir(parents=True, exist_ok=True)
+        os.chown(self.runtime_dir, self.uid, self.gid)
+        self.runtime_dir.chmod(0o700)
+        storage = self.home / ".config" / "containers"
+        storage.mkdir(parents=True, exist_ok=True)
+        (storage / "storage.conf").write_text('[storage]\ndriver = "overlay"\n')
+        for path in (self.home / ".config", storage, storage / "storage.conf"):
+            os.chown(path, self.uid, self.gid)
+        self.socket_path = self.runtime_dir / "podman" / "podman.sock"
+        self.socket_path.parent.mkdir(exist_ok=True)
+        os.chown(self.socket_path.parent, self.uid, self.gid)
+        self.url = f"unix://{self.socket_path}"
+        self.log = Path(tempfile.mkdtemp(prefix="mlc-podman-")) / "service.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def as_user(self, *cmd: str) -> list[str]:
+        return [
+            "runuser", "-u", self.USER, "--", "env", f"HOME={self.home}",
+            f"XDG_RUNTIME_DIR={self.runtime_dir}", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", *cmd,
+        ]  # fmt: skip
+
+    def start(self, timeout: float = 60) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.as_user("podman", "system", "service", "--time=0", self.url),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.api().ping()
+                return
+            except Exception:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"podman's service did not start:\n{self.tail()}") from None
+                time.sleep(0.2)
+
+    def api(self) -> docker.APIClient:
+        return docker.APIClient(base_url=self.url, version="auto", timeout=60)
+
+    def load(self, image: str) -> None:
+        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+        loaded = subprocess.run(
+            self.as_user("podman", "load"), stdin=save.stdout, capture_output=True, text=True,
+            check=False,
+        )  # fmt: skip
+        if save.wait() != 0 or loaded.returncode != 0:
+            raise RuntimeError(f"could not copy {image} to podman: {loaded.stderr}")
+
+    def containers(self) -> list[dict[str, object]]:
+        return list(self.api().containers(all=True))
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            api = self.api()
+            for container in api.containers(all=True):
+                api.remove_container(container["Id"], force=True)
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        # Its pause process (the user namespace's keeper) and any conmon left.
+        subprocess.run(["pkill", "-u", self.USER], capture_output=True, check=False)
+        shutil.rmtree(self.log.parent, ignore_errors=True)

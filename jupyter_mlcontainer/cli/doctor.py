@@ -3,7 +3,6 @@ kernel's image and the volumes, each with what to do when it is wrong."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +13,8 @@ from ..core.exceptions import MLContainerError
 from ..core.gpus import GPURequest, GPUSupport, parse_gpus
 from ..core.kernelspec import InstalledSpec, installed_provisioners, installed_specs
 from ..docker import volumes
-from ..docker.engine import Engine, default_base_url
+from ..docker.endpoint import DOCKER_SOCKET
+from ..docker.engine import Engine
 from .base import Command
 
 
@@ -47,15 +47,15 @@ class DoctorApp(Command):
         def report(label: str, status: str, detail: str) -> None:
             add_row((label, status, detail))
 
-        host = os.environ.get("DOCKER_HOST")
-        address = default_base_url() or "unix:///var/run/docker.sock"
-        report("client", "", f"DOCKER_HOST={host}" if host else f"docker context/socket: {address}")
         engine = self.engine()
         version: dict[str, Any] | None = None
         info: dict[str, Any] | None = None
         try:
+            where = engine.endpoint
+            report("client", "", f"{where.url or DOCKER_SOCKET} (from {where.source})")
             version = await engine.version()
             info = await engine.info()
+            kind = await engine.kind()
         except MLContainerError as e:
             report("engine", "FAIL", str(e))
             problems += 1
@@ -64,10 +64,13 @@ class DoctorApp(Command):
             report(
                 "engine",
                 "ok",
-                f"Docker {version.get('Version')} (API {version.get('ApiVersion')}), "
-                f"{version.get('Os')}/{version.get('Arch')}, {info.get('Images')} images",
+                f"{kind.describe()}{', remote' if where.remote else ''} (API "
+                f"{version.get('ApiVersion')}), {version.get('Os')}/{version.get('Arch')}, "
+                f"{info.get('Images')} images",
             )
-            support = GPUSupport.from_info(info)
+            support = (
+                GPUSupport.for_podman(kind.version) if kind.podman else GPUSupport.from_info(info)
+            )
             report(
                 "gpus",
                 "ok" if support.available else "none",

@@ -5,12 +5,27 @@ Pure functions; the provisioner feeds them the engine's ``info`` and applies the
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from docker.types import DeviceRequest
 
 NVIDIA_CDI_KIND = "nvidia.com/gpu"
+PODMAN_CDI_VERSION = (5, 4)
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``"4.3.1"`` → (4, 3, 1); what is not a number ends it (``"5.4.0-rc1"`` → (5, 4, 0))."""
+    numbers = []
+    for part in version.split("."):
+        digits = re.match(r"\d+", part)
+        if digits is None:
+            break
+        numbers.append(int(digits.group()))
+        if digits.group() != part:
+            break
+    return tuple(numbers)
 
 
 @dataclass(frozen=True)
@@ -90,6 +105,23 @@ class GPUSupport:
 
     nvidia_runtime: bool = False
     cdi_devices: tuple[str, ...] = field(default_factory=tuple)
+    #: The engine would accept a GPU request and start the container without the GPU
+    #: (Podman before 5.4: its Docker-compatible API ignores device requests): what, or "".
+    ignores_requests: str = ""
+
+    @classmethod
+    def for_podman(cls, version: str) -> GPUSupport:
+        """Podman lists no devices in its Docker-compatible ``info``; its API passes CDI
+        device requests from 5.4 on (containers/podman#25171), the CDI spec decides the rest."""
+        if version_tuple(version) >= PODMAN_CDI_VERSION:
+            return cls(cdi_devices=(f"{NVIDIA_CDI_KIND}=all",))
+        return cls(
+            ignores_requests=(
+                f"Podman {version}, whose Docker-compatible API ignores GPU requests (a kernel "
+                "would start without its GPU): GPUs need Podman 5.4 or later, with a CDI spec "
+                "(`sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`)"
+            )
+        )
 
     @classmethod
     def from_info(cls, info: dict[str, Any]) -> GPUSupport:
@@ -106,6 +138,8 @@ class GPUSupport:
         return self.nvidia_runtime or bool(self.cdi_devices)
 
     def describe(self) -> str:
+        if self.ignores_requests:
+            return self.ignores_requests
         if self.cdi_devices:
             return "CDI devices " + ", ".join(self.cdi_devices)
         if self.nvidia_runtime:

@@ -328,6 +328,9 @@ class KernelLaunch:
     pooled: bool = False
     #: Bridge mode: the container's address on ``bridge_network`` ("" lets the engine pick).
     address: str = ""
+    #: The user namespace ("keep-id" on rootless Podman: the user's uid is the same inside,
+    #: so files the kernel writes are the user's), or "" for the engine's default.
+    userns: str = ""
 
 
 @dataclass(frozen=True)
@@ -341,6 +344,9 @@ class ContainerPlan:
     archive: bytes
     archive_path: str = "/tmp"
     notes: tuple[str, ...] = ()
+    #: HostConfig fields the SDK's ``create_host_config`` refuses (``UsernsMode: keep-id``),
+    #: set on its result as they are.
+    raw_host_config: dict[str, Any] = field(default_factory=dict)
 
 
 def container_command(
@@ -660,4 +666,5 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
         archive=archive,
         archive_path=posixpath.dirname(CONTAINER_DIR),
         notes=tuple(notes),
+        raw_host_config={"UsernsMode": launch.userns} if launch.userns else {},
     )

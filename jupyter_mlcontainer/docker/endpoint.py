@@ -184,6 +184,24 @@ def resolve(address: str | None, environ: Mapping[str, str] | None = None) -> En
     if found and found[0]:
         source = f"context {name}" if name else "the current docker context"
         return Endpoint(found[0], found[1], source)
+    return _default_socket(env)
+
+
+DOCKER_SOCKET = "/var/run/docker.sock"
+
+
+def _default_socket(env: Mapping[str, str], docker_socket: str = DOCKER_SOCKET) -> Endpoint:
+    """Docker's socket; without one, Podman's Docker-compatible socket: the user's own
+    (rootless: ``$XDG_RUNTIME_DIR/podman/podman.sock``), then the system's (rootful)."""
+    if os.path.exists(docker_socket):
+        return Endpoint("", None, "the default socket")
+    candidates = []
+    if env.get("XDG_RUNTIME_DIR"):
+        candidates.append((f"{env['XDG_RUNTIME_DIR']}/podman/podman.sock", "rootless Podman"))
+    candidates.append(("/run/podman/podman.sock", "Podman"))
+    for path, what in candidates:
+        if os.path.exists(path):
+            return Endpoint(f"unix://{path}", None, f"{what}'s socket")
     return Endpoint("", None, "the default socket")
 
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import docker
@@ -98,6 +99,36 @@ def _explain_api_error(error: docker.errors.APIError, what: str, where: str = ""
     return EngineError(msg)
 
 
+@dataclass(frozen=True)
+class EngineKind:
+    """Which engine answers the Docker API."""
+
+    product: str  # "Docker" or "Podman"
+    version: str
+    rootless: bool
+
+    @property
+    def podman(self) -> bool:
+        return self.product == "Podman"
+
+    def describe(self) -> str:
+        return f"{self.product} {self.version}, {'rootless' if self.rootless else 'rootful'}"
+
+
+def _read_kind(api: docker.APIClient) -> EngineKind:
+    version = api.version()
+    for component in version.get("Components") or []:
+        if "Podman" in str(component.get("Name")):
+            number = str(component.get("Version") or version.get("Version") or "")
+            # Only Podman's own API says whether it runs rootless.
+            reply = api.get(f"{api.base_url}/v{number}/libpod/info")
+            security = (reply.json().get("host") or {}).get("security") or {} if reply.ok else {}
+            return EngineKind("Podman", number, bool(security.get("rootless")))
+    options = api.info().get("SecurityOptions") or []
+    rootless = any("name=rootless" in str(option) for option in options)
+    return EngineKind("Docker", str(version.get("Version") or ""), rootless)
+
+
 def _forget_inherited_event_loop() -> None:
     """A synchronous KernelManager (jupyter_core's ``run_sync``) keeps one event loop per
     thread. A forked child would reuse the parent's, whose epoll instance is shared with the
@@ -143,6 +174,7 @@ class Engine:
         self._networks: dict[str, str | None] = {}
         self._routable: dict[str, bool] = {}
         self._endpoint: endpoint.Endpoint | None = None
+        self._kind: EngineKind | None = None
 
     @classmethod
     def for_url(cls, base_url: str | None = None) -> Engine:
@@ -284,6 +316,12 @@ class Engine:
     async def version(self) -> dict[str, Any]:
         return await self.call("read the engine's version", lambda api: api.version())
 
+    async def kind(self) -> EngineKind:
+        """Docker or Podman, rootful or rootless (cached: it does not change while it runs)."""
+        if self._kind is None:
+            self._kind = await self.call("read the engine's version", _read_kind)
+        return self._kind
+
     # --- images ---------------------------------------------------------------------
 
     async def image_inspect(self, ref: str) -> dict[str, Any] | None:
@@ -333,11 +371,15 @@ class Engine:
     # --- containers -----------------------------------------------------------------
 
     async def create_container(
-        self, create_args: dict[str, Any], host_config: dict[str, Any]
+        self,
+        create_args: dict[str, Any],
+        host_config: dict[str, Any],
+        raw_host_config: dict[str, Any] | None = None,
     ) -> str:
         def create(api: docker.APIClient) -> str:
             leases.hold()  # before anything exists that a crash could leave behind
             hc = api.create_host_config(**host_config)
+            hc.update(raw_host_config or {})
             created = api.create_container(host_config=hc, **create_args)
             for warning in created.get("Warnings") or []:
                 log.warning("Docker: %s", warning)

@@ -36,6 +36,7 @@ from ..core.diagnostics import ContainerExit, engine_time
 from ..core.exceptions import (
     EngineError,
     EngineUnavailableError,
+    GPUUnavailableError,
     ImageNotFoundError,
     KernelStartError,
     one_line_errors,
@@ -275,6 +276,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             mount_root=self._server_root(),
             pooled=self._fills_a_pool,
             supervise=self.restart_in_container,
+            userns=await self._user_namespace(),
         )
         if await self._restarted_in_place(launch):
             return self.connection_info
@@ -588,11 +590,15 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             self.log.warning("Kernel %s: %s", self.kernel_id, note)
         self.container_name = plan.name
         try:
-            self.container_id = await engine.create_container(plan.create_args, plan.host_config)
+            self.container_id = await engine.create_container(
+                plan.create_args, plan.host_config, plan.raw_host_config
+            )
         except ImageNotFoundError:
             # Creating first saves an inspect on every start; the image is rarely missing.
             await obtain_image(engine, self.image, self.pull_policy, self.log)
-            self.container_id = await engine.create_container(plan.create_args, plan.host_config)
+            self.container_id = await engine.create_container(
+                plan.create_args, plan.host_config, plan.raw_host_config
+            )
         self.log.info(
             "Kernel %s: starting container %s (%s, image %s, %s, user %s%s)",
             self.kernel_id,
@@ -628,6 +634,12 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         or a remote engine's host."""
         self._container_ip = address
         self.connection_info = {**self.connection_info, "ip": address}
+
+    async def _user_namespace(self) -> str:
+        """keep-id on rootless Podman: the kernel's uid is the user's own on the host too
+        (without it, uid N inside is the user's N-th subordinate uid outside)."""
+        kind = await self.engine.kind()
+        return "keep-id" if kind.podman and kind.rootless else ""
 
     def _remote_engine(self) -> bool:
         return self.engine.remote
@@ -686,8 +698,18 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             self.granted_gpus = request
             return request
         if self._gpu_support is None:
-            info = await self.engine.info(max_age=GPU_INFO_MAX_AGE)
-            self._gpu_support = gpu.GPUSupport.from_info(info)
+            kind = await self.engine.kind()
+            if kind.podman:
+                self._gpu_support = gpu.GPUSupport.for_podman(kind.version)
+            else:
+                info = await self.engine.info(max_age=GPU_INFO_MAX_AGE)
+                self._gpu_support = gpu.GPUSupport.from_info(info)
+        if self._gpu_support.ignores_requests and request.explicit:
+            msg = (
+                f"GPUs were requested but the engine is {self._gpu_support.ignores_requests}; "
+                "or set gpus='none' (or 'auto') to run this kernel on the CPU."
+            )
+            raise GPUUnavailableError(msg)
         resolved = gpu.resolve(request, self._gpu_support)
         if request.mode == "auto" and resolved.mode == "none":
             self.log.warning(
