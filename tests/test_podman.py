@@ -59,10 +59,13 @@ def on_podman(podman, kernel_id):
 def podman_is_the_engine(podman, monkeypatch):
     """What Podman's docs tell a user: DOCKER_HOST at the user's socket."""
     monkeypatch.setenv("DOCKER_HOST", podman.url)
+    docker = Engine._instances.pop(None, None)  # the suite's default engine, Docker's
     yield podman
-    engine = Engine._instances.pop(None, None)  # the suite's engine is Docker again
+    engine = Engine._instances.pop(None, None)
     if engine is not None:
         engine.drain_blocking()
+    if docker is not None:
+        Engine._instances[None] = docker
 
 
 async def test_a_kernel_on_rootless_podman_writes_the_users_files(

@@ -54,7 +54,7 @@ from ..core.plan import (
 )
 from ..core.probe import ImageProbe
 from ..core.reference import check_reference
-from ..docker import endpoint
+from ..docker import endpoint, sibling
 from ..docker.engine import Engine
 from ..docker.images import obtain_image, probe_image
 from ..docker.runtime import RuntimeTarget, discard_runtime, ensure_runtime, volume_name
@@ -252,8 +252,11 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             self.env,
         )
         home_volume, home_volume_is_new = await self._home_volume(uid, source or self.image)
+        settings = self.launch_settings()
+        if not self.path_map:  # a server in a container: its own mounts say where things are
+            settings["path_map"] = await sibling.own_path_map(engine)
         launch = KernelLaunch(
-            **self.launch_settings(),
+            **settings,
             kernel_id=str(self.kernel_id),
             kernel_name=getattr(self.parent, "kernel_name", "") or "",
             argv=[*self.kernel_spec.argv, *self._extra_arguments],

@@ -186,7 +186,8 @@ class ContainerKernelSettings(HasTraits):
         {},
         help="""Paths as the server sees them → paths on the engine's host, for bind mounts
         when the server itself runs in a container or the engine is remote
-        (``{"/home/jovyan/work": "/srv/users/alice/work"}``). Longest prefix wins.""",
+        (``{"/home/jovyan/work": "/srv/users/alice/work"}``). Longest prefix wins. Empty, and
+        the server in a Docker container: its own container's bind mounts (Compose).""",
     ).tag(config=True)
 
     env = Dict(
