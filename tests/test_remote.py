@@ -253,3 +253,14 @@ def test_the_context_store_is_read_as_the_docker_cli_writes_it(remote):
     found = endpoint.resolve(TLS_CONTEXT)
     assert found.url == remote.tcp_url and found.tls is not None and found.remote
     assert json.dumps(found.describe()).count(TLS_CONTEXT) == 1
+
+
+def test_add_pins_and_probes_an_image_on_the_remote_engine(remote, jp_environ, jp_data_dir):
+    from .test_cli import cli
+
+    added = cli("add", IMAGE, "--name", "on-gpu-box", "--docker-host", SSH_URL)
+    assert added.returncode == 0, added.stderr
+    spec = json.loads((Path(jp_data_dir) / "kernels" / "on-gpu-box" / "kernel.json").read_text())
+    config = spec["metadata"]["kernel_provisioner"]["config"]
+    assert config["docker_host"] == SSH_URL
+    assert config["image"] == remote.api().inspect_image(IMAGE)["Id"]  # the remote's own image

@@ -66,5 +66,6 @@ class Command(JupyterApp):
         print(f"error: {message}", file=sys.stderr)
         self.exit(1)
 
-    def engine(self) -> Engine:
-        return Engine.for_url(None)
+    def engine(self, address: str | None = None) -> Engine:
+        """The engine at ``address`` (a URL or docker context), or the default one."""
+        return Engine.for_url(address or None)

@@ -50,6 +50,12 @@ class AddApp(Command):
     mem_limit = Unicode(None, allow_none=True, help="Memory limit, e.g. 32g (default: none).").tag(
         config=True
     )
+    docker_host = Unicode(
+        None,
+        allow_none=True,
+        help="The engine the kernel runs on: ssh://user@host, tcp://host:2376 (TLS), a docker "
+        "context's name (default: this machine's). The image is pinned and probed there.",
+    ).tag(config=True)
     user = Bool(True, help="Install for the current user (the default).").tag(config=True)
     sys_prefix = Bool(False, help="Install into sys.prefix (this environment).").tag(config=True)
     prefix = Unicode(None, allow_none=True, help="Install into this prefix.").tag(config=True)
@@ -61,6 +67,7 @@ class AddApp(Command):
         "gpus": "AddApp.gpus",
         "shm-size": "AddApp.shm_size",
         "mem-limit": "AddApp.mem_limit",
+        "docker-host": "AddApp.docker_host",
         "prefix": "AddApp.prefix",
     }
     flags = {
@@ -82,13 +89,16 @@ class AddApp(Command):
             gpus=self.gpus,
             shm_size=self.shm_size,
             mem_limit=self.mem_limit,
+            docker_host=self.docker_host,
             user=self.user,
             prefix=sys.prefix if self.sys_prefix else self.prefix,
             replace=self.replace,
         )
         bar = ProgressBar(image)
         try:
-            result = await add_container_kernelspec(self.engine(), request, self.log, on_event=bar)
+            result = await add_container_kernelspec(
+                self.engine(self.docker_host), request, self.log, on_event=bar
+            )
         finally:
             bar.close()
         print(f"Installed kernelspec {result.name!r} in {result.destination}")

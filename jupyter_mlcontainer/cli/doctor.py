@@ -68,9 +68,7 @@ class DoctorApp(Command):
                 f"{version.get('ApiVersion')}), {version.get('Os')}/{version.get('Arch')}, "
                 f"{info.get('Images')} images",
             )
-            support = (
-                GPUSupport.for_podman(kind.version) if kind.podman else GPUSupport.from_info(info)
-            )
+            support = await engine.gpu_support()
             report(
                 "gpus",
                 "ok" if support.available else "none",

@@ -108,6 +108,7 @@ class KernelspecConfig:
     gpus: Any = "auto"
     shm_size: str | None = None
     mem_limit: str | None = None
+    docker_host: str | None = None
 
     def config(self, image: str) -> dict[str, Any]:
         config: dict[str, Any] = {"image": image, "gpus": self.gpus}
@@ -115,6 +116,8 @@ class KernelspecConfig:
             config["shm_size"] = self.shm_size
         if self.mem_limit:
             config["mem_limit"] = self.mem_limit
+        if self.docker_host:
+            config["docker_host"] = self.docker_host
         return config
 
 

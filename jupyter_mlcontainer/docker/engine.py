@@ -38,6 +38,7 @@ from ..core.exceptions import (
     ImagePullError,
     InvalidReferenceError,
 )
+from ..core.gpus import GPUSupport
 from ..core.labels import owner_labels
 from ..core.progress import PullProgress
 from ..core.reference import check_reference
@@ -315,6 +316,14 @@ class Engine:
 
     async def version(self) -> dict[str, Any]:
         return await self.call("read the engine's version", lambda api: api.version())
+
+    async def gpu_support(self, max_age: float = 60) -> GPUSupport:
+        """What the engine can do for GPUs (Podman says nothing in ``info``: its version
+        decides, see core/gpus.py)."""
+        kind = await self.kind()
+        if kind.podman:
+            return GPUSupport.for_podman(kind.version)
+        return GPUSupport.from_info(await self.info(max_age=max_age))
 
     async def kind(self) -> EngineKind:
         """Docker or Podman, rootful or rootless (cached: it does not change while it runs)."""

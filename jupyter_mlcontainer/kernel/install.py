@@ -15,7 +15,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from traitlets import TraitError
 
 from ..core import kernelspec as ks
-from ..core.gpus import GPUSupport, parse_gpus
+from ..core.gpus import parse_gpus
 from ..core.logos import write_logos
 from ..core.probe import ImageProbe
 from ..core.reference import check_reference
@@ -38,6 +38,8 @@ class AddRequest:
     gpus: str | None = None
     shm_size: str | None = None
     mem_limit: str | None = None
+    #: The engine the kernel runs on (an address or docker context; None: the default).
+    docker_host: str | None = None
     user: bool = True
     prefix: str | None = None
     replace: bool = False
@@ -100,14 +102,15 @@ async def add_container_kernelspec(
         gpus=request.gpus or image_labels.get(ks.LABEL_GPUS) or "auto",
         shm_size=request.shm_size,
         mem_limit=request.mem_limit,
+        docker_host=request.docker_host,
     )
     gpus = parse_gpus(settings.gpus)
     warnings = []
     if gpus.explicit:
-        support = GPUSupport.from_info(await engine.info(max_age=60))
+        support = await engine.gpu_support()
         if not support.available:
             warnings.append(
-                f"this kernel asks for {gpus.describe()}, but the Docker engine has "
+                f"this kernel asks for {gpus.describe()}, but the engine has "
                 f"{support.describe()}: it will not start here. Install the NVIDIA Container "
                 "Toolkit on the engine's host, or add it with --gpus auto (GPUs when there are "
                 "any) or --gpus none."

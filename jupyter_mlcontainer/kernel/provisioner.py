@@ -701,12 +701,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             self.granted_gpus = request
             return request
         if self._gpu_support is None:
-            kind = await self.engine.kind()
-            if kind.podman:
-                self._gpu_support = gpu.GPUSupport.for_podman(kind.version)
-            else:
-                info = await self.engine.info(max_age=GPU_INFO_MAX_AGE)
-                self._gpu_support = gpu.GPUSupport.from_info(info)
+            self._gpu_support = await self.engine.gpu_support(max_age=GPU_INFO_MAX_AGE)
         if self._gpu_support.ignores_requests and request.explicit:
             msg = (
                 f"GPUs were requested but the engine is {self._gpu_support.ignores_requests}; "
