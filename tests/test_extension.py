@@ -36,6 +36,7 @@ async def test_engine_status(jp_fetch):
     engine = await get(jp_fetch, "mlcontainer", "engine")
     assert engine["reachable"] is True
     assert engine["version"] and engine["api_version"]
+    assert engine["engine"].startswith("Docker ") and engine["remote"] is False
 
 
 @pytest.mark.no_gpu

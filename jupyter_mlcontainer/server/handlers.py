@@ -19,7 +19,6 @@ from tornado import web
 from ..core import kernelspec as ks
 from ..core import labels
 from ..core.exceptions import MLContainerError
-from ..core.gpus import GPUSupport
 from ..docker import volumes
 from ..docker.engine import Engine
 from ..kernel.install import AddRequest, add_container_kernelspec
@@ -58,15 +57,17 @@ class EngineHandler(_Handler):
         engine = self.engine
         try:
             version = await engine.version()
-            info = await engine.info(max_age=10)
+            kind = await engine.kind()
+            gpus = await engine.gpu_support(max_age=10)
         except MLContainerError as e:
             self.finish({"reachable": False, "address": engine.address, "error": str(e)})
             return
-        gpus = GPUSupport.from_info(info)
         self.finish(
             {
                 "reachable": True,
                 "address": engine.address,
+                "engine": kind.describe(),  # "Podman 4.3.1, rootless"
+                "remote": engine.remote,
                 "version": version.get("Version"),
                 "api_version": version.get("ApiVersion"),
                 "os": version.get("Os"),

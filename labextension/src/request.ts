@@ -48,6 +48,9 @@ export async function requestAPI<T>(
 export interface IEngineStatus {
   reachable: boolean;
   address: string;
+  /** "Docker 28.2.2, rootful", "Podman 4.3.1, rootless" */
+  engine?: string;
+  remote?: boolean;
   version?: string;
   api_version?: string;
   error?: string;

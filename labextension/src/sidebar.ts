@@ -253,9 +253,21 @@ export class ContainersPanel extends Widget {
     if ('error' in engine) {
       box.appendChild(el('div', 'jp-mlcontainer-error', engine.error));
     } else if (engine.value.reachable) {
-      const { version, api_version, gpus } = engine.value;
+      const {
+        engine: kind,
+        remote,
+        address,
+        version,
+        api_version,
+        gpus
+      } = engine.value;
+      const where = remote ? ` at ${address}` : '';
       box.appendChild(
-        el('div', 'jp-mlcontainer-ok', `Docker ${version} (API ${api_version})`)
+        el(
+          'div',
+          'jp-mlcontainer-ok',
+          `${kind ?? `Docker ${version}`}${where} (API ${api_version})`
+        )
       );
       box.appendChild(el('div', '', `GPUs: ${gpus?.description ?? '–'}`));
     } else {
