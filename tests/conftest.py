@@ -155,16 +155,21 @@ def _forget_registry_images(api: Any, address: str) -> None:
                     print(f"could not remove {name}: {e}")
 
 
-@pytest.fixture(scope="session")
-def second_engine(docker_api: Any) -> Any:
-    """A second Docker engine with the test image, to stop and restart (tests/engines.py)."""
-    engine = SecondEngine()
+def serving(engine: Any) -> Any:
+    """Start an engine of the tests' own (tests/engines.py) with the test image; yield it;
+    close it whatever happens (for session fixtures: ``yield from serving(...)``)."""
     try:
         engine.start()
         engine.load(IMAGE)
         yield engine
     finally:
         engine.close()
+
+
+@pytest.fixture(scope="session")
+def second_engine(docker_api: Any) -> Any:
+    """A second Docker engine with the test image, to stop and restart (tests/engines.py)."""
+    yield from serving(SecondEngine())
 
 
 def push(api: Any, image: str, remote: str) -> str:

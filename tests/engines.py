@@ -16,19 +16,61 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
 
 
-class SecondEngine:
+class OwnEngine:
+    """What the tests do with an engine of their own: a client on its socket, images copied
+    from the suite's engine (no registry is reachable), its containers, its log."""
+
+    socket_url: str
+    log: Path
+
+    def api(self) -> docker.APIClient:
+        return docker.APIClient(base_url=self.socket_url, version="auto", timeout=60)
+
+    def load_command(self) -> list[str]:
+        return ["docker", "--host", self.socket_url, "load"]
+
+    def load(self, image: str) -> None:
+        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+        loaded = subprocess.run(
+            self.load_command(), stdin=save.stdout, capture_output=True, text=True, check=False
+        )
+        if save.wait() != 0 or loaded.returncode != 0:
+            msg = f"could not copy {image} to {type(self).__name__}: {loaded.stderr}"
+            raise RuntimeError(msg)
+
+    def wait_until_up(self, died: Callable[[], bool], what: str, timeout: float) -> None:
+        """Wait until the API answers; fail with the log when ``died`` or on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.api().ping()
+                return
+            except Exception:
+                if died() or time.monotonic() > deadline:
+                    raise RuntimeError(f"{what}:\n{self.tail()}") from None
+                time.sleep(0.2)
+
+    def containers(self) -> list[dict[str, object]]:
+        return list(self.api().containers(all=True))
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+class SecondEngine(OwnEngine):
     def __init__(self) -> None:
         binary = shutil.which("dockerd")
         if binary is None:
             raise RuntimeError("dockerd is not installed (scripts/engine.sh installs docker.io)")
         self.binary = binary
         self.root = Path(tempfile.mkdtemp(prefix="mlc-e2-", dir="/tmp"))  # short socket paths
-        self.url = f"unix://{self.root}/docker.sock"
+        self.url = self.socket_url = f"unix://{self.root}/docker.sock"
         self.log = self.root / "dockerd.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.bridge = f"mlc-e2-{self.root.name[-6:]}"
@@ -38,9 +80,6 @@ class SecondEngine:
             ["ip", "link", "set", self.bridge, "up"],
         ):
             subprocess.run(cmd, check=True, capture_output=True)
-
-    def api(self) -> docker.APIClient:
-        return docker.APIClient(base_url=self.url, version="auto", timeout=60)
 
     def start(self, timeout: float = 60) -> None:
         with self.log.open("ab") as log:
@@ -59,15 +98,9 @@ class SecondEngine:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.api().ping()
-                return
-            except Exception:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the second engine did not start:\n{self.tail()}") from None
-                time.sleep(0.2)
+        self.wait_until_up(
+            lambda: self.proc.poll() is not None, "the second engine did not start", timeout
+        )
 
     def stop(self, timeout: float = 60) -> None:
         """Stop it as an admin would (SIGTERM): it stops its containers first."""
@@ -85,25 +118,6 @@ class SecondEngine:
         self.stop()
         self.start()
 
-    def load(self, image: str) -> None:
-        """Copy ``image`` from the suite's engine (no registry is reachable)."""
-        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-        loaded = subprocess.run(
-            ["docker", "--host", self.url, "load"],
-            stdin=save.stdout,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if save.wait() != 0 or loaded.returncode != 0:
-            raise RuntimeError(f"could not copy {image} to the second engine: {loaded.stderr}")
-
-    def containers(self) -> list[dict[str, object]]:
-        return list(self.api().containers(all=True))
-
-    def tail(self, lines: int = 20) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
     def close(self) -> None:
         """Remove what is left on it, stop it, delete its files."""
         if self.proc is not None:
@@ -118,7 +132,7 @@ class SecondEngine:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-class RemoteEngine:
+class RemoteEngine(OwnEngine):
     """A Docker engine on "another host": its own network namespace behind a veth pair, as a
     GPU server on the LAN would be, reached over TCP with TLS (certificates made here) and
     over ssh (an sshd of its own in the namespace). Only its host address, 10.213.0.2, is
@@ -138,7 +152,7 @@ class RemoteEngine:
         suffix = self.root.name[-5:]
         self.netns = f"mlc-r-{suffix}"
         self.veth = f"mlcr{suffix}"
-        self.socket = f"unix://{self.root}/docker.sock"
+        self.socket = self.socket_url = f"unix://{self.root}/docker.sock"
         self.tcp_url = f"tcp://{self.IP}:2376"
         self.certs = self.root / "certs"
         self.client_certs = self.root / "client"  # ca.pem cert.pem key.pem, as DOCKER_CERT_PATH
@@ -247,39 +261,13 @@ class RemoteEngine:
                     stderr=subprocess.STDOUT,
                 )
             )
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.api().ping()
-                return
-            except Exception:
-                if any(p.poll() is not None for p in self.procs) or time.monotonic() > deadline:
-                    raise RuntimeError(f"the remote engine did not start:\n{self.tail()}") from None
-                time.sleep(0.2)
-
-    # --- using it -----------------------------------------------------------------------
-
-    def api(self) -> docker.APIClient:
-        """A client over its local socket (the tests' back door, not the product's way)."""
-        return docker.APIClient(base_url=self.socket, version="auto", timeout=60)
-
-    def load(self, image: str) -> None:
-        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-        loaded = subprocess.run(
-            ["docker", "--host", self.socket, "load"],
-            stdin=save.stdout,
-            capture_output=True,
-            text=True,
-            check=False,
+        self.wait_until_up(
+            lambda: any(p.poll() is not None for p in self.procs),
+            "the remote engine did not start",
+            timeout,
         )
-        if save.wait() != 0 or loaded.returncode != 0:
-            raise RuntimeError(f"could not copy {image} to the remote engine: {loaded.stderr}")
 
-    def containers(self) -> list[dict[str, object]]:
-        return list(self.api().containers(all=True))
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+    # --- teardown ------------------------------------------------------------------------
 
     def close(self) -> None:
         try:
@@ -305,7 +293,7 @@ class RemoteEngine:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-class RootlessPodman:
+class RootlessPodman(OwnEngine):
     """Podman run by an unprivileged user, reached through its Docker-compatible API socket
     (``podman system service``), as on a GPU host where users have no Docker daemon."""
 
@@ -332,7 +320,7 @@ class RootlessPodman:
         self.socket_path = self.runtime_dir / "podman" / "podman.sock"
         self.socket_path.parent.mkdir(exist_ok=True)
         os.chown(self.socket_path.parent, self.uid, self.gid)
-        self.url = f"unix://{self.socket_path}"
+        self.url = self.socket_url = f"unix://{self.socket_path}"
         self.log = Path(tempfile.mkdtemp(prefix="mlc-podman-")) / "service.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -342,6 +330,9 @@ class RootlessPodman:
             f"XDG_RUNTIME_DIR={self.runtime_dir}", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", *cmd,
         ]  # fmt: skip
 
+    def load_command(self) -> list[str]:
+        return self.as_user("podman", "load")
+
     def start(self, timeout: float = 60) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -350,33 +341,9 @@ class RootlessPodman:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.api().ping()
-                return
-            except Exception:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"podman's service did not start:\n{self.tail()}") from None
-                time.sleep(0.2)
-
-    def api(self) -> docker.APIClient:
-        return docker.APIClient(base_url=self.url, version="auto", timeout=60)
-
-    def load(self, image: str) -> None:
-        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-        loaded = subprocess.run(
-            self.as_user("podman", "load"), stdin=save.stdout, capture_output=True, text=True,
-            check=False,
-        )  # fmt: skip
-        if save.wait() != 0 or loaded.returncode != 0:
-            raise RuntimeError(f"could not copy {image} to podman: {loaded.stderr}")
-
-    def containers(self) -> list[dict[str, object]]:
-        return list(self.api().containers(all=True))
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        self.wait_until_up(
+            lambda: self.proc.poll() is not None, "podman's service did not start", timeout
+        )
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

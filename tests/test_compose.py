@@ -148,13 +148,13 @@ async def execute(env, kernel_id, code):
 async def test_jupyterlab_in_compose_runs_kernels_as_sibling_containers(compose):
     env, notebooks, docker_api, _ = compose
 
-    def serving():
+    def answering():
         try:
             return api(env, "GET", "/api/kernelspecs")
         except (urllib.error.URLError, ConnectionError):
             return None
 
-    specs = await eventually(serving, "JupyterLab in its container answers", timeout=300)
+    specs = await eventually(answering, "JupyterLab in its container answers", timeout=300)
     assert "python-container" in specs["kernelspecs"]
     kernel = api(env, "POST", "/api/kernels", {"name": "python-container"})
     try:

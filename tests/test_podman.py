@@ -15,7 +15,7 @@ from jupyter_mlcontainer.core import labels
 from jupyter_mlcontainer.core.exceptions import GPUUnavailableError
 from jupyter_mlcontainer.docker.engine import Engine
 
-from .conftest import IMAGE, execute, running_kernel, start_fails
+from .conftest import execute, running_kernel, serving, start_fails
 from .engines import RootlessPodman
 from .test_cli import cli
 
@@ -33,13 +33,7 @@ PODMAN_VERSION = podman_version() if shutil.which("podman") else "?"
 
 @pytest.fixture(scope="session")
 def podman(docker_api):
-    engine = RootlessPodman()
-    try:
-        engine.start()
-        engine.load(IMAGE)
-        yield engine
-    finally:
-        engine.close()
+    yield from serving(RootlessPodman())
 
 
 @pytest.fixture

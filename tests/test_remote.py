@@ -26,6 +26,7 @@ from .conftest import (
     eventually,
     execute,
     running_kernel,
+    serving,
     start_fails,
     wait_for_stream,
 )
@@ -39,13 +40,7 @@ SSH_URL = "ssh://gpu-box"
 
 @pytest.fixture(scope="session")
 def remote_engine(docker_api):
-    engine = RemoteEngine()
-    try:
-        engine.start()
-        engine.load(IMAGE)
-        yield engine
-    finally:
-        engine.close()
+    yield from serving(RemoteEngine())
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ takes it:
 - a docker context's name (``docker context create gpu --docker host=…,ca=…,cert=…,key=…``),
   whose host and certificates are used;
 - nothing: ``DOCKER_HOST`` (with ``DOCKER_TLS_VERIFY``/``DOCKER_CERT_PATH``), then
-  ``DOCKER_CONTEXT``, then the current context, then the default socket.
+  ``DOCKER_CONTEXT``, then the current context, then Docker's socket, and without one
+  Podman's (the user's rootless one, then the system's).
 
 An engine is *remote* when it is reached over the network at another host: its kernels'
 ports cannot be published on this machine's loopback, and this machine's folders are not

@@ -181,7 +181,8 @@ class Engine:
     def for_url(cls, base_url: str | None = None) -> Engine:
         """The shared engine for ``base_url``.
 
-        None means DOCKER_HOST, then the current docker context, then the default socket.
+        None means what docker/endpoint.py finds: DOCKER_HOST, DOCKER_CONTEXT, the current
+        docker context, the default socket, Podman's socket.
         """
         with cls._instances_lock:
             if not cls._fork_hook_installed:

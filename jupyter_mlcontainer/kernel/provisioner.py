@@ -196,7 +196,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             km.transport = "ipc"
             km.cache_ports = False
             km.ip = os.path.join(self._ipc_dir, "k")
-        if self._remote_engine():
+        if self.engine.remote:
             self._policy.check_remote(
                 self.engine.address, self.engine.endpoint.api_encrypted, self.remote_encryption
             )
@@ -495,9 +495,9 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         return f"tcp:{bind}:{self._lease_port}"
 
     def _lease_target(self, launch: KernelLaunch) -> tuple[str, int] | str:
+        """Where this process reaches the kernel's lease watchdog (and supervisor)."""
         # On a remote engine, its port is published beside the kernel's; the connection
         # proves the kernel's key (HMAC) and carries only restart and stop commands.
-        """Where this process reaches the kernel's lease watchdog (and supervisor)."""
         kind, _, where = str(launch.lease).partition(":")
         host = self._container_ip or "127.0.0.1"
         return where if kind == "unix" else (host, int(where.rsplit(":", 1)[1]))
@@ -643,9 +643,6 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         (without it, uid N inside is the user's N-th subordinate uid outside)."""
         kind = await self.engine.kind()
         return "keep-id" if kind.podman and kind.rootless else ""
-
-    def _remote_engine(self) -> bool:
-        return self.engine.remote
 
     def _remote_kernel_host(self) -> str:
         """On a remote engine, where this server reaches its kernel ('' for a local engine);
