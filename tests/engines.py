@@ -28,6 +28,8 @@ class OwnEngine:
 
     socket_url: str
     log: Path
+    #: Where its commands run (None: here); a user's own engine needs a folder it may enter.
+    workdir: Path | None = None
 
     def api(self) -> docker.APIClient:
         return docker.APIClient(base_url=self.socket_url, version="auto", timeout=60)
@@ -38,7 +40,12 @@ class OwnEngine:
     def load(self, image: str) -> None:
         save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
         loaded = subprocess.run(
-            self.load_command(), stdin=save.stdout, capture_output=True, text=True, check=False
+            self.load_command(),
+            stdin=save.stdout,
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=self.workdir,
         )
         if save.wait() != 0 or loaded.returncode != 0:
             msg = f"could not copy {image} to {type(self).__name__}: {loaded.stderr}"
@@ -308,6 +315,7 @@ class RootlessPodman(OwnEngine):
 
         entry = pwd.getpwnam(self.USER)
         self.uid, self.gid, self.home = entry.pw_uid, entry.pw_gid, Path(entry.pw_dir)
+        self.workdir = self.home  # not this process's folder, which the user may not enter
         self.runtime_dir = Path(f"/run/user/{self.uid}")
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
         os.chown(self.runtime_dir, self.uid, self.gid)
@@ -340,6 +348,7 @@ class RootlessPodman(OwnEngine):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                cwd=self.workdir,
             )
         self.wait_until_up(
             lambda: self.proc.poll() is not None, "podman's service did not start", timeout

@@ -318,7 +318,7 @@ def test_gpus_on_an_engine_without_them_warn_at_add_and_in_doctor(
 ):
     result = cli("add", IMAGE, "--name", "wants-gpus", "--gpus", "all")
     assert result.returncode == 0, result.stderr
-    assert "warning: this kernel asks for all GPUs, but the Docker engine has" in result.stderr
+    assert "warning: this kernel asks for all GPUs, but the engine has" in result.stderr
     assert "NVIDIA Container Toolkit" in result.stderr
     spec = installed(Path(jp_data_dir), "wants-gpus")
     assert "CPU" not in spec["display_name"]
