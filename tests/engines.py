@@ -370,3 +370,68 @@ class RootlessPodman(OwnEngine):
         # Its pause process (the user namespace's keeper) and any conmon left.
         subprocess.run(["pkill", "-u", self.USER], capture_output=True, check=False)
         shutil.rmtree(self.log.parent, ignore_errors=True)
+
+
+class RootfulPodman(OwnEngine):
+    """Podman run by root, through its Docker-compatible API socket, with storage, networks
+    and socket of its own (nothing in /var/lib/containers or /etc/containers). Its
+    containers.conf lowers the default ulimits: root here may not raise them."""
+
+    def __init__(self) -> None:
+        if shutil.which("podman") is None:
+            raise RuntimeError("podman is not installed (.ci/run installs it)")
+        self.root = Path(tempfile.mkdtemp(prefix="mlc-pr-", dir="/tmp"))
+        (self.root / "networks").mkdir()
+        self.conf = self.root / "containers.conf"
+        self.conf.write_text(
+            '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
+            f'[network]\nnetwork_config_dir = "{self.root / "networks"}"\n'
+        )
+        self.url = self.socket_url = f"unix://{self.root}/podman.sock"
+        self.log = self.root / "service.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def podman(self, *args: str) -> list[str]:
+        return [
+            "env", f"CONTAINERS_CONF={self.conf}", "podman", "--root", str(self.root / "storage"),
+            "--runroot", str(self.root / "run"), *args,
+        ]  # fmt: skip
+
+    def load_command(self) -> list[str]:
+        return self.podman("load")
+
+    def start(self, timeout: float = 60) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.podman("system", "service", "--time=0", self.url),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.wait_until_up(
+            lambda: self.proc is None or self.proc.poll() is not None,
+            "rootful podman's service did not start",
+            timeout,
+        )
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            api = self.api()
+            for container in api.containers(all=True):
+                api.remove_container(container["Id"], force=True)
+            for network in api.networks():
+                if network["Name"] != "podman":  # its bridge goes with it
+                    api.remove_network(network["Id"])
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        subprocess.run(self.podman("system", "reset", "--force"), capture_output=True, check=False)
+        subprocess.run(
+            ["umount", "-R", str(self.root / "storage")], capture_output=True, check=False
+        )
+        shutil.rmtree(self.root, ignore_errors=True)

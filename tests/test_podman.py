@@ -1,5 +1,5 @@
-"""Kernels on rootless Podman, through its Docker-compatible API socket: run by an
-unprivileged user, whose files the kernel writes as that user (``keep-id``)."""
+"""Kernels on Podman, through its Docker-compatible API socket: rootless (run by an
+unprivileged user, whose files the kernel writes as that user: ``keep-id``) and rootful."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from jupyter_mlcontainer.core import labels
 from jupyter_mlcontainer.core.exceptions import GPUUnavailableError
 from jupyter_mlcontainer.docker.engine import Engine
 
-from .conftest import execute, running_kernel, serving, start_fails
-from .engines import RootlessPodman
+from .conftest import TEST_GID, TEST_UID, execute, running_kernel, serving, start_fails
+from .engines import RootfulPodman, RootlessPodman
 from .test_cli import cli
 
 pytestmark = pytest.mark.engine
@@ -32,16 +32,35 @@ PODMAN_VERSION = podman_version() if shutil.which("podman") else "?"
 
 
 @pytest.fixture(scope="session")
-def podman(docker_api):
+def rootless_podman(docker_api):
     yield from serving(RootlessPodman())
 
 
+@pytest.fixture(scope="session")
+def rootful_podman(docker_api):
+    yield from serving(RootfulPodman())
+
+
+@pytest.fixture(params=["rootless", "rootful"])
+def podman(request):
+    engine = request.getfixturevalue(f"{request.param}_podman")
+    engine.mode = request.param
+    return engine
+
+
 @pytest.fixture
-def users_notebooks(podman):
-    """A notebook folder in the Podman user's home (the server runs as that user)."""
-    folder = Path(tempfile.mkdtemp(prefix="work-", dir=podman.home))
-    os.chown(folder, podman.uid, podman.gid)
-    yield folder
+def users_notebooks(podman, tmp_path):
+    """The user's notebook folder: rootless, in the Podman user's home (the server runs as
+    that user); rootful, any user's."""
+    if podman.mode == "rootless":
+        folder = Path(tempfile.mkdtemp(prefix="work-", dir=podman.home))
+        owner = (podman.uid, podman.gid)
+    else:
+        folder = tmp_path / "work"
+        folder.mkdir()
+        owner = (TEST_UID, TEST_GID)
+    os.chown(folder, *owner)
+    yield folder, owner
     shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -62,19 +81,20 @@ def podman_is_the_engine(podman, monkeypatch):
         Engine._instances[None] = docker
 
 
-async def test_a_kernel_on_rootless_podman_writes_the_users_files(
+async def test_a_kernel_on_podman_writes_the_users_files(
     podman_is_the_engine, kernelspec, users_notebooks
 ):
     podman = podman_is_the_engine
+    users_notebooks, (uid, gid) = users_notebooks
     name = kernelspec("podman")
     async with running_kernel(name, users_notebooks) as (km, kc):
         [container] = on_podman(podman, km.kernel_id)
         out, _ = await execute(
             kc, "import os; open('by-the-kernel.txt', 'w').write('hi'); print(os.getuid())"
         )
-        assert int(out) == podman.uid
+        assert int(out) == uid
         written = users_notebooks / "by-the-kernel.txt"
-        assert (written.stat().st_uid, written.stat().st_gid) == (podman.uid, podman.gid)
+        assert (written.stat().st_uid, written.stat().st_gid) == (uid, gid)
         await km.restart_kernel()
         await kc.wait_for_ready(timeout=60)
         out, _ = await execute(kc, "print(1 + 1)")
@@ -90,6 +110,7 @@ async def test_gpus_on_podman_without_cdi_requests_are_refused_not_ignored(
     """Podman before 5.4 accepts a GPU request through the Docker API and starts the
     container without the GPU: the kernel is refused instead, saying why."""
     podman = podman_is_the_engine
+    users_notebooks, _ = users_notebooks
     km, message = await start_fails(kernelspec("podman-gpu", gpus="all"), users_notebooks,
                                     GPUUnavailableError)  # fmt: skip
     assert f"Podman {PODMAN_VERSION}" in message and "Podman 5.4 or later" in message
@@ -102,7 +123,8 @@ def test_doctor_names_podman_and_its_mode(podman_is_the_engine, kernelspec):
     kernelspec("podman-doctor-gpu", gpus="all")
     doctor = cli("doctor")
     rows = {line.split()[0]: line for line in doctor.stdout.splitlines() if line.strip()}
-    assert f"Podman {PODMAN_VERSION}, rootless" in rows["engine"], doctor.stdout
+    mode = podman_is_the_engine.mode
+    assert f"Podman {PODMAN_VERSION}, {mode}" in rows["engine"], doctor.stdout
     assert "(from DOCKER_HOST)" in rows["client"]
     assert "ok" in rows["podman-doctor"].split()
     assert "NO GPU" in rows["podman-doctor-gpu"] and "Podman 5.4" in rows["podman-doctor-gpu"]
