@@ -1,4 +1,5 @@
-"""Which engine an address names (pure: files made here, no engine)."""
+"""Which engine an address names, and which container this process runs in (pure: files
+made here, no engine)."""
 
 from __future__ import annotations
 
@@ -63,3 +64,19 @@ def test_an_ssh_alias_is_reached_at_its_hostname(tmp_path):
     assert endpoint.kernel_host(where, {"HOME": str(tmp_path)}) == "10.1.2.3"
     other = endpoint.resolve("ssh://me@elsewhere", {"HOME": str(tmp_path)})
     assert endpoint.kernel_host(other, {"HOME": str(tmp_path)}) == "elsewhere"
+
+
+def test_a_server_in_a_container_finds_its_id_in_its_mount_table(tmp_path):
+    from jupyter_mlcontainer.docker.sibling import own_container_id
+
+    cid = "ab" * 32
+    inside = tmp_path / "inside"
+    inside.write_text(
+        "1 0 0:1 / / rw - overlay overlay rw\n"
+        f"2 1 8:1 /var/lib/docker/containers/{cid}/resolv.conf /etc/resolv.conf rw - ext4 x\n"
+    )
+    outside = tmp_path / "outside"
+    outside.write_text("1 0 8:1 / / rw - ext4 /dev/sda1 rw\n")
+    assert own_container_id(str(inside)) == cid
+    assert own_container_id(str(outside)) is None
+    assert own_container_id(str(tmp_path / "missing")) is None

@@ -6,6 +6,7 @@ kernel mounts the host's folder where the server has its notebooks.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -29,10 +30,15 @@ def own_container_id(mountinfo: str = "/proc/self/mountinfo") -> str | None:
 _discovered: dict[str, dict[str, str]] = {}
 
 
+@functools.cache
+def _this_process_container() -> str | None:
+    return own_container_id()  # a process does not move between containers
+
+
 async def own_path_map(engine: Engine) -> dict[str, str]:
     """{path in this container: path on the engine's host} of this container's bind mounts;
     {} outside a container, or when the engine does not know it (another engine's)."""
-    container_id = own_container_id()
+    container_id = _this_process_container()
     if container_id is None:
         return {}
     key = f"{engine.base_url}:{container_id}"
