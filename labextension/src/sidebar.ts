@@ -8,6 +8,7 @@ import { Widget } from '@lumino/widgets';
 import { button, containerIcon, el, errorText } from './dom';
 import { formatBytes, imageName, kernelImageName, kernelLine } from './format';
 import { COMMAND_NEW } from './newkernel';
+import { afterStart } from './pulls';
 import {
   getEngine,
   getImages,
@@ -389,8 +390,10 @@ export class ContainersPanel extends Widget {
   }
 
   private async pull(image: string): Promise<void> {
+    this.pulls.delete(image); // events from now on are about this pull
     try {
-      this.pulls.set(image, await startPull(image));
+      const answer = await startPull(image);
+      this.pulls.set(image, afterStart(this.pulls.get(image), answer));
       this.renderPulls();
     } catch (error) {
       await showErrorMessage('Pull failed', errorText(error));
