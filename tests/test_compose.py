@@ -22,6 +22,7 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 from jupyter_mlcontainer.core import labels
+from jupyter_mlcontainer.core.plan import ENV_CONNECTION
 
 from .conftest import IMAGE, TEST_GID, TEST_UID, eventually
 
@@ -76,6 +77,7 @@ def compose(docker_api, tmp_path_factory):
         **os.environ,
         "MLC_BASE_IMAGE": IMAGE,  # a local Debian + Python image (no registry here)
         "MLC_KERNEL_IMAGE": IMAGE,
+        "MLC_KERNEL_GPUS": "none",  # a CPU kernelspec: the warm pool keeps one ready
         "MLC_NOTEBOOKS": str(notebooks),
         "MLC_PORT": str(free_port()),
         "MLC_TOKEN": secrets.token_hex(16),
@@ -100,7 +102,11 @@ def compose(docker_api, tmp_path_factory):
         run("up", "--detach")
         yield env, notebooks, docker_api, run
     finally:
-        subprocess.run([*cmd, "logs", "--no-color"], env=env, capture_output=True, check=False)
+        server_log = subprocess.run(
+            [*cmd, "logs", "--no-color", "--tail", "150"], env=env, capture_output=True,
+            text=True, check=False,
+        )  # fmt: skip
+        print(server_log.stdout, file=sys.stderr)  # shown when a test failed
         run("down", "--volumes", "--timeout", "30")
 
 
@@ -145,6 +151,15 @@ async def execute(env, kernel_id, code):
     pytest.fail("no result over the websocket")
 
 
+def encrypted(container: dict) -> bool:
+    """The kernel's connection (in its environment) carries CurveZMQ keys."""
+    for variable in container["Config"]["Env"]:
+        name, _, value = variable.partition("=")
+        if name == ENV_CONNECTION:
+            return bool(json.loads(value).get("curve_secretkey"))
+    return False
+
+
 async def test_jupyterlab_in_compose_runs_kernels_as_sibling_containers(compose):
     env, notebooks, docker_api, _ = compose
 
@@ -157,6 +172,7 @@ async def test_jupyterlab_in_compose_runs_kernels_as_sibling_containers(compose)
     specs = await eventually(answering, "JupyterLab in its container answers", timeout=300)
     assert "python-container" in specs["kernelspecs"]
     kernel = api(env, "POST", "/api/kernels", {"name": "python-container"})
+    kernels, used = [kernel], []  # used: their containers
     try:
         code = "import os; open('from-the-kernel.txt', 'w').write('hi'); (os.getcwd(), os.getuid())"
         assert await execute(env, kernel["id"], code) == f"('/home/jovyan/work', {TEST_UID})"
@@ -166,6 +182,7 @@ async def test_jupyterlab_in_compose_runs_kernels_as_sibling_containers(compose)
 
         [container] = docker_api.containers(filters={"label": f"{labels.KERNEL_ID}={kernel['id']}"})
         details = docker_api.inspect_container(container["Id"])
+        used.append(container["Id"])
         assert container["Ports"] == []  # nothing published on the host
         assert list(details["NetworkSettings"]["Networks"]) == [env["MLC_KERNEL_NETWORK"]]
         sources = {m["Source"] for m in details["Mounts"] if m["Type"] == "bind"}
@@ -181,12 +198,25 @@ async def test_jupyterlab_in_compose_runs_kernels_as_sibling_containers(compose)
         assert not server_details["HostConfig"]["DeviceRequests"]  # GPUs go to kernels only
         published = {p["IP"] for p in server["Ports"] if p.get("PublicPort")}
         assert published == {"127.0.0.1"}
+        assert encrypted(details)  # other kernels share the network: CurveZMQ
+
+        # The server's warm pool: the next start claims a ready kernel, encrypted as well.
+        def ready():
+            return api(env, "GET", "/mlcontainer/pool")["kernels"]
+
+        [waiting] = await eventually(ready, "a ready kernel in the pool", timeout=120)
+        used.append(waiting["container_id"])
+        second = api(env, "POST", "/api/kernels", {"name": "python-container"})
+        kernels.append(second)
+        assert await execute(env, second["id"], "6 * 7") == "42"
+        behind = api(env, "GET", f"/mlcontainer/kernels/{second['id']}")
+        assert behind["container_id"] == waiting["container_id"]  # claimed, not started
+        assert encrypted(docker_api.inspect_container(waiting["container_id"]))
     finally:
-        api(env, "DELETE", f"/api/kernels/{kernel['id']}")
+        for each in kernels:
+            api(env, "DELETE", f"/api/kernels/{each['id']}")
 
     def gone():
-        return not docker_api.containers(
-            all=True, filters={"label": f"{labels.KERNEL_ID}={kernel['id']}"}
-        )
+        return not {c["Id"] for c in docker_api.containers(all=True)} & set(used)
 
-    await eventually(gone, "the kernel's container is removed", timeout=60)
+    await eventually(gone, "the kernels' containers are removed", timeout=60)

@@ -136,3 +136,33 @@ async def test_a_server_stopping_while_a_ready_kernel_starts_leaves_nothing(
     await Engine.for_url(None).drain()  # the removal a shutdown leaves to the background
     assert being_started() == []
     assert pool.describe()["kernels"] == []
+
+
+@pytest.fixture
+def encrypted_pooled_spec(kernelspec_file, docker_api):
+    return kernelspec_file("pooled", metadata={"supported_encryption": ["curve"]})
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [{**POOL, "KernelManager": {"transport_encryption": "auto"}}],
+    indirect=True,
+)
+async def test_an_encrypted_ready_kernel_is_claimed_and_moved_in(
+    encrypted_pooled_spec, jp_serverapp, jp_fetch, notebook_dir
+):
+    await start_extensions(jp_serverapp)
+    [waiting] = await ready(jp_fetch)
+    kernel_id = await start_session(jp_fetch, "pooled", "encrypted.ipynb")
+    manager = jp_serverapp.kernel_manager.get_kernel(kernel_id)
+    assert manager.provisioner.container_id == waiting["container_id"]
+    assert manager.get_connection_info().get("curve_secretkey")
+    kc = manager.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=60)
+        out, _ = await execute(kc, "import os; print(os.getcwd())")
+    finally:
+        kc.stop_channels()
+    assert out.strip() == str(notebook_dir)  # moved in over the encrypted shell channel
+    await jp_fetch("api", "kernels", kernel_id, method="DELETE")

@@ -327,9 +327,10 @@ async def move_in(info: dict[str, Any], cwd: str, env: dict[str, str | None]) ->
     sock.linger = 0
     public, secret = info.get("curve_publickey"), info.get("curve_secretkey")
     if public and secret:  # the kernel's keypair doubles as the client's (jupyter_client)
+        public_key = public if isinstance(public, bytes) else public.encode()
         sock.curve_secretkey = secret if isinstance(secret, bytes) else secret.encode()
-        sock.curve_publickey = public if isinstance(public, bytes) else public.encode()
-        sock.curve_serverkey = sock.curve_publickey
+        sock.curve_publickey = public_key
+        sock.curve_serverkey = public_key  # a socket's keys can be set, never read
     transport, ip, port = info.get("transport", "tcp"), info["ip"], info["shell_port"]
     sock.connect(f"tcp://{ip}:{port}" if transport == "tcp" else f"{transport}://{ip}-{port}")
     try:
