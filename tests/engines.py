@@ -22,6 +22,20 @@ from pathlib import Path
 import docker
 
 
+def stop_group(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop a service started in a session of its own, and what it started (SIGTERM, then
+    SIGKILL)."""
+    if proc is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
 class OwnEngine:
     """What the tests do with an engine of their own: a client on its socket, images copied
     from the suite's engine (no registry is reachable), its containers, its log."""
@@ -359,14 +373,7 @@ class RootlessPodman(OwnEngine):
             api = self.api()
             for container in api.containers(all=True):
                 api.remove_container(container["Id"], force=True)
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        stop_group(self.proc)
         # Its pause process (the user namespace's keeper) and any conmon left.
         subprocess.run(["pkill", "-u", self.USER], capture_output=True, check=False)
         shutil.rmtree(self.log.parent, ignore_errors=True)
@@ -422,14 +429,7 @@ class RootfulPodman(OwnEngine):
             for network in api.networks():
                 if network["Name"] != "podman":  # its bridge goes with it
                     api.remove_network(network["Id"])
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        stop_group(self.proc)
         subprocess.run(self.podman("system", "reset", "--force"), capture_output=True, check=False)
         subprocess.run(
             ["umount", "-R", str(self.root / "storage")], capture_output=True, check=False

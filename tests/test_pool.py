@@ -42,6 +42,18 @@ async def start_session(jp_fetch, kernel_name, path):
     return session["kernel"]["id"]
 
 
+async def run(manager, code):
+    """Run ``code`` in the server's kernel; its output."""
+    kc = manager.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=60)
+        out, _ = await execute(kc, code)
+    finally:
+        kc.stop_channels()
+    return out
+
+
 @pytest.fixture
 def pooled_spec(kernelspec_file, docker_api):
     """Installed before the server starts (tests name it before jp_serverapp)."""
@@ -65,17 +77,11 @@ async def test_a_start_claims_a_ready_kernel_in_its_notebooks_folder(
     kernel_id = await start_session(jp_fetch, "pooled", "project/analysis.ipynb")
     manager = jp_serverapp.kernel_manager.get_kernel(kernel_id)
     assert manager.provisioner.container_id == pooled_container  # claimed, not started
-    kc = manager.client()
-    kc.start_channels()
-    try:
-        await kc.wait_for_ready(timeout=60)
-        out, _ = await execute(
-            kc,
-            "import os; print(os.getcwd()); print(os.environ['JPY_SESSION_NAME']);"
-            "print(__session__); print(open('../data.csv').read().strip()); print(os.getuid())",
-        )
-    finally:
-        kc.stop_channels()
+    out = await run(
+        manager,
+        "import os; print(os.getcwd()); print(os.environ['JPY_SESSION_NAME']);"
+        "print(__session__); print(open('../data.csv').read().strip()); print(os.getuid())",
+    )
     cwd, session_env, session_var, data, uid = out.strip().splitlines()
     assert cwd == str(notebook_dir / "project")  # the notebook's folder, as a cold start
     assert session_env.endswith("project/analysis.ipynb") and session_var == session_env
@@ -84,13 +90,7 @@ async def test_a_start_claims_a_ready_kernel_in_its_notebooks_folder(
     # A restart keeps the claimed container and moves the new kernel process in again.
     await jp_fetch("api", "kernels", kernel_id, "restart", method="POST", body="{}")
     assert manager.provisioner.container_id == pooled_container
-    kc = manager.client()
-    kc.start_channels()
-    try:
-        await kc.wait_for_ready(timeout=60)
-        out, _ = await execute(kc, "import os; print(os.getcwd(), __session__)")
-    finally:
-        kc.stop_channels()
+    out = await run(manager, "import os; print(os.getcwd(), __session__)")
     assert out.split() == [str(notebook_dir / "project"), session_env]
     # Once claimed, never pooled again; the pool makes a new one.
     [refilled] = await ready(jp_fetch)
@@ -157,12 +157,6 @@ async def test_an_encrypted_ready_kernel_is_claimed_and_moved_in(
     manager = jp_serverapp.kernel_manager.get_kernel(kernel_id)
     assert manager.provisioner.container_id == waiting["container_id"]
     assert manager.get_connection_info().get("curve_secretkey")
-    kc = manager.client()
-    kc.start_channels()
-    try:
-        await kc.wait_for_ready(timeout=60)
-        out, _ = await execute(kc, "import os; print(os.getcwd())")
-    finally:
-        kc.stop_channels()
+    out = await run(manager, "import os; print(os.getcwd())")
     assert out.strip() == str(notebook_dir)  # moved in over the encrypted shell channel
     await jp_fetch("api", "kernels", kernel_id, method="DELETE")
