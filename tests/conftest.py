@@ -68,6 +68,9 @@ def docker_api() -> Any:
             break
         time.sleep(0.5)
     for container in leftovers:
+        # Who made it (this process or a server/CLI subprocess), and its last words.
+        print(describe_container(api, container["Id"]), file=sys.stderr)
+        print(f"labels: {container.get('Labels')} (this process: {os.getpid()})", file=sys.stderr)
         try:
             api.remove_container(container["Id"], force=True)
         except docker.errors.NotFound:
