@@ -8,6 +8,8 @@ import multiprocessing
 import pytest
 from jupyter_client.manager import start_new_kernel
 
+from jupyter_mlcontainer.core import labels
+
 pytestmark = pytest.mark.engine
 
 
@@ -30,7 +32,7 @@ def run_in_a_new_kernel(args: tuple[str, str, int]) -> str:
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_workers_start_kernels_after_the_parent_did(kernelspec, notebook_dir, method):
+def test_workers_start_kernels_after_the_parent_did(kernelspec, notebook_dir, method, docker_api):
     name = kernelspec()
     km, kc = start_new_kernel(kernel_name=name, cwd=str(notebook_dir), startup_timeout=60)
     try:
@@ -39,6 +41,12 @@ def test_workers_start_kernels_after_the_parent_did(kernelspec, notebook_dir, me
             jobs = [(name, str(notebook_dir), n) for n in range(2)]
             results = pool.map_async(run_in_a_new_kernel, jobs).get(timeout=120)
         assert results == ["0", "3"]
+        # The pool terminates its workers without exit handlers: their kernels' containers
+        # were removed before the workers answered, or they would wait for their leases.
+        ours = docker_api.containers(all=True, filters=labels.managed_filter())
+        assert [c["Id"] for c in ours if c["Labels"].get(labels.KERNEL_NAME) == name] == [
+            km.provisioner.container_id
+        ]
         # The parent's own kernel still works after its children came and went.
         reply = kc.execute_interactive("1 + 1", timeout=30)
         assert reply["content"]["status"] == "ok"

@@ -332,6 +332,11 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
     def _fills_a_pool(self) -> bool:
         return bool(getattr(self.parent, pool.FILLER, False))
 
+    @property
+    def _in_a_server(self) -> bool:
+        """Started by a server's MultiKernelManager (not a headless tool's own manager)."""
+        return isinstance(getattr(self.parent, "parent", None), MultiKernelManager)
+
     def _server_root(self) -> str:
         """The directory a server's kernels mount (its root_dir), or '' outside a server."""
         multikernel_manager = getattr(self.parent, "parent", None)
@@ -952,9 +957,11 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
     async def cleanup(self, restart: bool = False) -> None:
         """Remove the container (idempotent) and, unless restarting, the ipc directory.
 
-        A restart waits for the removal (the new container publishes the same ports); a
-        final shutdown leaves it to the engine façade's background queue, so that the
-        engine's network teardown does not hold up the caller.
+        A restart waits for the removal (the new container publishes the same ports). A
+        final shutdown in a server leaves it to the engine façade's background queue, so that
+        the engine's network teardown does not hold up the caller; outside a server it waits,
+        as the process may end right after (a multiprocessing worker is terminated without
+        its exit handlers, and the container would wait for its lease to expire).
         """
         if restart and self._supervisor is not None and self._exit_code is not None:
             pass  # the container stays for the kernel's restart in place
@@ -967,8 +974,10 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             self._stop_renewal()
             container_id, self.container_id = self.container_id, None
             self._running = False
-            if container_id is not None:
+            if container_id is not None and self._in_a_server:
                 self.engine.remove_soon(container_id)
+            elif container_id is not None:
+                await self.engine.remove(container_id)
         if not restart and self._ipc_dir is not None:
             shutil.rmtree(self._ipc_dir, ignore_errors=True)
             self._ipc_dir = None
