@@ -58,14 +58,6 @@ _NO_GPU_MARKERS = (
 )
 
 
-def default_base_url() -> str | None:
-    """The engine address used when none is configured, or None for the default socket."""
-    try:
-        return endpoint.resolve(None).url or None
-    except endpoint.EndpointError:
-        return None
-
-
 def _engine_unavailable(where: str, error: Exception) -> EngineUnavailableError:
     msg = (
         f"Cannot reach the Docker engine at {where}: {error}. "
