@@ -399,15 +399,23 @@ def kernel_ports(info: Mapping[str, Any]) -> list[int]:
     return [int(info[name]) for name in PORT_NAMES]
 
 
-def translate_path(path: str, path_map: Mapping[str, str]) -> str:
-    """Map a path as the server sees it to the engine host's path (longest prefix wins)."""
+def mapped_prefix(path: str, path_map: Mapping[str, str]) -> str | None:
+    """The longest prefix of ``path_map`` that ``path`` lies under, or None."""
     for prefix in sorted(path_map, key=len, reverse=True):
         norm = prefix.rstrip("/")
         if path == norm or path.startswith(norm + "/"):
-            rest = path[len(norm) :].lstrip("/")
-            target = path_map[prefix].rstrip("/") or "/"
-            return posixpath.join(target, rest) if rest else target
-    return path
+            return prefix
+    return None
+
+
+def translate_path(path: str, path_map: Mapping[str, str]) -> str:
+    """Map a path as the server sees it to the engine host's path (longest prefix wins)."""
+    prefix = mapped_prefix(path, path_map)
+    if prefix is None:
+        return path
+    rest = path[len(prefix.rstrip("/")) :].lstrip("/")
+    target = path_map[prefix].rstrip("/") or "/"
+    return posixpath.join(target, rest) if rest else target
 
 
 def parse_mount(value: str | Mapping[str, Any]) -> Mount:

@@ -47,6 +47,7 @@ from ..core.plan import (
     KernelLaunch,
     build_plan,
     home_volume_name,
+    mapped_prefix,
     mounted_dir,
     parse_mount,
     pool_key,
@@ -664,10 +665,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             raise KernelStartError(msg)
         if self.mount_cwd and self.cwd not in ("", "/"):
             mounted = mounted_dir(str(self.cwd), self._server_root())
-            if not any(
-                mounted == prefix.rstrip("/") or mounted.startswith(prefix.rstrip("/") + "/")
-                for prefix in self.path_map
-            ):
+            if mapped_prefix(mounted, self.path_map) is None:
                 msg = (
                     f"The notebook's folder {mounted} is on this machine, and the engine "
                     f"{engine.address} runs on another: a bind mount there would show an empty "
