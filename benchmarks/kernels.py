@@ -1,7 +1,8 @@
 """Container kernels against a local ipykernel and a peer (dockernel), measured in one run.
 
 Modes (``--modes``): ``local`` (an ipykernel on this machine, the baseline), ``bridge`` (the
-default: the kernels' network, reached at the container's address), ``bridge-ports`` (the same
+default: the kernels' network, reached at the container's address, CurveZMQ-encrypted),
+``bridge-plain`` (the same in clear text), ``bridge-ports`` (the same
 through ports published on 127.0.0.1), ``host``, ``none``, ``pooled`` (bridge, claimed from a
 warm pool) and ``dockernel`` (dockernel 1.0.2 from PyPI, in a venv of its own).
 
@@ -51,7 +52,9 @@ TARGETS = {
     "concurrent": 1.5,
 }
 ROUND_METRICS = ("start", "kernel_info", "execute", "restart", "shutdown")
-ALL_MODES = ["local", "bridge", "bridge-ports", "host", "none", "pooled", "dockernel"]
+ALL_MODES = [
+    "local", "bridge", "bridge-plain", "bridge-ports", "host", "none", "pooled", "dockernel"
+]  # fmt: skip
 DOCKERNEL_IMAGE = "mlc-bench/dockernel:1"
 ARGV = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 
@@ -65,7 +68,11 @@ def container_spec(image: str, **config: Any) -> dict[str, Any]:
         "argv": ARGV,
         "display_name": "bench",
         "language": "python",
-        "metadata": {"kernel_provisioner": {"provisioner_name": "mlcontainer", "config": config}},
+        "metadata": {
+            "kernel_provisioner": {"provisioner_name": "mlcontainer", "config": config},
+            # As `add` writes it for ipykernel >= 7: local kernels' traffic is encrypted.
+            "supported_encryption": ["curve"],
+        },
     }
 
 
@@ -78,6 +85,7 @@ def write_kernelspecs(root: Path, image: str, modes: list[str], dockernel: Path 
         },
         "bridge": container_spec(image, pool_size=0),
         "bridge-ports": container_spec(image, pool_size=0, bridge_access="ports"),
+        "bridge-plain": container_spec(image, pool_size=0, local_encryption="none"),
         "host": container_spec(image, pool_size=0, network="host"),
         "none": container_spec(image, pool_size=0, network="none"),
         "pooled": container_spec(image, pool_size=1),

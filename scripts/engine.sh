@@ -13,8 +13,15 @@ engine_answers() { docker info >/dev/null 2>&1; }
 
 if [ "${1:-}" = stop ]; then
   if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-    echo "==> stopping dockerd (pid $(cat "$PIDFILE"))"
-    kill "$(cat "$PIDFILE")"
+    pid=$(cat "$PIDFILE")
+    echo "==> stopping dockerd (pid $pid)"
+    kill "$pid"
+    for _ in $(seq 1 300); do  # its containers stop first: up to 30 s
+      kill -0 "$pid" 2>/dev/null || exit 0
+      sleep 0.1
+    done
+    echo "dockerd (pid $pid) did not stop within 30 s" >&2
+    exit 1
   else
     echo "no engine started by this project runs"
   fi
@@ -45,10 +52,17 @@ for pidfile in "$PIDFILE" /var/run/docker.pid /run/docker/containerd/containerd.
     rm -f "$pidfile"
   fi
 done
-echo "==> starting dockerd (log: .build/logs/dockerd.log, pid file: .build/engine/dockerd.pid)"
+# MLC_DOCKER_DATA_ROOT: where the engine keeps images, volumes and networks (CI gives it an
+# empty folder, so that nothing from an earlier run can make a test pass); else dockerd's own.
+data_root=()
+if [ -n "${MLC_DOCKER_DATA_ROOT:-}" ]; then
+  mkdir -p "$MLC_DOCKER_DATA_ROOT"
+  data_root=(--data-root "$MLC_DOCKER_DATA_ROOT")
+fi
+echo "==> starting dockerd${MLC_DOCKER_DATA_ROOT:+ on the data root $MLC_DOCKER_DATA_ROOT} (log: .build/logs/dockerd.log, pid file: .build/engine/dockerd.pid)"
 started=$(date +%s)
 # setsid: the engine must outlive the shell that started it.
-setsid dockerd --pidfile "$PIDFILE" >>"$LOGS/dockerd.log" 2>&1 </dev/null &
+setsid dockerd --pidfile "$PIDFILE" "${data_root[@]}" >>"$LOGS/dockerd.log" 2>&1 </dev/null &
 for _ in $(seq 1 60); do
   if engine_answers; then
     echo "    done in $(($(date +%s) - started)) s"

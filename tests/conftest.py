@@ -25,6 +25,7 @@ from jupyter_client import AsyncKernelManager
 from jupyter_mlcontainer.core import labels
 from jupyter_mlcontainer.docker.engine import Engine
 
+from . import leftovers
 from .engines import SecondEngine
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -59,15 +60,17 @@ def docker_api() -> Any:
     # JupyterLab); every other one at the end was left by a test, the CLI or a subprocess
     # (`jupyter mlcontainer run`, nbconvert, a server) that the tests started.
     before = {c["Id"] for c in api.containers(all=True, filters=labels.managed_filter())}
+    # Volumes, networks and images too (tests/leftovers.py): what the session makes, it removes.
+    snapshot = leftovers.Snapshot.take(api)
     yield api
     Engine.for_url(None).drain_blocking()
     deadline = time.monotonic() + 10  # removals the engine has under way finish
     while True:
-        leftovers = new_containers(api, before)
-        if not leftovers or time.monotonic() > deadline:
+        stale = new_containers(api, before)
+        if not stale or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    for container in leftovers:
+    for container in stale:
         # Who made it (this process or a server/CLI subprocess), and its last words.
         print(describe_container(api, container["Id"]), file=sys.stderr)
         print(f"labels: {container.get('Labels')} (this process: {os.getpid()})", file=sys.stderr)
@@ -75,9 +78,14 @@ def docker_api() -> Any:
             api.remove_container(container["Id"], force=True)
         except docker.errors.NotFound:
             pass
-    if leftovers:
-        names = ", ".join(f"{c['Names'][0]} ({c['Status']})" for c in leftovers)
-        pytest.fail(f"containers left behind by the test session: {names}")
+    removed, left = leftovers.settle(api, snapshot)
+    if removed:
+        print(f"\nproduct caches the session made, removed: {', '.join(removed)}", file=sys.stderr)
+    if left:
+        leftovers.remove_leftovers(api, snapshot)
+    problems = [f"{c['Names'][0]} ({c['Status']})" for c in stale] + left
+    if problems:
+        pytest.fail(f"left behind by the test session: {', '.join(problems)}")
 
 
 def new_containers(api: Any, before: set[str]) -> list[dict[str, Any]]:

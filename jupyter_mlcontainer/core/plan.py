@@ -56,6 +56,12 @@ def _mlc_tree_digest(root):
                 total.update(hashlib.sha256(f.read()).digest())
     return total.hexdigest()
 """
+#: Set when the kernel's HOME is a persistent volume: the kernel checks that it may write
+#: there before anything else (a volume made by someone else may belong to root).
+ENV_HOME_CHECK = "JUPYTER_MLCONTAINER_HOME_CHECK"
+#: What a kernel prints (and its exit code) when its HOME volume is not writable.
+HOME_NOT_WRITABLE = "jupyter-mlcontainer: the kernel's HOME volume is not writable by its user"
+HOME_NOT_WRITABLE_EXIT = 96
 #: The kernel's lease (see docker/leases.py): where its watchdog listens ("tcp:HOST:PORT" or
 #: "unix:PATH"), and after how many seconds without a renewal it stops the kernel.
 ENV_LEASE = "JUPYTER_MLCONTAINER_LEASE"
@@ -84,6 +90,10 @@ if os.environ.get({ENV_RUNTIME!r}):
         os.write(_mlc_stderr, {RUNTIME_MISMATCH.encode()!r} + b"\\n")
         os._exit({RUNTIME_MISMATCH_EXIT})
     sys.path.append(_mlc_runtime)
+_mlc_home = os.environ.get("HOME") or "/"
+if os.environ.pop({ENV_HOME_CHECK!r}, "") and not os.access(_mlc_home, os.W_OK):
+    os.write(_mlc_stderr, {HOME_NOT_WRITABLE.encode()!r} + b" (uid %d)\\n" % os.getuid())
+    os._exit({HOME_NOT_WRITABLE_EXIT})
 _mlc_child = [0]  # the kernel's pid when a supervisor runs it (else 0: this process)
 _mlc_commands, (_mlc_cmd_r, _mlc_cmd_w) = [], os.pipe()
 def _mlc_watch(server, timeout, key):
@@ -589,6 +599,7 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
         mounts.append(Mount(target=launch.ipc_dir, source=source, type="bind"))
     if launch.home_volume:
         mounts.append(Mount(target=CONTAINER_HOME, source=launch.home_volume, type="volume"))
+        env[ENV_HOME_CHECK] = "1"
     if launch.runtime_volume:
         mounts.append(
             Mount(target=RUNTIME_DIR, source=launch.runtime_volume, type="volume", read_only=True)

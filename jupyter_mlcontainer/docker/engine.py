@@ -37,12 +37,13 @@ from ..core.exceptions import (
     ImageNotFoundError,
     ImagePullError,
     InvalidReferenceError,
+    without_repeats,
 )
 from ..core.gpus import GPUSupport
 from ..core.labels import owner_labels
 from ..core.progress import PullProgress
 from ..core.reference import check_reference
-from . import endpoint, leases
+from . import endpoint, leases, networks
 from .events import ExitWatcher
 
 T = TypeVar("T")
@@ -70,7 +71,7 @@ def _engine_unavailable(where: str, error: Exception) -> EngineUnavailableError:
 
 def _explain_api_error(error: docker.errors.APIError, what: str, where: str = "") -> Exception:
     """Our error for an SDK one; ``where`` names a remote engine (" at ssh://gpu-box")."""
-    text = str(error.explanation or error)
+    text = without_repeats(str(error.explanation or error))
     if any(marker in text for marker in _NO_GPU_MARKERS):
         msg = (
             f"GPUs were requested but the Docker engine{where} cannot provide them ({text}). "
@@ -164,7 +165,8 @@ class Engine:
         self._info: tuple[float, dict[str, Any]] | None = None
         self._watcher: ExitWatcher | None = None
         self._pending: set[Future[None]] = set()
-        self._networks: dict[str, str | None] = {}
+        self._networks: dict[str, networks.KernelNetwork] = {}
+        self._network_lock = threading.Lock()
         self._routable: dict[str, bool] = {}
         self._endpoint: endpoint.Endpoint | None = None
         self._kind: EngineKind | None = None
@@ -507,6 +509,7 @@ class Engine:
         user: str | None = None,
         archive: tuple[str, bytes] | None = None,
         timeout: float = 300,
+        cap_add: list[str] | None = None,
     ) -> tuple[int, str]:
         """Run a short-lived helper container to completion; return (exit code, output).
 
@@ -520,6 +523,7 @@ class Engine:
                 mounts=mounts or [],
                 init=True,
                 cap_drop=["ALL"],
+                cap_add=cap_add or None,
                 security_opt=["no-new-privileges:true"],
             )
             leases.hold()
@@ -551,65 +555,45 @@ class Engine:
 
         return await self.call(f"run a helper container of image {image!r}", run)
 
-    async def ensure_network(self, name: str) -> str | None:
-        """Create bridge network ``name`` with inter-container traffic off, unless it exists;
-        return its subnet ("172.18.0.0/16") when kernels may pick their own address on it.
+    async def ensure_network(self, name: str) -> networks.KernelNetwork:
+        """The bridge network ``name`` kernels join, made (inter-container traffic off, a
+        fixed subnet) unless it exists; see docker/networks.py.
 
         Kept between kernels and servers (like an image): later starts only look it up. Its
         subnet is fixed at creation (one the engine picked as free), which is what lets a
-        kernel keep its address across restarts. An older network of this project without a
-        fixed subnet is made again when no container uses it; while one does, None.
+        kernel keep its address across restarts. Containers name it by its id.
         """
-        if name in self._networks:
-            return self._networks[name]
+        cached = self._networks.get(name)
+        if cached is not None:
+            return cached
 
-        def ensure(api: docker.APIClient) -> str | None:
-            for found in api.networks(names=[name]):
-                if found.get("Name") != name:  # the engine matches names by prefix
-                    continue
-                network = api.inspect_network(found["Id"])
-                subnet = (network.get("Labels") or {}).get(labels.SUBNET)
-                if subnet or network.get("Containers"):
-                    return subnet or None
-                api.remove_network(found["Id"])  # an unused one of an older version
-            # The engine picks a free subnet for a probe network; the kernels' network keeps it.
-            probe = api.create_network(
-                f"{name}-probe-{os.getpid()}",
-                driver="bridge",
-                labels={labels.MANAGED: "true", labels.PURPOSE: "kernel-network-probe"},
-            )
-            try:
-                config = api.inspect_network(probe["Id"])["IPAM"]["Config"][0]
-            finally:
-                api.remove_network(probe["Id"])
-            try:
-                api.create_network(
-                    name,
-                    driver="bridge",
-                    options={"com.docker.network.bridge.enable_icc": "false"},
-                    ipam=docker.types.IPAMConfig(
-                        pool_configs=[
-                            docker.types.IPAMPool(
-                                subnet=config["Subnet"], gateway=config.get("Gateway")
-                            )
-                        ]
-                    ),
-                    labels={
-                        labels.MANAGED: "true",
-                        labels.PURPOSE: "kernel-network",
-                        labels.SUBNET: config["Subnet"],
-                    },
-                    check_duplicate=True,
-                )
-            except docker.errors.APIError as e:
-                if e.status_code != 409:  # another server made it meanwhile
-                    raise
-                return ensure(api)
-            return str(config["Subnet"])
+        def ensure(api: docker.APIClient) -> networks.KernelNetwork:
+            with self._network_lock:  # this process's concurrent first starts make one
+                return networks.ensure(api, name)
 
-        subnet = await self.call(f"create the kernels' network {name!r}", ensure)
-        self._networks[name] = subnet
-        return subnet
+        found = await self.call(f"create the kernels' network {name!r}", ensure)
+        self._networks[name] = found
+        return found
+
+    def forget_network(self, name: str) -> None:
+        """Look ``name`` up again at the next start (it was removed or repaired)."""
+        self._networks.pop(name, None)
+        self._routable.clear()
+
+    async def network_duplicates(self, repair: bool = False) -> list[tuple[str, list[str]]]:
+        """Names that several of this project's networks share, each with the ids still in
+        use after ``repair`` removed the unused ones (all of them without ``repair``)."""
+
+        def check(api: docker.APIClient) -> list[tuple[str, list[str]]]:
+            found = networks.duplicates(api)
+            if not repair:
+                return [(d.name, list(d.others)) for d in found]
+            return [(d.name, networks.repair(api, d)) for d in found]
+
+        result = await self.call("list the project's networks", check)
+        if repair:
+            self._networks.clear()
+        return result
 
     async def routable(self, network: str) -> bool:
         """Whether this process reaches containers on ``network`` by their own address: the
@@ -730,10 +714,11 @@ class Engine:
 
 
 def _pull_failed(ref: str, reason: str) -> str:
+    # Plain text: it is read in terminals and in JupyterLab's error dialogs alike.
     return (
-        f"Could not pull image {ref!r}: {reason}. Check the image name and tag (`docker images` "
-        "lists the engine's own), run `docker login REGISTRY` if the registry is private, or "
-        "build or load the image onto the engine first."
+        f"Could not pull image {ref!r}: {without_repeats(reason).strip().rstrip('.')}. Check the "
+        "image name and tag ('docker images' lists the engine's own), run 'docker login "
+        "REGISTRY' if the registry is private, or build or load the image onto the engine first."
     )
 
 

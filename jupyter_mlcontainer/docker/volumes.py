@@ -8,8 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from docker.types import Mount
+
 from .._version import __version__
 from ..core import labels
+from ..core.exceptions import KernelStartError
 from ..core.plan import home_volume_name
 from .engine import Engine
 
@@ -83,3 +86,51 @@ async def prune(
         else:
             in_use.append(volume.name)
     return removed, in_use
+
+
+#: Gives a HOME volume's files to its user (run as root with CAP_CHOWN only).
+_GIVE_HOME = """\
+import os, sys
+uid, gid = int(sys.argv[1]), int(sys.argv[2])
+for folder, subfolders, files in os.walk("/home-volume"):
+    for name in [folder] + [os.path.join(folder, n) for n in subfolders + files]:
+        os.lchown(name, uid, gid)
+"""
+
+
+async def give_home_to_user(
+    engine: Engine, volume: str, uid: int, gid: int, image: str, python: str = "python3"
+) -> None:
+    """Make HOME volume ``volume`` writable by the kernel's ``uid`` when it is this project's
+    HOME volume of that uid (made by an older version, or by hand as root): its files are
+    given to the user. Any other volume is refused with what to run instead."""
+    own = await engine.volume_labels(volume)
+    ours = (
+        own is not None
+        and own.get(labels.MANAGED) == "true"
+        and own.get(labels.PURPOSE) == labels.PURPOSE_HOME
+        and own.get(labels.HOME_UID) == str(uid)
+    )
+    if not ours:
+        msg = (
+            f"The kernel's HOME volume {volume!r} is not writable by uid {uid} and was not made "
+            f"by jupyter-mlcontainer for that user, so it is left as it is: remove it "
+            f"(`docker volume rm {volume}`; a new one is made at the next start) or give it "
+            f"to uid {uid}, or set persistent_home to false for this kernel."
+        )
+        raise KernelStartError(msg)
+    code, output = await engine.run(
+        image,
+        [python, "-c", _GIVE_HOME, str(uid), str(gid)],
+        labels={labels.PURPOSE: "home-repair"},
+        mounts=[Mount(target="/home-volume", source=volume, type="volume")],
+        user="0:0",
+        cap_add=["CHOWN"],
+    )
+    if code != 0:
+        msg = (
+            f"Could not give the HOME volume {volume!r} to uid {uid} (exit code {code}: "
+            f"{output.strip()[-300:]}). Remove it with `docker volume rm {volume}`; a new one "
+            "is made at the next start."
+        )
+        raise KernelStartError(msg)

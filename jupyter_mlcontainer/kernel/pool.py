@@ -17,7 +17,8 @@ server's lease like any kernel (a killed server's pool stops itself and is reape
 ``pooled`` label.
 
 Pools fill once their kernelspec has been started in this server (or at start, for those in
-``prefill``); kernelspecs that ask for GPUs have none unless ``gpu_kernels`` is set. Headless
+``prefill``); kernelspecs whose kernels get GPUs have none unless ``gpu_kernels`` is set
+(``gpus: auto`` on an engine without GPUs runs on the CPU, and is pooled). Headless
 tools (nbconvert, papermill, ``jupyter mlcontainer run``) have no pool: it lives in the server.
 """
 
@@ -39,6 +40,7 @@ from jupyter_client.session import Session
 from traitlets import Bool, Float, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
 
+from ..core import gpus as gpu
 from ..core import kernelspec
 from ..core.exceptions import KernelStartError
 
@@ -50,6 +52,22 @@ FILLER = "_mlc_pool_filler"
 #: Seconds a claimed kernel has to answer the request that moves it into the notebook's
 #: directory and environment.
 CONFIGURE_TIMEOUT = 10.0
+#: Seconds the engine's GPU support is trusted when deciding what to pool.
+GPU_SUPPORT_MAX_AGE = 60.0
+
+
+async def gets_gpus(provisioner: MLContainerProvisioner) -> bool:
+    """Whether this kernelspec's kernels get GPUs on its engine. ``auto`` on an engine without
+    GPU support means the CPU: such kernels are pooled like ``none`` (``auto`` is what ``add``
+    and the default kernel ask for)."""
+    try:
+        request = gpu.parse_gpus(provisioner.gpus)
+    except ValueError:
+        return True  # its start reports the setting
+    if request.mode != "auto":
+        return request.mode != "none"
+    support = await provisioner.engine.gpu_support(max_age=GPU_SUPPORT_MAX_AGE)
+    return gpu.resolve(request, support).mode != "none"
 
 
 @dataclass
@@ -130,10 +148,10 @@ class MLContainerPool(LoggingConfigurable):
 
     # --- claims -------------------------------------------------------------------------
 
-    def target(self, kernel_name: str, provisioner: MLContainerProvisioner) -> int:
+    async def target(self, kernel_name: str, provisioner: MLContainerProvisioner) -> int:
         """How many ready kernels this kernelspec gets."""
         wanted = self.size if provisioner.pool_size is None else provisioner.pool_size
-        if provisioner.gpus not in ("none", "") and not self.gpu_kernels:
+        if not self.gpu_kernels and await gets_gpus(provisioner):
             return 0
         if provisioner.network == "none":  # ipc sockets in a directory of each kernel's own
             return 0
@@ -146,7 +164,7 @@ class MLContainerPool(LoggingConfigurable):
         if self._closed or self.kernel_manager is None:
             return None
         name = str(getattr(provisioner.parent, "kernel_name", "") or "")
-        self._targets[name] = self.target(name, provisioner)
+        self._targets[name] = await self.target(name, provisioner)
         ready = self._ready.get(name, [])
         claimed = None
         while ready and claimed is None:

@@ -42,6 +42,7 @@ from ..core.exceptions import (
     one_line_errors,
 )
 from ..core.plan import (
+    HOME_NOT_WRITABLE_EXIT,
     PORT_NAMES,
     RUNTIME_MISMATCH_EXIT,
     KernelLaunch,
@@ -55,7 +56,7 @@ from ..core.plan import (
 )
 from ..core.probe import ImageProbe
 from ..core.reference import check_reference
-from ..docker import endpoint, sibling
+from ..docker import endpoint, sibling, volumes
 from ..docker.engine import Engine
 from ..docker.images import obtain_image, probe_image
 from ..docker.runtime import RuntimeTarget, discard_runtime, ensure_runtime, volume_name
@@ -135,6 +136,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
     #: network's subnet.
     _pinned_ip = ""
     _subnet: str | None = None
+    _network_id: str | None = None
     #: Started once (a later start is a restart: it never claims a pooled kernel).
     _has_started = False
     #: What the running container was made from; the supervisor holding it for a restart.
@@ -204,6 +206,16 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             if self.remote_encryption == "curve":
                 # CurveZMQ keys made per kernel by jupyter_client, kept across restarts.
                 kwargs["transport_encryption"] = "required"
+        elif (
+            self.network != "none"
+            and "transport_encryption" not in kwargs
+            and getattr(km, "transport_encryption", "disabled") == "disabled"
+        ):
+            # What the server's KernelManager asks for wins; its default ("disabled") gives
+            # way to ours. "auto": jupyter_client encrypts when the kernelspec declares it.
+            kwargs["transport_encryption"] = {"auto": "auto", "curve": "required"}.get(
+                self.local_encryption, "disabled"
+            )
         last_address, self._container_ip = self._container_ip, ""
         self._previous_ip = last_address
         # LocalProvisioner folds these into the host's command line; the container's command
@@ -230,10 +242,12 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         engine.exit_watcher()  # subscribe to exits before there is anything to miss
         if self.pull_policy == "always":
             await engine.pull(self.image, self.log)
-        subnet = None
+        subnet = network_id = None
         if self.network == "bridge" and self.bridge_network:
-            subnet = await engine.ensure_network(self.bridge_network)
+            kernel_network = await engine.ensure_network(self.bridge_network)
+            subnet, network_id = kernel_network.subnet, kernel_network.id
         self._subnet = subnet
+        self._network_id = network_id
         publish = await self._publishes_ports(subnet)
         request = await self._resolve_gpus()
         host_memory = 0
@@ -254,6 +268,8 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         )
         home_volume, home_volume_is_new = await self._home_volume(uid, source or self.image)
         settings = self.launch_settings()
+        if network_id:  # by id: a name may be ambiguous (see docker/networks.py)
+            settings["bridge_network"] = network_id
         if not self.path_map:  # a server in a container: its own mounts say where things are
             settings["path_map"] = await sibling.own_path_map(engine)
         launch = KernelLaunch(
@@ -315,7 +331,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         """Start; a kernel that finds its injected runtime changed since it was sealed
         (poisoned, or damaged) refuses it: rebuild the runtime once and start again."""
         try:
-            await self._start_with_free_ports(launch, probe)
+            await self._start_with_writable_home(launch, probe)
         except KernelStartError:
             exit_ = self.last_exit
             if probe is None or exit_ is None or exit_.exit_code != RUNTIME_MISMATCH_EXIT:
@@ -327,6 +343,35 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                 volume,
             )
             await discard_runtime(self.engine, volume)
+            await self._start_with_writable_home(launch, probe)
+
+    async def _start_with_writable_home(
+        self, launch: KernelLaunch, probe: ImageProbe | None
+    ) -> None:
+        """Start; a kernel whose HOME volume its user may not write (a volume of an older
+        version, or one made by hand as root) stops at once: the volume is given to the
+        user when it is this project's HOME volume of that user, then the kernel starts again.
+        """
+        try:
+            await self._start_with_free_ports(launch, probe)
+        except KernelStartError:
+            exit_ = self.last_exit
+            if not launch.home_volume or exit_ is None or exit_.exit_code != HOME_NOT_WRITABLE_EXIT:
+                raise
+            self.log.warning(
+                "Kernel %s: uid %s may not write its HOME volume %s; giving it to that user",
+                self.kernel_id,
+                launch.uid,
+                launch.home_volume,
+            )
+            await volumes.give_home_to_user(
+                self.engine,
+                launch.home_volume,
+                launch.uid if launch.uid is not None else 0,
+                launch.gid if launch.gid is not None else 0,
+                launch.image,
+                launch.python,
+            )
             await self._start_with_free_ports(launch, probe)
 
     @property
@@ -486,7 +531,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             return bool(self.network == "bridge")
         if self.bridge_access == "address":
             return False
-        return not await self.engine.routable(self.bridge_network or "bridge")
+        return not await self.engine.routable(self._network_id or self.bridge_network or "bridge")
 
     def _lease_address(self) -> str | None:
         """Where the kernel's lease watchdog listens, as the container sees it (the port is
@@ -836,13 +881,8 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                 self.log.debug("Kernel %s: no image details: %s", self.kernel_id, e)
                 return
             if image is not None:
-                pinned, shareable = kernelspec.pinned_reference(self.image, image)
-                self.image_details = {
-                    "image": self.image,
-                    "image_id": image.get("Id"),
-                    "digest": pinned if shareable else None,
-                    "repo_digests": image.get("RepoDigests") or [],
-                }
+                # The same record `jupyter mlcontainer run` writes into notebooks.
+                self.image_details = kernelspec.image_details(self.image, image)
 
         self._details_task = asyncio.ensure_future(learn())
 

@@ -239,6 +239,17 @@ class ContainerKernelSettings(HasTraits):
         ``none`` is clear text and needs MLContainerPolicy.allow_unencrypted_remote.""",
     ).tag(config=True)
 
+    local_encryption = CaselessStrEnum(
+        ["auto", "curve", "none"],
+        default_value="auto",
+        help="""Kernel traffic to a kernel on this machine's engine. ``auto`` (the default):
+        CurveZMQ-encrypted when the kernelspec says its kernel speaks it
+        (``metadata.supported_encryption``, which ``add`` writes for ipykernel ≥ 7), else
+        clear text; ``curve``: encrypted, refused when the kernel cannot; ``none``: clear text
+        (the kernels' network has inter-container traffic off and ports are published on
+        127.0.0.1 only, so only processes of this machine can reach a kernel).""",
+    ).tag(config=True)
+
     kernel_address = Unicode(
         "",
         help="""Remote engines: the address at which this server reaches the engine's host

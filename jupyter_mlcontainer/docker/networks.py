@@ -1,0 +1,167 @@
+"""The kernels' network on an engine: made once, found by its labels, never by its name.
+
+Docker allows several networks of one name, and its ``CheckDuplicate`` is best effort: starts
+at once on a new engine (a pool's prefill, a user opening several notebooks, a team's gateway)
+each made one, and from then on every container that named the network was refused ("network
+mlc-kernels is ambiguous"). So: one creation at a time per process, the network referred to
+by its id, and when several of ours share the name anyway (made by other processes at the same
+moment), every process agrees on the oldest and removes the others that no container uses.
+
+Blocking functions of a ``docker.APIClient``; :class:`~.engine.Engine` runs them off the loop.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import docker.errors
+import docker.types
+
+from ..core import labels
+from ..core.exceptions import EngineError
+
+#: The purpose label of the kernels' network (and of the short-lived one that picks a subnet).
+PURPOSE_NETWORK = "kernel-network"
+PURPOSE_PROBE = "kernel-network-probe"
+
+
+@dataclass(frozen=True)
+class KernelNetwork:
+    """A network kernels join: its id (what containers name), name and fixed subnet (None
+    when it has none: kernels then get their address from the engine)."""
+
+    id: str
+    name: str
+    subnet: str | None
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """Networks of ours that share a name: the one every process uses, and the others."""
+
+    name: str
+    kept: str
+    others: tuple[str, ...]
+
+
+def _ours(network: dict[str, Any]) -> bool:
+    return (network.get("Labels") or {}).get(labels.MANAGED) == "true"
+
+
+def _named(api: docker.APIClient, name: str) -> list[dict[str, Any]]:
+    """Every network called exactly ``name`` (the engine's name filter matches substrings),
+    oldest first: the order every process agrees on."""
+    found = [n for n in api.networks(names=[name]) if n.get("Name") == name]
+    return sorted(found, key=lambda n: (str(n.get("Created") or ""), str(n.get("Id"))))
+
+
+def _remove_unused(api: docker.APIClient, network_id: str) -> bool:
+    """Remove a network no container uses; False when one does (or it is gone already)."""
+    try:
+        api.remove_network(network_id)
+    except docker.errors.NotFound:
+        return True
+    except docker.errors.APIError as e:
+        if e.status_code in (403, 409) or "active endpoints" in str(e.explanation or e):
+            return False
+        raise
+    return True
+
+
+def _as_kernel_network(api: docker.APIClient, found: dict[str, Any]) -> KernelNetwork:
+    subnet = (found.get("Labels") or {}).get(labels.SUBNET) or None
+    return KernelNetwork(str(found["Id"]), str(found["Name"]), subnet)
+
+
+def _resolve(api: docker.APIClient, name: str) -> KernelNetwork | None:
+    """The network called ``name`` that kernels use, removing unused duplicates of ours; None
+    when there is none (or only an unused one of an older version, removed here)."""
+    found = _named(api, name)
+    ours = [n for n in found if _ours(n)]
+    if not ours:
+        if len(found) > 1:
+            msg = (
+                f"{len(found)} networks on the Docker engine are called {name!r} and none was "
+                f"made by jupyter-mlcontainer: remove the extra ones (`docker network ls "
+                f"--filter name={name}`, then `docker network rm ID`) or set "
+                "MLContainerProvisioner.bridge_network to another name."
+            )
+            raise EngineError(msg)
+        return _as_kernel_network(api, found[0]) if found else None
+    with_subnet = [n for n in ours if (n.get("Labels") or {}).get(labels.SUBNET)]
+    for older in (n for n in ours if n not in with_subnet):
+        # Of an older version (no fixed subnet): made again once no container uses it.
+        if not _remove_unused(api, str(older["Id"])) and not with_subnet:
+            return _as_kernel_network(api, older)
+    if not with_subnet:
+        return None
+    kept, *others = with_subnet
+    for other in others:
+        _remove_unused(api, str(other["Id"]))
+    return _as_kernel_network(api, kept)
+
+
+def _free_subnet(api: docker.APIClient, name: str) -> dict[str, Any]:
+    """A subnet the engine considers free (it picks one for a short-lived network)."""
+    probe = api.create_network(
+        f"{name}-probe-{os.getpid()}-{os.urandom(3).hex()}",
+        driver="bridge",
+        labels={labels.MANAGED: "true", labels.PURPOSE: PURPOSE_PROBE},
+    )
+    try:
+        return dict(api.inspect_network(probe["Id"])["IPAM"]["Config"][0])
+    finally:
+        api.remove_network(probe["Id"])
+
+
+def ensure(api: docker.APIClient, name: str) -> KernelNetwork:
+    """The kernels' network ``name``, made (inter-container traffic off, a fixed subnet) when
+    there is none. The caller makes sure one process creates one at a time."""
+    existing = _resolve(api, name)
+    if existing is not None:
+        return existing
+    config = _free_subnet(api, name)
+    api.create_network(
+        name,
+        driver="bridge",
+        options={"com.docker.network.bridge.enable_icc": "false"},
+        ipam=docker.types.IPAMConfig(
+            pool_configs=[
+                docker.types.IPAMPool(subnet=config["Subnet"], gateway=config.get("Gateway"))
+            ]
+        ),
+        labels={
+            labels.MANAGED: "true",
+            labels.PURPOSE: PURPOSE_NETWORK,
+            labels.SUBNET: config["Subnet"],
+        },
+        check_duplicate=True,  # best effort only: _resolve settles what slips through
+    )
+    made = _resolve(api, name)
+    if made is None:  # removed by someone else in between
+        msg = f"The kernels' network {name!r} disappeared right after it was made; try again."
+        raise EngineError(msg)
+    return made
+
+
+def duplicates(api: docker.APIClient) -> list[Duplicates]:
+    """Names that several of our networks share (what ``doctor`` reports and repairs)."""
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for network in api.networks(filters={"label": [f"{labels.MANAGED}=true"]}):
+        by_name.setdefault(str(network["Name"]), []).append(network)
+    found = []
+    for name, group in sorted(by_name.items()):
+        if len(group) > 1:
+            group.sort(key=lambda n: (str(n.get("Created") or ""), str(n.get("Id"))))
+            found.append(
+                Duplicates(name, str(group[0]["Id"]), tuple(str(n["Id"]) for n in group[1:]))
+            )
+    return found
+
+
+def repair(api: docker.APIClient, found: Duplicates) -> list[str]:
+    """Remove the duplicates that no container uses; returns the ids still in use."""
+    return [other for other in found.others if not _remove_unused(api, other)]
