@@ -88,16 +88,8 @@ def settle(api: Any, before: Snapshot, in_use_ok: bool = True) -> tuple[list[str
 
 
 def remove_leftovers(api: Any, before: Snapshot) -> None:
-    """Remove what a failed session left, so that the next run starts clean anyway."""
-    for image in api.images():
-        if image["Id"] not in before.images:
-            with contextlib.suppress(docker.errors.APIError):
-                api.remove_image(image["Id"], force=True)
-            continue
-        for tag in image.get("RepoTags") or []:
-            if tag not in before.tags and tag != "<none>:<none>":
-                with contextlib.suppress(docker.errors.APIError):
-                    api.remove_image(tag)  # the name only: the image keeps its others
+    """Remove the volumes and networks a failed session left, so that the next run starts
+    clean anyway. Images are only named: one may be a build running beside the tests."""
     for volume in api.volumes().get("Volumes") or []:
         if volume["Name"] not in before.volumes:
             with contextlib.suppress(docker.errors.APIError):

@@ -160,3 +160,32 @@ async def test_an_encrypted_ready_kernel_is_claimed_and_moved_in(
     out = await run(manager, "import os; print(os.getcwd())")
     assert out.strip() == str(notebook_dir)  # moved in over the encrypted shell channel
     await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+
+
+@pytest.fixture
+def default_like_spec(kernelspec_file, docker_api):
+    """Like the default kernel that `add` and `scripts/dev lab` make: gpus auto, CurveZMQ."""
+    return kernelspec_file("auto", gpus="auto", metadata={"supported_encryption": ["curve"]})
+
+
+@pytest.mark.no_gpu
+@pytest.mark.parametrize(
+    "jp_server_config", [{"MLContainerPool": {"refill_delay": 0.0}}], indirect=True
+)
+async def test_a_kernel_whose_gpus_auto_means_the_cpu_gets_a_warm_pool(
+    default_like_spec, jp_serverapp, jp_fetch, notebook_dir, docker_api
+):
+    """On an engine without GPUs, ``gpus: auto`` runs on the CPU: its kernels are pooled like
+    ``none`` (no prefill: the first start fills the pool, the next start claims from it)."""
+    await start_extensions(jp_serverapp)
+    first = await start_session(jp_fetch, "auto", "first.ipynb")
+    [waiting] = await ready(jp_fetch)
+    assert waiting["kernelspec"] == "auto"
+    second = await start_session(jp_fetch, "auto", "second.ipynb")
+    manager = jp_serverapp.kernel_manager.get_kernel(second)
+    assert manager.provisioner.container_id == waiting["container_id"]  # claimed
+    assert manager.get_connection_info().get("curve_secretkey")  # encrypted by default
+    out = await run(manager, "import os; print(os.getcwd())")
+    assert out.strip() == str(notebook_dir)
+    for kernel_id in (first, second):
+        await jp_fetch("api", "kernels", kernel_id, method="DELETE")

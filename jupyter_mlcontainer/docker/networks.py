@@ -13,6 +13,7 @@ Blocking functions of a ``docker.APIClient``; :class:`~.engine.Engine` runs them
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,9 @@ from ..core.exceptions import EngineError
 #: The purpose label of the kernels' network (and of the short-lived one that picks a subnet).
 PURPOSE_NETWORK = "kernel-network"
 PURPOSE_PROBE = "kernel-network-probe"
+#: After making the network: how long until one made by another process at the same moment
+#: shows in the engine's list (once per engine, at its first kernel start).
+SETTLE_SECONDS = 0.3
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,22 @@ def ensure(api: docker.APIClient, name: str) -> KernelNetwork:
     if existing is not None:
         return existing
     config = _free_subnet(api, name)
+    try:
+        _create(api, name, config)
+    except docker.errors.APIError as e:
+        if e.status_code != 409:  # 409: another process made it meanwhile
+            raise
+    # Another process may have made one at the same moment, visible a moment later: look
+    # again after that moment, so that every process settles on the same (oldest) network.
+    time.sleep(SETTLE_SECONDS)
+    made = _resolve(api, name)
+    if made is None:  # removed by someone else in between
+        msg = f"The kernels' network {name!r} disappeared right after it was made; try again."
+        raise EngineError(msg)
+    return made
+
+
+def _create(api: docker.APIClient, name: str, config: dict[str, Any]) -> None:
     api.create_network(
         name,
         driver="bridge",
@@ -140,11 +160,6 @@ def ensure(api: docker.APIClient, name: str) -> KernelNetwork:
         },
         check_duplicate=True,  # best effort only: _resolve settles what slips through
     )
-    made = _resolve(api, name)
-    if made is None:  # removed by someone else in between
-        msg = f"The kernels' network {name!r} disappeared right after it was made; try again."
-        raise EngineError(msg)
-    return made
 
 
 def duplicates(api: docker.APIClient) -> list[Duplicates]:

@@ -235,6 +235,15 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Create and start the kernel's container; return when its heartbeat answers."""
         self.cwd = self._working_dir(kwargs.get("cwd"))
+        if self.network != "none" and not self.connection_info.get("curve_secretkey"):
+            # ipykernel warns of eavesdropping on every such start: say why it is safe here.
+            self.log.info(
+                "Kernel %s: its traffic is not encrypted (local_encryption=%s, or its kernelspec "
+                "does not declare CurveZMQ); only this machine reaches it: ports on 127.0.0.1 or "
+                "the kernels' network, where containers cannot reach each other",
+                self.kernel_id,
+                self.local_encryption,
+            )
         uid, gid = self._container_user(self.cwd)
         self._policy.check_user(uid, gid)  # before anything exists on the engine
         self._kernel_host = self._remote_kernel_host()
