@@ -21,8 +21,8 @@ import tomllib
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
+from jupyter_mlcontainer.agent.protocol import ENV_CONNECTION
 from jupyter_mlcontainer.core import labels
-from jupyter_mlcontainer.core.plan import ENV_CONNECTION
 
 from .conftest import IMAGE, TEST_GID, TEST_UID, eventually
 

@@ -11,11 +11,12 @@ import pytest
 PACKAGE = Path(__file__).parent.parent / "jupyter_mlcontainer"
 #: Each layer and the layers it may import from (besides itself and the top-level _version).
 ALLOWED = {
-    "core": set(),
-    "docker": {"core"},
-    "kernel": {"core", "docker"},
-    "server": {"core", "docker", "kernel"},
-    "cli": {"core", "docker", "kernel"},
+    "agent": set(),
+    "core": {"agent"},
+    "docker": {"agent", "core"},
+    "kernel": {"agent", "core", "docker"},
+    "server": {"agent", "core", "docker", "kernel"},
+    "cli": {"agent", "core", "docker", "kernel"},
 }
 
 

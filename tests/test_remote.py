@@ -13,9 +13,9 @@ import pytest
 import zmq
 import zmq.asyncio
 
+from jupyter_mlcontainer.agent.protocol import CONTAINER_HOME
 from jupyter_mlcontainer.core import labels
 from jupyter_mlcontainer.core.exceptions import GPUUnavailableError, KernelStartError
-from jupyter_mlcontainer.core.plan import CONTAINER_HOME
 from jupyter_mlcontainer.docker import leases
 from jupyter_mlcontainer.docker.engine import Engine
 

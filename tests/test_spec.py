@@ -8,11 +8,10 @@ import tarfile
 
 import pytest
 
+from jupyter_mlcontainer.agent.protocol import CONTAINER_CONNECTION_FILE, CONTAINER_HOME
 from jupyter_mlcontainer.core import labels
 from jupyter_mlcontainer.core.gpus import GPURequest, GPUSupport
 from jupyter_mlcontainer.core.plan import (
-    CONTAINER_CONNECTION_FILE,
-    CONTAINER_HOME,
     KernelLaunch,
     build_plan,
     container_command,

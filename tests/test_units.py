@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import stat
 
 import docker.errors
 import pytest
@@ -233,7 +235,10 @@ def test_runtime_targets_the_images_python():
 
 
 def test_injected_command_appends_the_runtime():
-    from jupyter_mlcontainer.core.plan import BOOTSTRAP, container_command
+    from jupyter_mlcontainer.agent import program
+    from jupyter_mlcontainer.core.plan import container_command
+
+    BOOTSTRAP = program("bootstrap")
 
     argv = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     cmd = container_command(argv, "/usr/bin/python3", injected=True)
@@ -350,3 +355,130 @@ def test_kernelspecs_ask_for_curvezmq_where_the_kernel_speaks_it(ipykernel, curv
         probe=probe, display_name="X", settings=KernelspecConfig(),
     )  # fmt: skip
     assert (spec["metadata"].get("supported_encryption") == ["curve"]) is curve
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "manifest for reg:5000/x:1 not found: manifest unknown: manifest unknown",
+            "manifest for reg:5000/x:1 not found: manifest unknown",
+        ),
+        ("manifest unknown: Manifest Unknown.", "manifest unknown."),
+        ("a: a: a: b: b", "a: b"),
+        ("a: b: a", "a: b: a"),  # only a fragment that repeats the one before it
+        ("no colon at all", "no colon at all"),
+        ("", ""),
+    ],
+)
+def test_repeated_error_fragments_are_said_once(text, expected):
+    from jupyter_mlcontainer.core.exceptions import without_repeats
+
+    assert without_repeats(text) == expected
+
+
+def test_a_failed_pull_says_the_registrys_words_once_in_plain_text():
+    from jupyter_mlcontainer.docker.engine import _explain_api_error, _pull_failed
+
+    words = "manifest for localhost:5000/no/such:1 not found: manifest unknown: manifest unknown"
+    message = _pull_failed("localhost:5000/no/such:1", words)
+    assert message.startswith(
+        "Could not pull image 'localhost:5000/no/such:1': manifest for localhost:5000/no/such:1 "
+        "not found: manifest unknown. Check the image name and tag"
+    )
+    assert message.count("manifest unknown") == 1
+    assert "`" not in message  # read in terminals and dialogs, where Markdown is not rendered
+    response = requests.Response()
+    response.status_code = 404
+    error = docker.errors.ImageNotFound("x", response=response, explanation=words)
+    assert str(_explain_api_error(error, "pull image")).count("manifest unknown") == 1
+
+
+def test_kernel_details_and_notebook_records_name_the_same_digest():
+    from jupyter_mlcontainer.core.kernelspec import image_details
+
+    image_id = "sha256:" + "2" * 64
+    elsewhere = "localhost:5000/team/python@sha256:" + "d" * 64
+    own = "mlcontainer/python@sha256:" + "e" * 64
+    # Pinned to a local image id, but the same image is in a registry: the details say so.
+    details = image_details(image_id, {"Id": image_id, "RepoDigests": [elsewhere]})
+    assert details == {
+        "image": image_id,
+        "image_id": image_id,
+        "digest": elsewhere,
+        "repo_digests": [elsewhere],
+    }
+    # The digest of the kernel's own repository comes first.
+    both = {"Id": image_id, "RepoDigests": [elsewhere, own]}
+    assert image_details("mlcontainer/python:3.11", both)["digest"] == own
+    # Only an image no registry has has no digest.
+    assert image_details(image_id, {"Id": image_id, "RepoDigests": []})["digest"] is None
+    assert image_details(own, {"Id": image_id})["digest"] == own  # pinned by digest
+
+
+def test_list_shows_what_a_kernel_was_added_from():
+    from jupyter_mlcontainer.core.kernelspec import describe_pin
+
+    image_id = "sha256:27dd" + "0" * 60
+    digest = "localhost:5000/team/python@sha256:9f8e" + "1" * 60
+    assert (
+        describe_pin("mlcontainer/python:3.11", image_id)
+        == "mlcontainer/python:3.11 (sha256:27dd00000000…, local build)"
+    )
+    assert (
+        describe_pin("localhost:5000/team/python:3.11", digest)
+        == "localhost:5000/team/python:3.11 (sha256:9f8e11111111…)"
+    )
+    assert describe_pin(digest, digest) == digest  # added by digest: nothing to add
+    assert describe_pin("", "python:3.11-slim") == "python:3.11-slim"  # handwritten kernel.json
+    assert describe_pin("python:3.11", "team/python:3.11") == "python:3.11 → team/python:3.11"
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_output_notebooks_get_the_mode_of_an_ordinary_file(tmp_path, umask, mode):
+    import nbformat
+
+    from jupyter_mlcontainer.cli.run import _write_atomically
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
+    output = tmp_path / "out" / "run.ipynb"
+    previous = os.umask(umask)
+    try:
+        _write_atomically(nb, output)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(output.stat().st_mode) == mode
+    assert nbformat.read(str(output), as_version=4).cells[0].source == "1 + 1"
+    # Rewriting a notebook keeps its mode, as writing it in place would.
+    output.chmod(0o640)
+    _write_atomically(nb, output)
+    assert stat.S_IMODE(output.stat().st_mode) == 0o640
+    assert [p.name for p in output.parent.iterdir()] == ["run.ipynb"]  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    ("record", "line"),
+    [
+        (
+            {"status": "error", "reason": "ZeroDivisionError: division by zero", "cell": 3},
+            "cell 3 raised ZeroDivisionError: division by zero",
+        ),
+        (
+            {"status": "timeout", "reason": "timed out after 3 s (--timeout)", "cell": 2},
+            "cell 2 timed out after 3 s (--timeout)",
+        ),
+        (
+            {"status": "kernel died", "reason": "Kernel container k was killed.", "cell": 4},
+            "the kernel died while running cell 4: Kernel container k was killed.",
+        ),
+        (
+            {"status": "kernel did not start", "reason": "Not allowed by the admin policy."},
+            "kernel did not start: Not allowed by the admin policy.",
+        ),
+    ],
+)
+def test_a_failed_run_is_described_in_one_clean_line(record, line):
+    from jupyter_mlcontainer.cli.run import failure
+
+    assert failure(record) == line
+    assert "error" not in failure(record).split(":", 1)[0]  # start() says "error:" once

@@ -1,9 +1,10 @@
 """Translate a kernel's settings into Docker create arguments.
 
-Pure: no engine, no files, no clock. :func:`build_plan` takes everything it needs in a
-:class:`KernelLaunch` and returns a :class:`ContainerPlan` that the provisioner hands to the
-engine façade unchanged. Keeping this apart from orchestration lets remote engines, pools and
-other runtimes reuse it, and lets it be unit-tested exhaustively.
+Pure: no engine, no clock, no files but the agent's own source (read once).
+:func:`build_plan` takes everything it needs in a :class:`KernelLaunch` and returns a
+:class:`ContainerPlan` that the provisioner hands to the engine façade unchanged. Keeping this
+apart from orchestration lets remote engines, pools and other runtimes reuse it, and lets it
+be unit-tested exhaustively.
 """
 
 from __future__ import annotations
@@ -22,244 +23,25 @@ from typing import Any
 
 from docker.types import Mount
 
+from ..agent import program
+from ..agent.protocol import (
+    CONTAINER_CONNECTION_FILE,
+    CONTAINER_DIR,
+    CONTAINER_HOME,
+    ENV_ANNOUNCE,
+    ENV_CONNECTION,
+    ENV_HOME_CHECK,
+    ENV_LEASE,
+    ENV_LEASE_TIMEOUT,
+    ENV_RUNTIME,
+    ENV_RUNTIME_DIGEST,
+    ENV_SUPERVISE,
+    RUNTIME_DIR,
+)
 from . import labels
 from .gpus import GPURequest, GPUSupport, device_requests
 from .reference import repository, split_registry
 
-#: Where the container's own files live (connection file, HOME); created through the
-#: engine's archive API, so this works on remote engines too.
-CONTAINER_DIR = "/tmp/mlcontainer"
-CONTAINER_CONNECTION_FILE = f"{CONTAINER_DIR}/connection.json"
-CONTAINER_HOME = f"{CONTAINER_DIR}/home"
-
-#: Where kernels see an injected runtime (see docker/runtime.py).
-RUNTIME_DIR = "/opt/mlcontainer/runtime"
-ENV_RUNTIME = "JUPYTER_MLCONTAINER_RUNTIME"
-#: The digest the runtime had when it was sealed: the kernel checks it before importing from
-#: it, so that a runtime changed afterwards (poisoned) is never used.
-ENV_RUNTIME_DIGEST = "JUPYTER_MLCONTAINER_RUNTIME_DIGEST"
-#: What a kernel prints (and its exit code) when its runtime does not match its seal.
-RUNTIME_MISMATCH = "jupyter-mlcontainer: the injected runtime does not match its seal"
-RUNTIME_MISMATCH_EXIT = 97
-#: The digest of a folder: every file's path and content, in a stable order (standard library
-#: only; the runtime builder and the kernel's bootstrap both run it).
-TREE_DIGEST = """\
-def _mlc_tree_digest(root):
-    import hashlib, os
-    total = hashlib.sha256()
-    for folder, subfolders, files in os.walk(root):
-        subfolders.sort()
-        for name in sorted(files):
-            path = os.path.join(folder, name)
-            total.update(os.path.relpath(path, root).encode() + b"\\0")
-            with open(path, "rb") as f:
-                total.update(hashlib.sha256(f.read()).digest())
-    return total.hexdigest()
-"""
-#: Set when the kernel's HOME is a persistent volume: the kernel checks that it may write
-#: there before anything else (a volume made by someone else may belong to root).
-ENV_HOME_CHECK = "JUPYTER_MLCONTAINER_HOME_CHECK"
-#: What a kernel prints (and its exit code) when its HOME volume is not writable.
-HOME_NOT_WRITABLE = "jupyter-mlcontainer: the kernel's HOME volume is not writable by its user"
-HOME_NOT_WRITABLE_EXIT = 96
-#: The kernel's lease (see docker/leases.py): where its watchdog listens ("tcp:HOST:PORT" or
-#: "unix:PATH"), and after how many seconds without a renewal it stops the kernel.
-ENV_LEASE = "JUPYTER_MLCONTAINER_LEASE"
-ENV_LEASE_TIMEOUT = "JUPYTER_MLCONTAINER_LEASE_TIMEOUT"
-#: The connection file's content, for the bootstrap to write (saves the engine round trip
-#: of copying the file in before the start).
-ENV_CONNECTION = "JUPYTER_MLCONTAINER_CONNECTION"
-#: Set to run the kernel under a supervisor process that can restart it in place (its value:
-#: modules to import first, which every kernel it starts shares).
-ENV_SUPERVISE = "JUPYTER_MLCONTAINER_SUPERVISE"
-#: Set when the server connects to the container's own address: the kernel announces it.
-ENV_ANNOUNCE = "JUPYTER_MLCONTAINER_ANNOUNCE"
-#: How a kernel whose argv is ``python -m MODULE …`` starts in its container: an injected
-#: runtime goes to the *end* of sys.path (the image's own packages always win), and a watchdog
-#: thread stops the kernel when its Jupyter process stops renewing the lease (a crashed or
-#: SIGKILLed server must not leave kernels holding GPUs for ever). Then MODULE runs as
-#: ``python -m`` would run it. Standard library only; any Python 3 image runs it.
-BOOTSTRAP = f"""\
-import hashlib, hmac, os, runpy, select, socket, sys, threading, time
-_mlc_stderr = os.dup(2)  # the container's log: ipykernel later captures sys.stderr and fd 2
-{TREE_DIGEST}
-if os.environ.get({ENV_RUNTIME!r}):
-    _mlc_runtime = os.environ[{ENV_RUNTIME!r}]
-    _mlc_sealed = os.environ.pop({ENV_RUNTIME_DIGEST!r}, "")
-    if _mlc_sealed and _mlc_tree_digest(_mlc_runtime) != _mlc_sealed:
-        os.write(_mlc_stderr, {RUNTIME_MISMATCH.encode()!r} + b"\\n")
-        os._exit({RUNTIME_MISMATCH_EXIT})
-    sys.path.append(_mlc_runtime)
-_mlc_home = os.environ.get("HOME") or "/"
-if os.environ.pop({ENV_HOME_CHECK!r}, "") and not os.access(_mlc_home, os.W_OK):
-    os.write(_mlc_stderr, {HOME_NOT_WRITABLE.encode()!r} + b" (uid %d)\\n" % os.getuid())
-    os._exit({HOME_NOT_WRITABLE_EXIT})
-_mlc_child = [0]  # the kernel's pid when a supervisor runs it (else 0: this process)
-_mlc_commands, (_mlc_cmd_r, _mlc_cmd_w) = [], os.pipe()
-def _mlc_watch(server, timeout, key):
-    # The lease: any byte renews it. A control connection ("C") first proves that it knows
-    # the kernel's key (HMAC-SHA256 of a nonce), then sends the supervisor one-byte commands.
-    # (No imports in this thread: a fork while it held the import lock would hang the kernel.)
-    peers, renewed = dict(), time.monotonic()
-    while time.monotonic() - renewed < timeout:
-        for ready in select.select([server] + list(peers), [], [], 1.0)[0]:
-            if ready is server:
-                peers[server.accept()[0]] = [None, b""]
-                continue
-            data = ready.recv(64)
-            state = peers[ready]
-            if not data:
-                del peers[ready]
-                ready.close()
-            elif state[0] is None and data[:1] == b"C" and key:
-                state[0] = os.urandom(16)
-                ready.sendall(state[0])
-            elif isinstance(state[0], bytes):
-                state[1] += data
-                if len(state[1]) >= 32:
-                    proof = hmac.new(key, state[0], hashlib.sha256).digest()
-                    if hmac.compare_digest(state[1][:32], proof):
-                        state[0] = "control"
-                        ready.sendall(b"k")
-                    else:
-                        del peers[ready]
-                        ready.close()
-            elif state[0] == "control":
-                _mlc_commands.extend((bytes([c]), ready) for c in data)
-                os.write(_mlc_cmd_w, b".")
-                renewed = time.monotonic()
-            else:
-                renewed = time.monotonic()
-    os.write(_mlc_stderr, b"jupyter-mlcontainer: no Jupyter process renewed this kernel's "
-             b"lease for %d s (it stopped or was killed): stopping the kernel\\n" % timeout)
-    if _mlc_child[0]:
-        os.kill(_mlc_child[0], 9)
-    os._exit(0)
-def _mlc_listen(address):
-    kind, _, where = address.partition(":")
-    if kind == "unix":
-        server = socket.socket(socket.AF_UNIX)
-        if os.path.exists(where):
-            os.unlink(where)
-        server.bind(where)
-    else:
-        host, _, port = where.rpartition(":")
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind((host, int(port)))
-    server.listen(8)
-    return server
-def _mlc_key():
-    import json
-    try:
-        with open(sys.argv[sys.argv.index("-f") + 1]) as f:
-            return json.load(f).get("key", "").encode()
-    except (ValueError, OSError, IndexError):
-        return b""
-def _mlc_supervise(module, server):
-    # The kernel runs in a child process, so that a restart starts a fresh one in this same
-    # container: H = the kernel's next exit is a restart (report it as "x<code>"), K / T =
-    # SIGKILL / SIGTERM it, S = start a new one (answered "s"). Signals pass to the kernel.
-    import signal
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    passed = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP,
-              signal.SIGUSR1, signal.SIGUSR2)
-    def forward(signum, _):
-        if _mlc_child[0]:
-            try:
-                os.kill(_mlc_child[0], signum)
-            except OSError:
-                pass
-    for number in passed:
-        signal.signal(number, forward)
-    def spawn():
-        pid = os.fork()
-        if pid:
-            _mlc_child[0] = pid
-            return
-        signal.set_wakeup_fd(-1)
-        for number in passed + (signal.SIGCHLD,):
-            signal.signal(number, signal.SIG_DFL)
-        for fd in (wake_r, wake_w, _mlc_cmd_r, _mlc_cmd_w, server.fileno()):
-            os.close(fd)
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
-        raise SystemExit(0)
-    hold, control = False, None
-    spawn()
-    while True:
-        readable = select.select([wake_r, _mlc_cmd_r], [], [])[0]
-        if wake_r in readable:
-            os.read(wake_r, 512)
-        if _mlc_cmd_r in readable:
-            os.read(_mlc_cmd_r, 512)
-        while _mlc_commands:
-            command, control = _mlc_commands.pop(0)
-            if command == b"H":
-                hold = True
-            elif command in (b"K", b"T") and _mlc_child[0]:
-                os.kill(_mlc_child[0], signal.SIGKILL if command == b"K" else signal.SIGTERM)
-            elif command == b"S" and not _mlc_child[0]:
-                spawn()
-                control.sendall(b"s")
-        if _mlc_child[0]:
-            pid, status = os.waitpid(_mlc_child[0], os.WNOHANG)
-            if pid:
-                _mlc_child[0] = 0
-                code = os.waitstatus_to_exitcode(status)
-                code = 128 - code if code < 0 else code
-                if hold and control is not None:
-                    hold = False
-                    control.sendall(b"x%d\\n" % code)
-                else:
-                    os._exit(code)
-def _mlc_announce():
-    # One datagram to the default gateway (the engine host's end of the bridge): the ARP
-    # request it needs tells the host this container's address at once, instead of after
-    # the host's own probes for an address a removed container had (up to a second).
-    import struct
-    for line in open("/proc/net/route").read().splitlines()[1:]:
-        fields = line.split()
-        if fields[1] == "00000000":
-            gateway = socket.inet_ntoa(struct.pack("<L", int(fields[2], 16)))
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.sendto(b"", (gateway, 9))
-            return
-if os.environ.pop({ENV_ANNOUNCE!r}, ""):
-    try:
-        _mlc_announce()
-    except OSError:
-        pass
-_mlc_connection = os.environ.pop({ENV_CONNECTION!r}, "")
-if _mlc_connection:
-    import tempfile
-    try:
-        os.makedirs(os.environ.get("HOME") or "/", mode=0o700, exist_ok=True)
-    except OSError:
-        pass
-    _mlc_fd, _mlc_file = tempfile.mkstemp(prefix="mlc-connection-", suffix=".json")  # 0600
-    os.write(_mlc_fd, _mlc_connection.encode())
-    os.close(_mlc_fd)
-    sys.argv = [_mlc_file if a == {CONTAINER_CONNECTION_FILE!r} else a for a in sys.argv]
-_mlc_lease = os.environ.pop({ENV_LEASE!r}, "")
-_mlc_timeout = float(os.environ.pop({ENV_LEASE_TIMEOUT!r}, "0") or 0)
-_mlc_supervised = os.environ.pop({ENV_SUPERVISE!r}, "")
-_mlc_module = sys.argv.pop(1)
-if _mlc_lease and _mlc_timeout > 0:
-    _mlc_server = _mlc_listen(_mlc_lease)
-    threading.Thread(target=_mlc_watch, args=(_mlc_server, _mlc_timeout, _mlc_key()),
-                     name="mlcontainer-lease", daemon=True).start()
-    if _mlc_supervised:
-        for _mlc_preload in _mlc_supervised.split(","):
-            try:
-                __import__(_mlc_preload)  # shared by every kernel this process starts
-            except Exception:
-                pass
-        _mlc_supervise(_mlc_module, _mlc_server)
-runpy.run_module(_mlc_module, run_name="__main__", alter_sys=True)
-"""
 _LAUNCHERS = {"ipykernel_launcher", "ipykernel"}
 
 NETWORK_MODES = ("bridge", "host", "none")
@@ -370,7 +152,7 @@ def container_command(
 
     ``{connection_file}`` becomes the container's copy, and an argv[0] naming Python
     (``python``, ``python3``, or the host interpreter jupyter_client substituted) becomes
-    the image's Python. ``python -m MODULE …`` starts through :data:`BOOTSTRAP` when the
+    the image's Python. ``python -m MODULE …`` starts through the agent's bootstrap when the
     runtime is ``injected`` (which needs that form) or the kernel is ``watched`` by its lease.
     """
     if not argv:
@@ -387,7 +169,7 @@ def container_command(
         )
         raise ValueError(msg)
     if runs_a_module and (injected or watched):
-        cmd = [python, "-c", BOOTSTRAP, *cmd[2:]]
+        cmd = [python, "-c", program("bootstrap"), *cmd[2:]]
     return cmd
 
 
@@ -672,7 +454,7 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
         host_config["pids_limit"] = launch.pids_limit
 
     connection = container_connection_info(launch.connection_info, launch.network)
-    bootstrapped = create_args["command"][1:3] == ["-c", BOOTSTRAP]
+    bootstrapped = create_args["command"][1:3] == ["-c", program("bootstrap")]
     archive = b""
     if bootstrapped and not (launch.home_volume and launch.home_volume_is_new):
         env[ENV_CONNECTION] = json.dumps(connection)

@@ -1,7 +1,8 @@
 """What is inside an image: Python, ipykernel, ML frameworks, CUDA, OS.
 
-:data:`PROBE_SCRIPT` runs once inside a throw-away container of the image (no network, no
-mounts, the image's own Python) and prints one JSON line; :class:`ImageProbe` reads it. The
+The agent's probe (agent/probe.py) runs once inside a throw-away container of the image (no
+network, no mounts, the image's own Python) and prints one JSON line; :class:`ImageProbe`
+reads it. The
 result is recorded in kernel.json, names the kernel in the dropdown and tells the provisioner
 whether the image brings its own ipykernel.
 """
@@ -12,51 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-#: Runs under any Python 3 (3.6+), imports nothing heavy unless the package is present.
-PROBE_SCRIPT = r"""
-import json, os, platform, sys
-def version(name):
-    try:
-        from importlib import metadata
-        return metadata.version(name)
-    except Exception:
-        try:
-            import pkg_resources
-            return pkg_resources.get_distribution(name).version
-        except Exception:
-            return None
-out = {
-    "python": sys.executable,
-    "python_version": "%d.%d.%d" % sys.version_info[:3],
-    "implementation": platform.python_implementation().lower(),
-    "machine": platform.machine(),
-    "libc": "-".join(x for x in platform.libc_ver() if x) or None,
-    "ipykernel": version("ipykernel"),
-    "numpy": version("numpy"),
-    "torch": version("torch"),
-    "tensorflow": version("tensorflow") or version("tensorflow-cpu") or version("tf-nightly"),
-    "jax": version("jax"),
-    "cuda": os.environ.get("CUDA_VERSION"),
-    "cudnn": os.environ.get("CUDNN_VERSION") or os.environ.get("NV_CUDNN_VERSION"),
-}
-if out["torch"]:
-    try:
-        import torch
-        out["torch_cuda"] = torch.version.cuda
-        if not out["cudnn"] and torch.backends.cudnn.is_available():
-            out["cudnn"] = str(torch.backends.cudnn.version())
-    except Exception as e:
-        out["torch_error"] = repr(e)[:200]
-try:
-    with open("/etc/os-release") as f:
-        info = dict(l.rstrip("\n").split("=", 1) for l in f if "=" in l)
-    out["os"] = info.get("PRETTY_NAME", "").strip('"') or None
-except Exception:
-    out["os"] = None
-print("MLCONTAINER-PROBE " + json.dumps(out))
-"""
-
-PROBE_MARKER = "MLCONTAINER-PROBE "
+from ..agent.protocol import PROBE_MARKER
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..agent import program
 from ..core import labels
 from ..core.exceptions import ImageNotFoundError, ImageProbeError
-from ..core.probe import PROBE_SCRIPT, ImageProbe
+from ..core.probe import ImageProbe
 from .engine import Engine
 
 #: Exit codes of a command that could not be executed (tini/sh: not found, not executable).
@@ -21,7 +22,7 @@ async def probe_image(engine: Engine, image: str) -> ImageProbe:
     for python in ("python3", "python"):
         code, output = await engine.run(
             image,
-            [python, "-c", PROBE_SCRIPT],
+            [python, "-c", program("probe")],
             labels={labels.MANAGED: "true", labels.PURPOSE: "probe"},
             timeout=180,
         )

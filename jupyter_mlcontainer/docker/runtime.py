@@ -32,9 +32,10 @@ from pathlib import Path
 from docker.types import Mount
 
 from .._version import __version__
+from ..agent import program
+from ..agent.protocol import RUNTIME_DIR
 from ..core import labels as lbl
 from ..core.exceptions import KernelStartError
-from ..core.plan import RUNTIME_DIR, TREE_DIGEST
 from ..core.probe import ImageProbe
 from .engine import Engine
 
@@ -249,7 +250,7 @@ async def ensure_runtime(
 
     Built by an unprivileged user (uid :data:`BUILDER_UID`) in a container without network
     or capabilities; its files' digest is recorded on the seal, and every kernel checks it
-    before it imports anything from the runtime (see ``BOOTSTRAP`` in core/plan.py).
+    before it imports anything from the runtime (see agent/bootstrap.py).
     """
     log = log or logger
     target = RuntimeTarget.from_probe(probe)
@@ -272,8 +273,8 @@ async def ensure_runtime(
             f"compileall.compile_dir({RUNTIME_DIR!r}, quiet=1, workers=0)\n"
             f"sys.path.append({RUNTIME_DIR!r})\n"
             "import ipykernel.kernelapp\n"
-            f"{TREE_DIGEST}"
-            f"print('runtime ok', ipykernel.__version__, _mlc_tree_digest({RUNTIME_DIR!r}))\n"
+            f"{program('digest')}\n"
+            f"print('runtime ok', ipykernel.__version__, tree_digest({RUNTIME_DIR!r}))\n"
         )
         code, output = await engine.run(
             image,

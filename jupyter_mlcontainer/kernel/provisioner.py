@@ -30,6 +30,7 @@ from jupyter_client.multikernelmanager import MultiKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 
+from ..agent.protocol import HOME_NOT_WRITABLE_EXIT, RUNTIME_MISMATCH_EXIT
 from ..core import gpus as gpu
 from ..core import kernelspec, labels
 from ..core.diagnostics import ContainerExit, engine_time
@@ -42,9 +43,7 @@ from ..core.exceptions import (
     one_line_errors,
 )
 from ..core.plan import (
-    HOME_NOT_WRITABLE_EXIT,
     PORT_NAMES,
-    RUNTIME_MISMATCH_EXIT,
     KernelLaunch,
     build_plan,
     home_volume_name,

@@ -1,5 +1,5 @@
 """Renew a kernel's lease while this process lives (the other half of the kernel's watchdog,
-see ``BOOTSTRAP`` in core/plan.py).
+see agent/bootstrap.py).
 
 A thread, not an asyncio task: a kernel started by a synchronous KernelManager (jupyter
 console, a script) runs while that manager's event loop sits idle. When this process dies,

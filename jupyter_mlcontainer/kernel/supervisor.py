@@ -1,5 +1,5 @@
 """Restart a kernel inside its own container: the other half of the bootstrap's supervisor
-(``BOOTSTRAP`` in core/plan.py).
+(agent/bootstrap.py; its bytes are in agent/protocol.py).
 
 A container kernel started with ``supervise`` runs as a child of a small supervisor process,
 which listens on the kernel's lease port. A control connection proves that it knows the
@@ -19,6 +19,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+
+from ..agent.protocol import (
+    CONTROL,
+    CONTROL_OK,
+    EXITED,
+    HOLD,
+    KILL,
+    NONCE_BYTES,
+    START,
+    STARTED,
+    TERMINATE,
+)
 
 #: Seconds to connect and prove the key, or to get an answer to ``S`` (a supervisor that does
 #: not answer in time is passed over: the container is then stopped or replaced as a whole).
@@ -45,10 +57,10 @@ class Supervisor:
             else:
                 reader, writer = await asyncio.open_connection(*target)
             try:
-                writer.write(b"C")
-                nonce = await reader.readexactly(16)
+                writer.write(CONTROL)
+                nonce = await reader.readexactly(NONCE_BYTES)
                 writer.write(hmac.new(key, nonce, hashlib.sha256).digest())
-                if await reader.readexactly(1) != b"k":
+                if await reader.readexactly(1) != CONTROL_OK:
                     msg = "the supervisor refused the kernel's key"
                     raise SupervisorError(msg)
             except BaseException:
@@ -64,13 +76,13 @@ class Supervisor:
 
     async def hold(self) -> None:
         """Keep the container when the kernel exits next; learn its exit code."""
-        self._writer.write(b"H")
+        self._writer.write(HOLD)
         await self._writer.drain()
         self._exit = asyncio.ensure_future(self._read_exit())
 
     async def _read_exit(self) -> int:
         line = await self._reader.readline()
-        if not line.startswith(b"x"):
+        if not line.startswith(EXITED):
             msg = "the supervisor's connection closed"
             raise SupervisorError(msg)
         return int(line[1:])
@@ -87,12 +99,12 @@ class Supervisor:
         return self._exit is not None and self._exit.done() and bool(self._exit.exception())
 
     async def signal(self, kill: bool) -> None:
-        self._writer.write(b"K" if kill else b"T")
+        self._writer.write(KILL if kill else TERMINATE)
         await self._writer.drain()
 
     async def start(self) -> None:
         """Start a fresh kernel process."""
-        self._writer.write(b"S")
+        self._writer.write(START)
 
         async def answer() -> bytes:
             await self._writer.drain()
@@ -103,7 +115,7 @@ class Supervisor:
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
             msg = f"the supervisor did not start the kernel: {e}"
             raise SupervisorError(msg) from None
-        if started != b"s":
+        if started != STARTED:
             msg = "the supervisor did not start the kernel"
             raise SupervisorError(msg)
 
