@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import subprocess
 import sys
+import uuid
 from typing import ClassVar
 
 import docker.errors
@@ -444,3 +446,98 @@ async def test_volumes_list_home_caches_with_sizes(jp_fetch, kernelspec, noteboo
     assert home["uid"] == str(TEST_UID)
     assert home["size"] is not None
     assert home["needed"] is True  # the kernelspec of this test uses its image
+
+
+@pytest.fixture
+def home_volumes(docker_api):
+    """Make HOME volumes labelled as the provisioner labels them; removed at teardown."""
+    made: list[str] = []
+
+    def make(uid: int, image: str = "team/uitest:1") -> str:
+        name = f"mlc-home-{uid}-uitest-{uuid.uuid4().hex[:8]}"
+        docker_api.create_volume(
+            name,
+            labels={
+                labels.MANAGED: "true",
+                labels.PURPOSE: labels.PURPOSE_HOME,
+                labels.HOME_UID: str(uid),
+                labels.HOME_IMAGE: image,
+            },
+        )
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        try:
+            docker_api.remove_volume(name, force=True)
+        except docker.errors.NotFound:
+            pass
+
+
+async def test_volumes_list_only_the_users_own_homes(jp_fetch, home_volumes):
+    # The server's user is the uid its kernels run as: its own, or as root the owner of its
+    # root dir (notebook_dir belongs to TEST_UID).
+    own_uid = os.getuid() or TEST_UID
+    other_uid = own_uid + 1
+    own = home_volumes(own_uid)
+    other = home_volumes(other_uid)
+    found = (await get(jp_fetch, "mlcontainer", "volumes"))["volumes"]
+    names = {v["name"] for v in found}
+    assert own in names
+    assert other not in names
+    assert {v["uid"] for v in found if v["kind"] == "home"} == {str(own_uid)}
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [{"MLContainerProvisioner": {"uid": 2468}}],
+    indirect=True,
+)
+async def test_volumes_follow_the_configured_kernel_uid(jp_fetch, home_volumes):
+    configured = home_volumes(2468)
+    server_user = home_volumes(os.getuid() or TEST_UID)
+    names = {v["name"] for v in (await get(jp_fetch, "mlcontainer", "volumes"))["volumes"]}
+    assert configured in names
+    assert server_user not in names
+
+
+async def test_a_taken_name_is_answered_in_the_api_terms(jp_fetch, jp_kernel_dir, kernelspec_file):
+    body = {"image": IMAGE, "name": "taken", "gpus": "none"}
+    await jp_fetch("mlcontainer", "kernelspecs", method="POST", body=json.dumps(body))
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("mlcontainer", "kernelspecs", method="POST", body=json.dumps(body))
+    assert info.value.code == 409
+    answer = json_decode(info.value.response.body)
+    assert {"reason": "name-taken", "name": "taken", "replaceable": True}.items() <= answer.items()
+    assert "--" not in answer["message"]  # the CLI's flags mean nothing to an API client
+    assert "`replace`" in answer["message"]
+    body["replace"] = True
+    replaced = await jp_fetch("mlcontainer", "kernelspecs", method="POST", body=json.dumps(body))
+    assert replaced.code == 201
+
+    kernelspec_file("hand-written")  # not made by `add`: never replaced
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(
+            "mlcontainer", "kernelspecs", method="POST",
+            body=json.dumps({"image": IMAGE, "name": "hand-written", "replace": True}),
+        )  # fmt: skip
+    answer = json_decode(info.value.response.body)
+    assert info.value.code == 409
+    assert answer["replaceable"] is False
+    assert "--" not in answer["message"]
+
+
+@pytest.mark.no_gpu
+async def test_a_gpu_kernel_made_for_an_engine_without_gpus_comes_with_a_warning(
+    jp_fetch, jp_kernel_dir
+):
+    body = {"image": IMAGE, "name": "wants-gpus", "gpus": "all"}
+    response = await jp_fetch("mlcontainer", "kernelspecs", method="POST", body=json.dumps(body))
+    created = json_decode(response.body)
+    (warning,) = created["warnings"]
+    assert "all GPUs" in warning and "will not start here" in warning
+    assert "--gpus" not in warning
+    body = {"image": IMAGE, "name": "cpu-only", "gpus": "none"}
+    response = await jp_fetch("mlcontainer", "kernelspecs", method="POST", body=json.dumps(body))
+    assert json_decode(response.body)["warnings"] == []

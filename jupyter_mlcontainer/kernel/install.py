@@ -15,7 +15,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from traitlets import TraitError
 
 from ..core import kernelspec as ks
-from ..core.gpus import parse_gpus
+from ..core.gpus import GPURequest, GPUSupport, parse_gpus
 from ..core.logos import write_logos
 from ..core.probe import ImageProbe
 from ..core.reference import check_reference
@@ -107,14 +107,9 @@ async def add_container_kernelspec(
     gpus = parse_gpus(settings.gpus)
     warnings = []
     if gpus.explicit:
-        support = await engine.gpu_support()
-        if not support.available:
-            warnings.append(
-                f"this kernel asks for {gpus.describe()}, but the engine has "
-                f"{support.describe()}: it will not start here. Install the NVIDIA Container "
-                "Toolkit on the engine's host, or add it with --gpus auto (GPUs when there are "
-                "any) or --gpus none."
-            )
+        warning = gpus_warning(gpus, await engine.gpu_support(), lambda value: f"--gpus {value}")
+        if warning:
+            warnings.append(warning)
     display_name = request.display_name or ks.unique_display_name(
         image_labels.get(ks.LABEL_DISPLAY_NAME) or probe.display_name(gpus.explicit),
         request.image,
@@ -140,3 +135,18 @@ async def add_container_kernelspec(
             prefix=request.prefix,
         )  # always replaces: validate() already refused an existing name without `replace`
     return AddResult(name, str(destination), spec, pinned, shareable, probe, tuple(warnings))
+
+
+def gpus_warning(
+    asked: GPURequest, support: GPUSupport, setting: Callable[[str], str]
+) -> str | None:
+    """What to tell whoever makes a kernel that asks for GPUs an engine cannot give (it
+    would not start there), with the fix in their own terms: ``setting("auto")`` is how
+    they set ``gpus`` to ``auto`` (``--gpus auto`` for the CLI, a field for the REST API)."""
+    if not asked.explicit or support.available:
+        return None
+    return (
+        f"this kernel asks for {asked.describe()}, but the engine has {support.describe()}: "
+        "it will not start here. Install the NVIDIA Container Toolkit on the engine's host, "
+        f"or use {setting('auto')} (GPUs when there are any) or {setting('none')}."
+    )

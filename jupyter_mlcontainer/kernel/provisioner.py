@@ -60,6 +60,7 @@ from ..docker.engine import Engine
 from ..docker.images import obtain_image, probe_image
 from ..docker.runtime import RuntimeTarget, discard_runtime, ensure_runtime, volume_name
 from . import pool
+from .identity import kernel_user
 from .policy import MLContainerPolicy
 from .readiness import Heartbeat
 from .renewal import LeaseRenewal
@@ -780,20 +781,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         return os.path.abspath(cwd)
 
     def _container_user(self, cwd: str) -> tuple[int, int]:
-        if self.uid is not None:
-            gid = (
-                self.gid
-                if self.gid is not None
-                else (os.getgid() if self.uid == os.getuid() else self.uid)
-            )
-            return self.uid, gid
-        if os.getuid() != 0:
-            return os.getuid(), self.gid if self.gid is not None else os.getgid()
-        try:
-            st = os.stat(cwd)
-        except OSError:
-            return 0, 0 if self.gid is None else self.gid
-        return st.st_uid, self.gid if self.gid is not None else st.st_gid
+        return kernel_user(cwd, self.uid, self.gid)
 
     def _start_refused(self, error: EngineError) -> str:
         text = str(error)

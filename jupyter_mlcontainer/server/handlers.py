@@ -19,11 +19,13 @@ from tornado import web
 from ..core import kernelspec as ks
 from ..core import labels
 from ..core.exceptions import MLContainerError
+from ..core.gpus import parse_gpus
 from ..docker import volumes
 from ..docker.engine import Engine
-from ..kernel.install import AddRequest, add_container_kernelspec
+from ..kernel.install import AddRequest, add_container_kernelspec, gpus_warning
 from ..kernel.provisioner import MLContainerProvisioner
 from .pulls import PullTracker
+from .user import kernel_uids
 
 AUTH_RESOURCE = "mlcontainer"
 
@@ -343,8 +345,9 @@ class KernelspecsHandler(_Handler):
         )
         try:  # the request is validated first, before any pull
             result = await add_container_kernelspec(self.engine, request, self.log)
-        except FileExistsError as e:
-            raise web.HTTPError(409, str(e)) from e
+        except FileExistsError:
+            self._name_taken(request)
+            return
         except ValueError as e:
             raise web.HTTPError(400, str(e)) from e
         self.set_status(201)
@@ -355,8 +358,40 @@ class KernelspecsHandler(_Handler):
                 "image": result.pinned,
                 "shareable": result.shareable,
                 "probe": result.probe.to_dict(),
+                "warnings": await self._warnings(result.spec),
             }
         )
+
+    def _name_taken(self, request: AddRequest) -> None:
+        """409, in the API's own terms (its fields, not the CLI's flags), with what a client
+        needs to offer the fix: the name, and whether ``replace`` would replace it."""
+        name = request.name or ks.kernel_name_for(request.image)
+        existing = {spec.name: spec for spec in ks.installed_specs()}.get(name)
+        replaceable = existing is not None and ks.made_by_us(existing.spec)
+        if replaceable:
+            text = (
+                f"a kernelspec named `{name}` exists: give another `name`, "
+                "or set `replace` to replace it"
+            )
+        else:
+            text = (
+                f"a kernelspec named `{name}` exists and was not made by jupyter-mlcontainer, "
+                "so it is never replaced: give another `name`"
+            )
+        self.set_status(409)
+        self.finish(
+            {"message": text, "reason": "name-taken", "name": name, "replaceable": replaceable}
+        )
+
+    async def _warnings(self, spec: dict[str, Any]) -> list[str]:
+        """What the creator should know, in the API's terms: GPUs asked of an engine that
+        cannot give any (the kernel would not start there)."""
+        gpus = parse_gpus(ks.provisioner_config(spec).get("gpus"))
+        if not gpus.explicit:
+            return []
+        support = await self.engine.gpu_support()
+        warning = gpus_warning(gpus, support, lambda value: f"`gpus` set to `{value}`")
+        return [warning[0].upper() + warning[1:]] if warning else []
 
 
 _KERNEL_ID = r"(?P<kernel_id>[\w-]+)"
@@ -366,14 +401,18 @@ class VolumesHandler(_Handler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        """The project's volumes: users' HOME volumes (caches) and kernel runtimes, with their
-        sizes and whether an installed kernelspec still needs them (else `prune` removes them)."""
+        """The project's volumes: the user's HOME volumes (caches) and kernel runtimes, with
+        their sizes and whether an installed kernelspec still needs them (else `prune`
+        removes them). HOME volumes of other uids are not listed: they are other users'
+        files (see ``user.kernel_uids`` for who the user of this server is)."""
         specs = [spec for spec in ks.installed_specs() if spec.is_container]
         wanted = volumes.families(spec.source for spec in specs)
         try:
             found = await volumes.project_volumes(self.engine, sizes=True)
         except MLContainerError as e:
             raise web.HTTPError(503, str(e)) from None
+        own = kernel_uids(self.config, self.settings.get("server_root_dir"))
+        found = [v for v in found if v.kind != "home" or v.uid in own]
         self.finish(
             {
                 "volumes": [

@@ -1,6 +1,8 @@
 /** DOM helpers shared by the widgets. */
 import { LabIcon } from '@jupyterlab/ui-components';
 
+import { inlineParts } from './inline';
+
 export const containerIcon = new LabIcon({
   name: 'jupyter-mlcontainer:container',
   svgstr:
@@ -24,18 +26,58 @@ export function el<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
-/** A button styled as JupyterLab's own (`extra` adds classes, e.g. `jp-mod-accept`). */
-export function button(
+/**
+ * An element showing a message of the server: its `inline code` as `<code>` elements, the
+ * rest as text nodes (never innerHTML: messages quote image names, paths and logs).
+ */
+export function message<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  className: string,
+  text: string
+): HTMLElementTagNameMap[K] {
+  const node = el(tag, className);
+  setMessage(node, text);
+  return node;
+}
+
+/** Replace the contents of `node` with the message `text` (see `message`). */
+export function setMessage(node: HTMLElement, text: string): void {
+  node.textContent = '';
+  for (const part of inlineParts(text)) {
+    node.appendChild(
+      part.code
+        ? el('code', 'jp-mlcontainer-code', part.text)
+        : document.createTextNode(part.text)
+    );
+  }
+}
+
+/**
+ * An icon button as JupyterLab's toolbars and Running panel draw theirs (a minimal
+ * `jp-ToolbarButtonComponent`), for rows built without React; `label` is its accessible
+ * name and tooltip.
+ */
+export function iconButton(
+  icon: LabIcon,
   label: string,
   extra = '',
   onClick?: () => void
 ): HTMLButtonElement {
   const node = el(
     'button',
-    `jp-Button jp-mod-styled jp-mod-small jp-mlcontainer-button ${extra}`.trim(),
-    label
+    `jp-ToolbarButtonComponent jp-Button jp-mod-minimal jp-mlcontainer-icon-button ${extra}`.trim()
   );
   node.type = 'button';
+  node.title = label;
+  node.setAttribute('aria-label', label);
+  node.appendChild(
+    icon.element({
+      tag: 'span',
+      className: 'jp-ToolbarButtonComponent-icon',
+      elementPosition: 'center',
+      elementSize: 'normal'
+    })
+  );
   if (onClick) {
     node.addEventListener('click', onClick);
   }

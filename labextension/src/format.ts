@@ -149,3 +149,85 @@ export function imageLine(entry: {
   const origin = entry.present && !entry.pullable ? ' · built locally' : '';
   return `${imageName(entry.source ?? entry.image)} · ${where}${origin}`;
 }
+
+/** What the sidebar knows of a Jupyter session (a notebook or console using a kernel). */
+export interface ISessionRef {
+  path: string;
+  name: string;
+  type: string;
+  kernelId: string | null;
+}
+
+/**
+ * How a kernel is named in the sidebar, as JupyterLab's Running panel does: by the
+ * notebooks (or consoles) that use it, with their paths as the tooltip; a kernel no session
+ * uses is named by its kernelspec.
+ */
+export function kernelLabel(
+  kernel: Pick<IKernelContainer, 'kernel_id' | 'display_name' | 'kernel_name'>,
+  sessions: ISessionRef[]
+): { label: string; title: string } {
+  const own = sessions.filter(s => s.kernelId === kernel.kernel_id);
+  if (!own.length) {
+    const spec =
+      kernel.display_name || kernel.kernel_name || 'Container kernel';
+    return {
+      label: spec,
+      title: `${spec}: no notebook uses this kernel (kernel ${kernel.kernel_id})`
+    };
+  }
+  const names = own.map(s =>
+    s.type === 'notebook' || !s.name ? basename(s.path) : s.name
+  );
+  return {
+    label: names.join(', '),
+    title: own.map(s => s.path).join('\n')
+  };
+}
+
+function basename(path: string): string {
+  return path.split('/').pop() || path;
+}
+
+/** The second line of a kernel card: its image, and what the engine says of it. */
+export function kernelDetail(info: IKernelContainer): string {
+  return `${kernelImageName(info)} · ${kernelLine(info)}`;
+}
+
+/** Whether a `gpus` setting as typed asks for GPUs (empty: the image's default, or auto). */
+export function asksForGpus(gpus: string): boolean {
+  const text = gpus
+    .trim()
+    .replace(/^["']|["']$/g, '')
+    .toLowerCase();
+  if (['', 'auto', 'none', 'false'].includes(text)) {
+    return false;
+  }
+  return /^\d+$/.test(text) ? Number(text) > 0 : true;
+}
+
+/**
+ * The new-kernel dialog's warning, before it is submitted, when the kernel would ask an
+ * engine without GPU support for GPUs (what `jupyter mlcontainer add` warns about); '' else.
+ */
+export function gpuWarning(
+  gpus: string,
+  engine: {
+    reachable: boolean;
+    gpus?: { available: boolean; description: string };
+  } | null
+): string {
+  if (
+    !engine?.reachable ||
+    !engine.gpus ||
+    engine.gpus.available ||
+    !asksForGpus(gpus)
+  ) {
+    return '';
+  }
+  return (
+    `This engine has ${engine.gpus.description}: a kernel that asks for GPUs will not ` +
+    "start here. Install the NVIDIA Container Toolkit on the engine's host, or set GPUs " +
+    'to `auto` (GPUs when there are any) or `none`.'
+  );
+}

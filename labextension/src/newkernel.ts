@@ -1,74 +1,89 @@
-/** The "New container kernel" dialog: makes a pinned, probed kernelspec, as `add` does. */
+/** The "New container kernel" command: makes a pinned, probed kernelspec, as `add` does. */
 import { JupyterFrontEnd } from '@jupyterlab/application';
-import { Dialog, showDialog, showErrorMessage } from '@jupyterlab/apputils';
-import { Widget } from '@lumino/widgets';
+import { Dialog, Notification, showDialog } from '@jupyterlab/apputils';
 
-import { el, errorText } from './dom';
-import { addKernelspec, IAddRequest, IAddResult } from './request';
+import { errorText } from './dom';
+import { MessageBody } from './message';
+import { IFormError, NewKernelForm } from './newkernelform';
+import {
+  addKernelspec,
+  ApiError,
+  getEngine,
+  IAddRequest,
+  IAddResult,
+  INameTaken
+} from './request';
 
 export const COMMAND_NEW = 'mlcontainer:new-kernelspec';
 
-const FIELDS: [keyof IAddRequest, string, string][] = [
-  ['image', 'Image', 'pytorch/pytorch:2.6.0-cuda12.4-cudnn9-runtime'],
-  ['name', 'Kernel name (optional)', 'derived from the image'],
-  ['display_name', 'Display name (optional)', 'derived from the image'],
-  ['gpus', 'GPUs', 'auto, all, none, 2, 0,1'],
-  ['mem_limit', 'Memory limit (optional)', '16g'],
-  ['shm_size', 'Shared memory (optional)', '2g']
-];
-
-export class NewKernelForm extends Widget {
-  constructor() {
-    super();
-    this.addClass('jp-mlcontainer-form');
-    for (const [name, label, placeholder] of FIELDS) {
-      const row = el('label', 'jp-mlcontainer-form-row', label);
-      const input = el('input', 'jp-mod-styled');
-      input.name = name;
-      input.placeholder = placeholder;
-      row.appendChild(input);
-      this.node.appendChild(row);
+/** The form's error for a failed request, and the field that fixes it. */
+export function formError(error: unknown): IFormError {
+  const text = errorText(error);
+  if (error instanceof ApiError && error.status === 409) {
+    const taken = error.body as Partial<INameTaken>;
+    if (taken.reason === 'name-taken' && taken.name) {
+      return taken.replaceable
+        ? {
+            text:
+              `A kernel named \`${taken.name}\` exists. Tick “Replace a kernel of ` +
+              'this name” to replace it, or choose another kernel name.',
+            field: 'replace'
+          }
+        : {
+            text:
+              `A kernel named \`${taken.name}\` exists and was not made by ` +
+              'jupyter-mlcontainer, so it cannot be replaced: choose another kernel name.',
+            field: 'name'
+          };
     }
   }
-
-  getValue(): IAddRequest {
-    const out: Record<string, string> = {};
-    this.node.querySelectorAll('input').forEach(input => {
-      if (input.value.trim()) {
-        out[input.name] = input.value.trim();
-      }
-    });
-    return out as unknown as IAddRequest;
-  }
+  return { text };
 }
 
-/** Ask for an image and settings, create the kernelspec; the created one, or null. */
+/**
+ * Ask for an image and settings, create the kernelspec; the created one, or null. A failure
+ * shows the form again with its error, and with what was typed.
+ */
 export async function newContainerKernel(
   app: JupyterFrontEnd
 ): Promise<IAddResult | null> {
-  const form = new NewKernelForm();
-  const result = await showDialog({
-    title: 'New container kernel',
-    body: form,
-    buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Create' })]
-  });
-  if (!result.button.accept) {
-    return null;
-  }
-  try {
-    const created = await addKernelspec(form.getValue());
-    await app.serviceManager.kernelspecs.refreshSpecs();
-    await showDialog({
-      title: 'Container kernel created',
-      body: `“${created.display_name}” (${created.name}) runs ${created.image}.`,
-      buttons: [Dialog.okButton()]
+  const engine = getEngine().catch(() => null);
+  let values: IAddRequest = { image: '' };
+  let error: IFormError | null = null;
+  for (;;) {
+    const form = new NewKernelForm(values, error, engine);
+    const field = error?.field ?? 'image';
+    const result = await showDialog({
+      title: 'New Container Kernel',
+      body: form,
+      focusNodeSelector: `input[name="${field}"]`,
+      buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Create' })]
     });
-    return created;
-  } catch (error) {
-    await showErrorMessage(
-      'Could not create the container kernel',
-      errorText(error)
+    if (!result.button.accept) {
+      return null;
+    }
+    values = form.getValue();
+    const pending = Notification.emit(
+      `Creating a container kernel from ${values.image || 'no image'}…`,
+      'in-progress',
+      { autoClose: false }
     );
-    return null;
+    try {
+      const created = await addKernelspec(values);
+      await app.serviceManager.kernelspecs.refreshSpecs();
+      await showDialog({
+        title: 'Container kernel created',
+        body: new MessageBody(
+          `“${created.display_name}” (\`${created.name}\`) runs \`${created.image}\`.`,
+          ...(created.warnings ?? [])
+        ),
+        buttons: [Dialog.okButton()]
+      });
+      return created;
+    } catch (caught) {
+      error = formError(caught);
+    } finally {
+      Notification.dismiss(pending);
+    }
   }
 }

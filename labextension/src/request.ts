@@ -9,7 +9,9 @@ import { ServerConnection } from '@jupyterlab/services';
 export class ApiError extends Error {
   constructor(
     message: string,
-    readonly status: number
+    readonly status: number,
+    /** The server's JSON answer, for errors that say more than their message. */
+    readonly body: Record<string, unknown> = {}
   ) {
     super(message);
     this.name = 'ApiError';
@@ -40,7 +42,11 @@ export async function requestAPI<T>(
     const message =
       (data && typeof data === 'object' && data.message) ||
       `${response.status} ${response.statusText}`.trim();
-    throw new ApiError(message, response.status);
+    throw new ApiError(
+      message,
+      response.status,
+      data && typeof data === 'object' ? data : {}
+    );
   }
   return data as T;
 }
@@ -119,12 +125,24 @@ export interface IAddRequest {
   gpus?: string;
   mem_limit?: string;
   shm_size?: string;
+  /** Replace a kernelspec of the same name (one this package made). */
+  replace?: boolean;
 }
 
 export interface IAddResult {
   name: string;
   display_name: string;
   image: string;
+  /** What the user should know, e.g. GPUs asked of an engine without GPU support. */
+  warnings?: string[];
+}
+
+/** The body of the 409 answer to a new kernelspec whose name is taken. */
+export interface INameTaken {
+  reason: 'name-taken';
+  name: string;
+  /** Whether `replace` would replace it (only kernelspecs this package made can be). */
+  replaceable: boolean;
 }
 
 export const PULL_SCHEMA =

@@ -1,14 +1,14 @@
 /** The status-bar item: the active notebook's container kernel at a glance. */
 import { ISessionContext } from '@jupyterlab/apputils';
 import { INotebookTracker } from '@jupyterlab/notebook';
-import { KernelSpec } from '@jupyterlab/services';
+import { Kernel, KernelSpec } from '@jupyterlab/services';
 import { Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
 import { showKernelDetails } from './details';
-import { el, errorText } from './dom';
+import { el, errorText, message } from './dom';
 import { gpuSummary, kernelImageName } from './format';
-import { getKernel, IKernelContainer } from './request';
+import { ApiError, getKernel, IKernelContainer } from './request';
 
 const POLL_MS = 5000;
 const PROVISIONER = 'mlcontainer';
@@ -70,8 +70,8 @@ export class ContainerStatus extends Widget {
 
   /** Ask the server about the current kernel, when it is a container kernel. */
   async refresh(): Promise<void> {
-    const kernel = this.watched?.session?.kernel;
-    if (!kernel || !isContainerKernelSpec(this.specs.specs, kernel.name)) {
+    const kernel = this.current();
+    if (!kernel) {
       this.info = null;
       this.error = '';
       this.render();
@@ -81,17 +81,40 @@ export class ContainerStatus extends Widget {
       this.info = await getKernel(kernel.id, 0);
       this.error = '';
     } catch (error) {
-      this.error = errorText(error);
+      this.info = null;
+      // The kernel was shut down (from the sidebar, another tab, the API): the notebook
+      // has no kernel now, which JupyterLab's own kernel item says; nothing to show here.
+      this.error =
+        error instanceof ApiError && error.status === 404
+          ? ''
+          : errorText(error);
+      if (!this.error) {
+        this.gone = kernel.id;
+      }
     }
     if (!this.isDisposed) {
       this.render();
     }
   }
 
+  /** The notebook's kernel when it is a live container kernel, else null. */
+  private current(): Kernel.IKernelConnection | null {
+    const kernel = this.watched?.session?.kernel;
+    if (
+      !kernel ||
+      kernel.isDisposed ||
+      kernel.status === 'dead' ||
+      kernel.id === this.gone ||
+      !isContainerKernelSpec(this.specs.specs, kernel.name)
+    ) {
+      return null;
+    }
+    return kernel;
+  }
+
   private render(): void {
     this.node.textContent = '';
-    const kernel = this.watched?.session?.kernel;
-    if (!kernel || !isContainerKernelSpec(this.specs.specs, kernel.name)) {
+    if (!this.current()) {
       this.hide();
       return;
     }
@@ -101,7 +124,7 @@ export class ContainerStatus extends Widget {
         el('span', 'jp-mlcontainer-status-image', '⬢ container kernel')
       );
       this.node.appendChild(
-        el('span', 'jp-mlcontainer-status-error', `⚠ ${this.error}`)
+        message('span', 'jp-mlcontainer-status-error', `⚠ ${this.error}`)
       );
       this.node.title = `Container kernel: ${this.error}`;
       return;
@@ -138,4 +161,6 @@ export class ContainerStatus extends Widget {
   private watched: ISessionContext | null = null;
   private info: IKernelContainer | null = null;
   private error = '';
+  /** The id of a kernel the server no longer has (404): shown as no kernel. */
+  private gone = '';
 }

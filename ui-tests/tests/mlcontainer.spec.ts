@@ -1,21 +1,70 @@
-import { expect, test } from '@playwright/test';
+import { expect, Locator, Page, test } from '@playwright/test';
 
 const TOKEN = process.env.MLC_UI_TOKEN ?? 'ui-test';
 const PULL_IMAGE = process.env.MLC_UI_PULL_IMAGE ?? '';
 const SHOTS = process.env.MLC_UI_SCREENSHOTS ?? 'screenshots';
+
+/** The panel at its default width shows everything: nothing sticks out to the right. */
+async function expectNoOverflow(panel: Locator): Promise<void> {
+  const widths = await panel.evaluate(node => {
+    const right = node.getBoundingClientRect().right;
+    const boxes = [node, ...node.querySelectorAll<HTMLElement>('.jp-mlcontainer-section')];
+    return {
+      panel: node.clientWidth,
+      overflowing: boxes
+        .filter(box => box.scrollWidth > box.clientWidth)
+        .map(box => `${box.className}: ${box.scrollWidth} > ${box.clientWidth}`),
+      outside: [...node.querySelectorAll<HTMLElement>('*')]
+        .filter(child => child.getBoundingClientRect().right > right + 0.5)
+        .map(child => `${child.tagName}.${child.className}`)
+    };
+  });
+  expect(widths.panel).toBeGreaterThan(200); // the default width, not a collapsed panel
+  expect(widths.overflowing).toEqual([]);
+  expect(widths.outside).toEqual([]);
+}
+
+/** The dismissable "get notified about news?" toast, which would cover screenshots. */
+async function dismissNews(page: Page): Promise<void> {
+  const news = page.locator('.jp-toast-button', { hasText: 'No' });
+  try {
+    await news.waitFor({ state: 'visible', timeout: 5000 });
+    await news.click();
+  } catch {
+    // no toast this time
+  }
+}
+
+/** Choose JupyterLab's theme in the user's settings (it applies on the next page load). */
+async function setTheme(page: Page, theme: string): Promise<void> {
+  const answer = await page.request.put('/lab/api/settings/@jupyterlab/apputils-extension:themes', {
+    headers: { Authorization: `token ${TOKEN}` },
+    data: { raw: JSON.stringify({ theme }) }
+  });
+  expect(answer.ok()).toBe(true);
+}
+
+/** Start a notebook session with a kernel through the REST API; returns the kernel id. */
+async function startSession(page: Page, path: string, kernel: string): Promise<string> {
+  const headers = { Authorization: `token ${TOKEN}` };
+  await page.request.put(`/api/contents/${path}`, {
+    headers,
+    data: { type: 'notebook', format: 'json', content: { cells: [], metadata: {}, nbformat: 4, nbformat_minor: 5 } }
+  });
+  const answer = await page.request.post('/api/sessions', {
+    headers,
+    data: { path, name: path, type: 'notebook', kernel: { name: kernel } }
+  });
+  expect(answer.ok()).toBe(true);
+  return (await answer.json()).kernel.id;
+}
 
 test('container kernel from the launcher, status bar, sidebar and a pull', async ({ page }) => {
   await page.goto(`/lab?token=${TOKEN}`);
   await page.locator('.jp-LauncherCard', { hasText: 'Container Python (UI test)' }).first().waitFor();
   await page.screenshot({ path: `${SHOTS}/launcher.png` });
   await page.locator('.jp-LauncherCard', { hasText: 'Container Python (UI test)' }).first().click();
-  const news = page.locator('.jp-toast-button', { hasText: 'No' });
-  try {
-    await news.waitFor({ state: 'visible', timeout: 5000 });
-    await news.click(); // JupyterLab's "notify about news?" toast would cover the screenshots
-  } catch {
-    // no toast this time
-  }
+  await dismissNews(page);
 
   // The status bar shows the container kernel's image, by its full source reference.
   const status = page.locator('.jp-mlcontainer-status');
@@ -52,37 +101,20 @@ test('container kernel from the launcher, status bar, sidebar and a pull', async
   await page.keyboard.press('Shift+Enter'); // the same cell again: it runs in the new container
   await expect(output).toContainText(/host [0-9a-f]{12}/);
 
-  // The sidebar: engine, the running container.
+  // The sidebar: engine, the running container, named by its notebook.
   await page.locator('.jp-SideBar [title="Container kernels"]').click();
   const panel = page.locator('#jp-mlcontainer-panel');
-  await expect(panel).toContainText('Docker ');
+  await expect(panel.locator('.jp-mlcontainer-engine')).toContainText('Docker ');
   const kernel = panel.locator('.jp-mlcontainer-kernel').first();
+  await expect(kernel.locator('.jp-mlcontainer-kernel-label')).toHaveText(/^Untitled\d*\.ipynb$/);
   await expect(kernel).toContainText('mlcontainer/python:3.11');
   await expect(kernel).toContainText(/Up .* · CPU/);
-  await expect(kernel).not.toContainText('last death');
+  await expect(kernel).not.toContainText('Last death');
 
-  // Its buttons are JupyterLab's, not the browser's.
-  const logButton = kernel.getByRole('button', { name: 'Log' });
-  await expect(logButton).toHaveClass(/jp-mod-styled/);
-  const style = await logButton.evaluate(node => {
-    const css = getComputedStyle(node);
-    const plain = document.createElement('button');
-    document.body.appendChild(plain);
-    const ua = getComputedStyle(plain);
-    const out = {
-      background: css.backgroundColor,
-      uaBackground: ua.backgroundColor,
-      border: css.borderTopColor,
-      uaBorder: ua.borderTopColor,
-      radius: css.borderTopLeftRadius
-    };
-    plain.remove();
-    return out;
-  });
-  expect(style.background).not.toBe(style.uaBackground);
-  expect(style.border).not.toBe(style.uaBorder);
-  await logButton.click();
-  await expect(kernel.locator('.jp-mlcontainer-log')).toContainText('IPKernelApp');
+  // Its buttons are JupyterLab's toolbar buttons, with JupyterLab's icons.
+  const logButton = kernel.getByRole('button', { name: 'Show log' });
+  await expect(logButton).toHaveClass(/jp-ToolbarButtonComponent/);
+  await expect(logButton.locator('svg')).toHaveCount(1);
 
   // Once started, the kernelspec has a ready kernel in the warm pool for the next start.
   const pooled = panel.locator('.jp-mlcontainer-pool .jp-mlcontainer-pooled').first();
@@ -90,7 +122,7 @@ test('container kernel from the launcher, status bar, sidebar and a pull', async
 
   // The kernel's HOME (its caches) is a volume of its own, listed with its size.
   const home = panel.locator('.jp-mlcontainer-volume[data-volume^="mlc-home-"]').first();
-  await expect(home).toContainText(/HOME of uid \d+ for mlcontainer\/python:3\.11 · \d/);
+  await expect(home).toContainText(/HOME for mlcontainer\/python:3\.11.*\d+ (B|KiB|MiB)/s);
 
   // An image built on this engine cannot be pulled: no pull button, "built locally".
   const local = panel.locator('.jp-mlcontainer-image', { hasText: 'Container Python (UI test)' });
@@ -101,23 +133,23 @@ test('container kernel from the launcher, status bar, sidebar and a pull', async
   if (PULL_IMAGE) {
     const row = panel.locator(`.jp-mlcontainer-image[data-image="${PULL_IMAGE}"]`);
     await expect(row).toContainText('not on the engine');
-    await row.locator('.jp-mlcontainer-pull').click();
+    await row.getByRole('button', { name: 'Pull' }).click();
     await expect(row.locator('.jp-mlcontainer-progress')).toHaveAttribute('data-status', 'done', {
       timeout: 120_000
     });
     await expect(row.locator('.jp-mlcontainer-progress')).toContainText('Pull complete');
-    await expect(row.locator('.jp-mlcontainer-pull')).toHaveText('Pull again'); // from a registry
+    await expect(row.getByRole('button', { name: 'Pull again' })).toBeVisible(); // a registry has it
   }
+  await expectNoOverflow(panel);
   await page.screenshot({ path: `${SHOTS}/sidebar.png` });
 
   // Create a container kernelspec from the dialog; the launcher offers it at once.
-  await panel.getByRole('button', { name: 'New container kernel…' }).click();
+  await panel.getByTitle('New container kernel…').click();
   const form = page.locator('.jp-Dialog');
   await form.locator('input[name="image"]').fill('mlcontainer/python:3.11');
   await form.locator('input[name="name"]').fill('ui-created');
   await form.locator('input[name="display_name"]').fill('Made in the dialog');
   await form.locator('input[name="gpus"]').fill('none');
-  await page.screenshot({ path: `${SHOTS}/new-kernel-dialog.png` });
   await form.getByRole('button', { name: 'Create' }).click();
   await expect(page.locator('.jp-Dialog')).toContainText('Container kernel created');
   await page.locator('.jp-Dialog').getByRole('button', { name: 'Ok' }).click();
@@ -148,4 +180,184 @@ test('a GPU kernel on an engine without GPUs: the whole error, wrapped, with its
   }
   await page.screenshot({ path: `${SHOTS}/gpu-error-dialog.png` });
   await dialog.getByRole('button', { name: 'Ok' }).click();
+});
+
+test('welcome.ipynb opens clean, and names the panel as the sidebar does', async ({ page }) => {
+  await page.goto(`/lab/tree/welcome.ipynb?reset&token=${TOKEN}`);
+  await dismissNews(page);
+  const notebook = page.locator('.jp-NotebookPanel');
+  await expect(notebook).toContainText("the sidebar's Container kernels panel says which");
+  // Connected: JupyterLab has the kernel's info (language_info) and spec by now.
+  await expect(page.locator('.jp-mlcontainer-status')).toContainText('mlcontainer/python:3.11');
+  await expect(page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]')).toHaveCount(1);
+  await page.waitForTimeout(3000); // metadata updates arrive after the kernel's info reply
+  const tab = page.locator('.lm-TabBar-tab', { hasText: 'welcome.ipynb' });
+  await expect(tab).not.toHaveClass(/jp-mod-dirty/);
+  await page.getByRole('menuitem', { name: 'Kernel', exact: true }).click();
+  await page.getByRole('menuitem', { name: /^Shut Down Kernel/ }).click();
+});
+
+test('kernels are named by their notebooks; a stop asks first and leaves a sane status bar', async ({
+  page
+}) => {
+  const first = await startSession(page, 'first.ipynb', 'ui-python');
+  const second = await startSession(page, 'second.ipynb', 'ui-python');
+  await page.goto(`/lab/tree/first.ipynb?reset&token=${TOKEN}`);
+  await dismissNews(page);
+  const status = page.locator('.jp-mlcontainer-status');
+  await expect(status).toContainText('mlcontainer/python:3.11');
+
+  await page.locator('.jp-SideBar [title="Container kernels"]').click();
+  const panel = page.locator('#jp-mlcontainer-panel');
+  const card = (name: string) =>
+    panel.locator('.jp-mlcontainer-kernel', {
+      has: page.locator('.jp-mlcontainer-kernel-label', { hasText: name })
+    });
+  for (const [name, id] of [
+    ['first.ipynb', first],
+    ['second.ipynb', second]
+  ]) {
+    await expect(card(name)).toHaveAttribute('data-kernel', id);
+    await expect(card(name).locator('.jp-mlcontainer-kernel-usage')).toContainText(
+      'mlcontainer/python:3.11' // the image is the secondary text
+    );
+  }
+
+  // A card's log opens under it, and stays open across the sidebar's refreshes.
+  const logButton = card('second.ipynb').getByRole('button', { name: 'Show log' });
+  await expect(logButton).toHaveClass(/jp-ToolbarButtonComponent/);
+  await logButton.click();
+  await expect(logButton).toHaveAttribute('aria-pressed', 'true');
+  // (A kernel claimed from the warm pool may have logged nothing of its own yet.)
+  await expect(card('second.ipynb').locator('.jp-mlcontainer-log')).toHaveText(
+    /IPKernelApp|written nothing to its log/
+  );
+
+  // Stop asks, as the Running panel does; Cancel keeps the kernel.
+  await card('first.ipynb').getByRole('button', { name: 'Shut down kernel' }).click();
+  const dialog = page.locator('.jp-Dialog', { hasText: 'Shut Down Kernel?' });
+  await expect(dialog).toContainText('first.ipynb');
+  await page.screenshot({ path: `${SHOTS}/stop-confirm.png` });
+  await dialog.getByRole('button', { name: 'Cancel' }).click();
+  await expect(page.locator('.jp-Dialog')).toHaveCount(0);
+  const alive = await page.request.get(`/api/kernels/${first}`, {
+    headers: { Authorization: `token ${TOKEN}` }
+  });
+  expect(alive.ok()).toBe(true);
+  await expect(card('first.ipynb')).toHaveCount(1);
+
+  await card('first.ipynb').getByRole('button', { name: 'Shut down kernel' }).click();
+  await page.locator('.jp-Dialog').getByRole('button', { name: 'Shut Down' }).click();
+  await expect(card('first.ipynb')).toHaveCount(0);
+  await expect(card('second.ipynb')).toHaveCount(1);
+  // The notebook's kernel is gone: no "⚠ no kernel <id>", the item steps aside.
+  await expect(status).toBeHidden();
+  await page.waitForTimeout(6000); // a poll of the status bar later, still sane
+  await expect(status).toBeHidden();
+  await expect(page.locator('#jp-main-statusbar')).not.toContainText('no kernel');
+  await page.request.delete(`/api/kernels/${second}`, {
+    headers: { Authorization: `token ${TOKEN}` }
+  });
+});
+
+test('the new-kernel dialog warns about GPUs, offers Replace, keeps what was typed', async ({
+  page
+}) => {
+  const made = await page.request.post('/mlcontainer/kernelspecs', {
+    headers: { Authorization: `token ${TOKEN}` },
+    data: { image: 'mlcontainer/python:3.11', name: 'ui-twice', gpus: 'none' }
+  });
+  expect(made.status()).toBe(201);
+  await page.goto(`/lab?reset&token=${TOKEN}`);
+  await dismissNews(page);
+  await page.locator('.jp-SideBar [title="Container kernels"]').click();
+  const panel = page.locator('#jp-mlcontainer-panel');
+  await panel.getByTitle('New container kernel…').click();
+  const form = page.locator('.jp-Dialog');
+  const typed = {
+    image: 'mlcontainer/python:3.11',
+    name: 'ui-twice',
+    display_name: 'Made twice',
+    gpus: 'all'
+  };
+  for (const [field, value] of Object.entries(typed)) {
+    await form.locator(`input[name="${field}"]`).fill(value);
+  }
+  // GPUs asked of an engine without any: said before the form is submitted.
+  const warning = form.locator('.jp-mlcontainer-gpu-warning');
+  await expect(warning).toBeVisible();
+  await expect(warning).toContainText('no NVIDIA runtime');
+  await expect(warning.locator('code')).toHaveText(['auto', 'none']);
+  await expect(warning).not.toContainText('`');
+  await page.screenshot({ path: `${SHOTS}/new-kernel-dialog.png` });
+  await form.locator('input[name="gpus"]').fill('none');
+  typed.gpus = 'none';
+  await expect(warning).toBeHidden();
+
+  // The name is taken: the error says so in the dialog's terms, the form keeps its values.
+  await form.getByRole('button', { name: 'Create' }).click();
+  const error = page.locator('.jp-Dialog .jp-mlcontainer-form-error');
+  await expect(error).toContainText('A kernel named ui-twice exists');
+  await expect(error.locator('code')).toHaveText('ui-twice');
+  await expect(error).not.toContainText('--');
+  await expect(error).not.toContainText('`');
+  for (const [field, value] of Object.entries(typed)) {
+    await expect(page.locator(`.jp-Dialog input[name="${field}"]`)).toHaveValue(value);
+  }
+  const replace = page.locator('.jp-Dialog .jp-mlcontainer-form-check');
+  await expect(replace).toHaveClass(/jp-mod-highlighted/);
+  await page.screenshot({ path: `${SHOTS}/new-kernel-name-taken.png` });
+  await replace.locator('input').check();
+  await page.locator('.jp-Dialog').getByRole('button', { name: 'Create' }).click();
+  await expect(page.locator('.jp-Dialog')).toContainText('Container kernel created');
+  await expect(page.locator('.jp-Dialog code').first()).toHaveText('ui-twice');
+  await page.locator('.jp-Dialog').getByRole('button', { name: 'Ok' }).click();
+
+  // An image no registry has: the error shows in the form, which keeps what was typed.
+  await panel.getByTitle('New container kernel…').click();
+  await page.locator('.jp-Dialog input[name="image"]').fill('127.0.0.1:9/nobody/nothing:1');
+  await page.locator('.jp-Dialog input[name="name"]').fill('ui-missing');
+  await page.locator('.jp-Dialog').getByRole('button', { name: 'Create' }).click();
+  await expect(page.locator('.jp-Dialog .jp-mlcontainer-form-error')).toContainText(
+    'Could not pull image',
+    { timeout: 120_000 }
+  );
+  await expect(page.locator('.jp-Dialog input[name="image"]')).toHaveValue(
+    '127.0.0.1:9/nobody/nothing:1'
+  );
+  await expect(page.locator('.jp-Dialog input[name="name"]')).toHaveValue('ui-missing');
+  await page.locator('.jp-Dialog').getByRole('button', { name: 'Cancel' }).click();
+});
+
+test('the sidebar in the dark theme: JupyterLab colours, no overflow', async ({ page }) => {
+  await page.goto(`/lab?reset&token=${TOKEN}`);
+  await dismissNews(page);
+  await page.locator('.jp-SideBar [title="Container kernels"]').click();
+  const panel = page.locator('#jp-mlcontainer-panel');
+  await expect(panel.locator('.jp-mlcontainer-image').first()).toBeVisible();
+  await setTheme(page, 'JupyterLab Dark');
+  await page.reload();
+  await page.locator('.jp-SideBar [title="Container kernels"]').click();
+  await expect(panel.locator('.jp-mlcontainer-image').first()).toBeVisible();
+  await expect(page.locator('body')).toHaveAttribute('data-jp-theme-light', 'false');
+  await page.waitForTimeout(1000); // the theme's stylesheet applies
+  const colours = await panel.evaluate(node => {
+    const luminance = (css: string) => {
+      const [r, g, b] = (css.match(/\d+(\.\d+)?/g) ?? ['0', '0', '0']).map(Number);
+      return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
+    };
+    const label = node.querySelector('.jp-mlcontainer-item-label') ?? node;
+    const theme = getComputedStyle(document.body);
+    return {
+      background: luminance(getComputedStyle(node).backgroundColor),
+      text: luminance(getComputedStyle(label).color),
+      layout1: theme.getPropertyValue('--jp-layout-color1').trim(),
+      panelBackground: getComputedStyle(node).backgroundColor
+    };
+  });
+  expect(colours.background).toBeLessThan(0.3);
+  expect(colours.text).toBeGreaterThan(0.6);
+  await expectNoOverflow(panel);
+  await page.screenshot({ path: `${SHOTS}/sidebar-dark.png` });
+  await setTheme(page, 'JupyterLab Light');
 });

@@ -1,0 +1,113 @@
+import {
+  asksForGpus,
+  gpuWarning,
+  ISessionRef,
+  kernelDetail,
+  kernelLabel
+} from '../format';
+import type { IKernelContainer } from '../request';
+
+const kernel: IKernelContainer = {
+  kernel_id: 'k1',
+  kernel_name: 'ui-python',
+  display_name: 'Container Python',
+  container_id: 'c1',
+  container_name: 'mlc-k1-1',
+  image: 'sha256:' + 'a'.repeat(64),
+  image_details: null,
+  probe: null,
+  source: 'mlcontainer/python:3.11',
+  gpus_requested: 'none',
+  gpus_granted: 'no GPU',
+  mem_limit: null,
+  state: 'running',
+  status: 'Up 3 minutes',
+  last_exit: null
+};
+
+const session = (
+  path: string,
+  kernelId: string | null,
+  type = 'notebook',
+  name = path
+): ISessionRef => ({ path, name, type, kernelId });
+
+describe('kernelLabel', () => {
+  it('names a kernel by its notebook, with the path as tooltip', () => {
+    expect(
+      kernelLabel(kernel, [
+        session('work/analysis.ipynb', 'k1'),
+        session('other.ipynb', 'k2')
+      ])
+    ).toEqual({ label: 'analysis.ipynb', title: 'work/analysis.ipynb' });
+  });
+
+  it('lists every notebook and console that shares the kernel', () => {
+    expect(
+      kernelLabel(kernel, [
+        session('a.ipynb', 'k1'),
+        session('console-1-x', 'k1', 'console', 'Console 1')
+      ])
+    ).toEqual({ label: 'a.ipynb, Console 1', title: 'a.ipynb\nconsole-1-x' });
+  });
+
+  it('falls back to the kernelspec when no session uses the kernel', () => {
+    const { label, title } = kernelLabel(kernel, [session('b.ipynb', 'k2')]);
+    expect(label).toBe('Container Python');
+    expect(title).toContain('no notebook uses this kernel');
+    expect(kernelLabel({ ...kernel, display_name: null }, []).label).toBe(
+      'ui-python'
+    );
+  });
+});
+
+describe('kernelDetail', () => {
+  it('gives the image first, then the state', () => {
+    expect(kernelDetail(kernel)).toBe(
+      'mlcontainer/python:3.11 · Up 3 minutes · CPU'
+    );
+  });
+});
+
+describe('asksForGpus', () => {
+  it.each([
+    ['', false],
+    ['auto', false],
+    ['none', false],
+    ['NONE', false],
+    ['0', false],
+    ['all', true],
+    ['2', true],
+    ['0,1', true],
+    ['device=GPU-3f2', true],
+    ['"all"', true]
+  ])('%p → %p', (gpus, asks) => {
+    expect(asksForGpus(gpus)).toBe(asks);
+  });
+});
+
+describe('gpuWarning', () => {
+  const without = {
+    reachable: true,
+    gpus: { available: false, description: 'no NVIDIA runtime' }
+  };
+  const withGpus = {
+    reachable: true,
+    gpus: { available: true, description: 'NVIDIA runtime' }
+  };
+
+  it('warns before GPUs are asked of an engine without any', () => {
+    const text = gpuWarning('all', without);
+    expect(text).toContain('This engine has no NVIDIA runtime');
+    expect(text).toContain('`auto`');
+    expect(text).not.toContain('--gpus');
+  });
+
+  it('says nothing when GPUs can be had, are not asked for, or nothing is known', () => {
+    expect(gpuWarning('all', withGpus)).toBe('');
+    expect(gpuWarning('auto', without)).toBe('');
+    expect(gpuWarning('none', without)).toBe('');
+    expect(gpuWarning('all', null)).toBe('');
+    expect(gpuWarning('all', { reachable: false })).toBe('');
+  });
+});
