@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -10,6 +11,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import docker.errors
 import pytest
 
 from .conftest import BARE_IMAGE, IMAGE, TORCH_IMAGE, execute, push, running_kernel
@@ -42,7 +44,8 @@ def marked_images(docker_api):
         for _ in docker_api.build(fileobj=io.BytesIO(dockerfile), tag=tag, rm=True, decode=True):
             pass
         tags[mark] = tag
-    return tags
+    yield tags
+    remove_images(docker_api, *tags.values())
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +58,15 @@ def no_python_image(docker_api):
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
     docker_api.import_image_from_data(buf.getvalue(), repository="mlc-test/no-python", tag="1")
-    return "mlc-test/no-python:1"
+    yield "mlc-test/no-python:1"
+    remove_images(docker_api, "mlc-test/no-python:1")
+
+
+def remove_images(api, *names: str) -> None:
+    """What a test built goes with it (a test may have removed some already)."""
+    for name in names:
+        with contextlib.suppress(docker.errors.NotFound):
+            api.remove_image(name, force=True)
 
 
 async def test_add_list_export_and_a_teammate_installs_and_runs(
@@ -241,7 +252,7 @@ def test_help_reads_well():
     )
 
 
-def test_add_reads_the_images_labels(jp_environ, jp_data_dir, docker_api):
+def test_add_reads_the_images_labels(jp_environ, jp_data_dir, docker_api, request):
     dockerfile = (
         f"FROM {IMAGE}\n"
         'LABEL org.jupyter-mlcontainer.display-name="Team image · CPU" org.jupyter-mlcontainer.gpus="none"\n'
@@ -250,6 +261,7 @@ def test_add_reads_the_images_labels(jp_environ, jp_data_dir, docker_api):
         fileobj=io.BytesIO(dockerfile), tag="mlc-test/labelled:1", rm=True, decode=True
     ):
         pass
+    request.addfinalizer(lambda: remove_images(docker_api, "mlc-test/labelled:1"))
     result = cli("add", "mlc-test/labelled:1")
     assert result.returncode == 0, result.stderr
     spec = installed(Path(jp_data_dir), "mlc-labelled-1")
@@ -395,21 +407,23 @@ def test_a_kernelspec_we_did_not_make_is_never_replaced(jp_environ, jp_kernel_di
 def test_doctor_lists_home_volumes_and_prune_removes_unneeded_ones(
     jp_environ, jp_data_dir, docker_api
 ):
+    # A uid of this test's own: the kernels of other tests (uid 4321) have HOME volumes of
+    # the same image, which this test must neither see nor leave behind for them.
     def home(name, image):
         docker_api.create_volume(
             name,
             labels={
                 "org.jupyter-mlcontainer.managed": "true",
                 "org.jupyter-mlcontainer.purpose": "home",
-                "org.jupyter-mlcontainer.home-uid": "4321",
+                "org.jupyter-mlcontainer.home-uid": "4399",
                 "org.jupyter-mlcontainer.home-image": image,
             },
         )
         return name
 
-    needed = home("mlc-home-4321-mlcontainer-python", IMAGE)
-    stale = home("mlc-home-4321-mlc-test-retired", "mlc-test/retired:1")
-    busy = home("mlc-home-4321-mlc-test-busy", "mlc-test/busy:1")
+    needed = home("mlc-home-4399-mlcontainer-python", IMAGE)
+    stale = home("mlc-home-4399-mlc-test-retired", "mlc-test/retired:1")
+    busy = home("mlc-home-4399-mlc-test-busy", "mlc-test/busy:1")
     user = docker_api.create_container(
         IMAGE, ["sleep", "60"], host_config=docker_api.create_host_config(binds=[f"{busy}:/h"])
     )
@@ -417,7 +431,7 @@ def test_doctor_lists_home_volumes_and_prune_removes_unneeded_ones(
         assert cli("add", IMAGE, "--name", "keeps-python-home", "--gpus", "none").returncode == 0
         doctor = cli("doctor")
         rows = {line.split()[0]: line for line in doctor.stdout.splitlines() if line.strip()}
-        assert "ok" in rows[needed].split() and "HOME of uid 4321" in rows[needed]
+        assert "ok" in rows[needed].split() and "HOME of uid 4399" in rows[needed]
         assert "unused" in rows[stale].split() and "jupyter mlcontainer prune" in rows[stale]
         dry = cli("prune", "--dry-run")
         assert f"would remove {stale}" in dry.stdout
@@ -431,4 +445,48 @@ def test_doctor_lists_home_volumes_and_prune_removes_unneeded_ones(
         assert {needed, busy} <= names
     finally:
         docker_api.remove_container(user["Id"], force=True)
-        docker_api.remove_volume(busy)
+        for volume in (needed, stale, busy):
+            with contextlib.suppress(docker.errors.NotFound):
+                docker_api.remove_volume(volume)
+
+
+def test_help_lists_every_subcommand_whole():
+    from jupyter_mlcontainer.cli.app import MLContainerApp
+    from jupyter_mlcontainer.cli.base import summary
+    from jupyter_mlcontainer.cli.run import RunApp
+
+    result = cli("--help")
+    assert result.returncode == 0, result.stderr
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    for name, (app, shown) in MLContainerApp.subcommands.items():
+        description = (RunApp if name == "run" else app).description
+        assert shown == summary(description), name  # the first paragraph, not its first line
+        assert shown.endswith("."), name  # a whole sentence
+        assert lines[lines.index(name) + 1] == shown, name
+    bare = cli()  # no subcommand: the same list
+    for name, (_, shown) in MLContainerApp.subcommands.items():
+        assert f"{name}  " in bare.stdout and shown in bare.stdout
+
+
+def test_list_names_the_image_a_local_build_was_added_from(jp_environ, jp_data_dir, docker_api):
+    # Pinned to its local image id (no registry has it under its name): the id alone tells a
+    # reader nothing.
+    image_id = docker_api.inspect_image(IMAGE)["Id"]
+    assert cli("add", IMAGE, "--name", "local", "--gpus", "none").returncode == 0
+    listing = cli("list")
+    assert listing.returncode == 0, listing.stderr
+    row = next(line for line in listing.stdout.splitlines() if line.startswith("local "))
+    assert row.split()[1:4] == ["yes", "image", "id"]
+    assert row.endswith(f"  {IMAGE} ({image_id[:19]}…, local build)"), row
+    kernels = json.loads(cli("list", "--json").stdout)["kernels"]
+    (listed,) = [r for r in kernels if r["name"] == "local"]
+    assert (listed["image"], listed["source"]) == (image_id, IMAGE)
+
+
+def test_a_missing_image_in_a_registry_is_explained_once(jp_environ, jp_kernel_dir, local_registry):
+    result = cli("add", f"{local_registry}/team/never-pushed:1")
+    assert result.returncode == 1
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert f"Could not pull image '{local_registry}/team/never-pushed:1': manifest" in line
+    assert line.count("manifest unknown") == 1, line
+    assert "`" not in line  # no Markdown in a terminal

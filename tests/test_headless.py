@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -18,7 +19,17 @@ import pytest
 from jupyter_mlcontainer.core import labels
 from jupyter_mlcontainer.docker.engine import Engine
 
-from .conftest import IMAGE, TORCH_IMAGE, new_containers, only_in_registry, push
+from .conftest import (
+    IMAGE,
+    TEST_GID,
+    TEST_UID,
+    TORCH_IMAGE,
+    eventually,
+    new_containers,
+    only_in_registry,
+    push,
+    running_kernel,
+)
 
 pytestmark = pytest.mark.engine
 
@@ -26,7 +37,7 @@ FILES = Path(__file__).parent / "files"
 BIN = Path(sys.executable).parent
 
 
-def tool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def tool(*args: str, cwd: Path | None = None, umask: int = -1) -> subprocess.CompletedProcess[str]:
     """Run a Jupyter tool as a user would (papermill runs kernels in its own working dir)."""
     return subprocess.run(
         [str(BIN / args[0]), *args[1:]],
@@ -36,7 +47,12 @@ def tool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
         check=False,
         env=dict(os.environ),
         cwd=cwd,
+        umask=umask,
     )
+
+
+#: What jupyter_client says when a kernel client is dropped with its channels running.
+ZMQ_WARNING = "Could not destroy zmq context"
 
 
 @pytest.fixture
@@ -164,12 +180,18 @@ def test_a_failing_cell_fails_the_run_and_keeps_the_traceback(kernelspec, workdi
         str(out),
     )
     assert result.returncode == 1
-    assert "ZeroDivisionError: division by zero" in result.stderr
+    # One clean line: which cell raised what.
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [
+        f"error: {workdir / 'fails.ipynb'}: cell 2 raised ZeroDivisionError: division by zero"
+    ], result.stderr
+    assert ZMQ_WARNING not in result.stderr
     text = outputs(out)
     assert "before the failure" in text and "ZeroDivisionError" in text and "never" not in text
     record = nbformat.read(str(out), as_version=4).metadata["jupyter_mlcontainer"]["run"]
     assert record["status"] == "error"
     assert record["reason"] == "ZeroDivisionError: division by zero"
+    assert record["cell"] == 2
     converted = tool("jupyter", "nbconvert", "--to", "notebook", "--execute",
                      f"--ExecutePreprocessor.kernel_name={name}", str(workdir / "fails.ipynb"),
                      "--output", str(workdir / "fails.nbconvert.ipynb"))  # fmt: skip
@@ -260,9 +282,19 @@ def test_run_names_its_kernel_documents_p_and_leaves_nothing(kernelspec, workdir
     (workdir / "tiny.ipynb").write_text(
         nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")]))
     )
-    result = tool("jupyter", "mlcontainer", "run", str(workdir / "tiny.ipynb"), "--kernel", name)
+    result = tool(
+        "jupyter", "mlcontainer", "run", str(workdir / "tiny.ipynb"), "--kernel", name, umask=0o022
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"Executing notebook with kernel: {name}" in result.stderr
+    # The client's channels and ZMQ context are closed, not left to the garbage collector.
+    assert ZMQ_WARNING not in result.stderr
+    # An ordinary file under the user's umask (mkstemp would make it 0600).
+    assert stat.S_IMODE((workdir / "tiny.run.ipynb").stat().st_mode) == 0o644
+    private = tool("jupyter", "mlcontainer", "run", str(workdir / "tiny.ipynb"), "--kernel", name,
+                   "-o", str(workdir / "private.ipynb"), umask=0o077)  # fmt: skip
+    assert private.returncode == 0, private.stderr[-2000:]
+    assert stat.S_IMODE((workdir / "private.ipynb").stat().st_mode) == 0o600
     assert left_since(docker_api, before) == set()
     help_text = tool("jupyter", "mlcontainer", "run", "--help").stdout
     assert "-p NAME VALUE, --parameter NAME VALUE" in help_text
@@ -375,3 +407,58 @@ def test_ctrl_c_writes_what_ran_and_leaves_nothing(kernelspec, workdir, docker_a
     assert record["status"] == "interrupted"
     assert "started" in outputs(out)
     assert left_since(docker_api, before) == set()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs a root-owned notebook folder")
+def test_run_takes_kernel_settings_from_its_command_line(kernelspec, tmp_path, docker_api):
+    """As a server does: `--MLContainerPolicy…` reaches the policy, `--MLContainerProvisioner…`
+    the kernel; a refusal is said once."""
+    name = kernelspec("as-root")
+    before = project_containers(docker_api)
+    folder = tmp_path / "root-owned"  # root's notebooks: its kernels would run as root
+    folder.mkdir()
+    notebook = folder / "whoami.ipynb"
+    cell = nbformat.v4.new_code_cell("import os; print('uid', os.getuid())")
+    notebook.write_text(nbformat.writes(nbformat.v4.new_notebook(cells=[cell])))
+    run = ("jupyter", "mlcontainer", "run", str(notebook), "--kernel", name)
+
+    refused = tool(*run)
+    assert refused.returncode == 1
+    assert refused.stderr.count("Not allowed by the admin policy (allow_root)") == 1, refused.stderr
+    assert "--MLContainerPolicy.allow_root=True on the command line" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    allowed = tool(*run, "--MLContainerPolicy.allow_root=True", "-o", str(folder / "root.ipynb"))
+    assert allowed.returncode == 0, allowed.stderr[-2000:]
+    assert "uid 0" in outputs(folder / "root.ipynb")
+
+    as_user = tool(*run, f"--MLContainerProvisioner.uid={TEST_UID}",
+                   f"--MLContainerProvisioner.gid={TEST_GID}", "-o", str(folder / "user.ipynb"))  # fmt: skip
+    assert as_user.returncode == 0, as_user.stderr[-2000:]
+    assert f"uid {TEST_UID}" in outputs(folder / "user.ipynb")
+    assert left_since(docker_api, before) == set()
+
+
+async def test_kernel_details_and_the_run_record_name_the_same_digest(
+    kernelspec, workdir, docker_api, local_registry
+):
+    # A kernel pinned to the local image id of an image that a registry also has.
+    digest = push(docker_api, IMAGE, f"{local_registry}/team/python:details")
+    image_id = docker_api.inspect_image(IMAGE)["Id"]
+    name = kernelspec("by-id", image=image_id)
+    (workdir / "tiny.ipynb").write_text(
+        nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")]))
+    )
+    out = workdir / "tiny.out.ipynb"
+    result = tool("jupyter", "mlcontainer", "run", str(workdir / "tiny.ipynb"), "--kernel", name,
+                  "-o", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = nbformat.read(str(out), as_version=4).metadata["jupyter_mlcontainer"]["run"]
+    async with running_kernel(name, workdir) as (km, _):
+        details = await eventually(
+            lambda: km.provisioner.image_details, "the kernel's image details are known", 10
+        )
+    assert digest in details["repo_digests"]
+    assert details["digest"] in details["repo_digests"]  # not "none (built or loaded here)"
+    assert {k: record[k] for k in ("image", "image_id", "digest", "repo_digests")} == details
+    assert details["image_id"] == image_id

@@ -7,6 +7,7 @@ import logging
 from jupyter_core.application import JupyterApp
 
 from .._version import __version__
+from .base import summary
 from .commands import AddApp, ExportApp, ListApp, PruneApp, PullApp
 from .doctor import DoctorApp
 
@@ -26,22 +27,26 @@ class MLContainerApp(JupyterApp):
     jupyter mlcontainer doctor
     """
     subcommands = {
-        "add": (AddApp, AddApp.description.splitlines()[0]),
-        "list": (ListApp, ListApp.description.splitlines()[0]),
-        "pull": (PullApp, PullApp.description.splitlines()[0]),
-        "export": (ExportApp, ExportApp.description.splitlines()[0]),
-        "prune": (PruneApp, PruneApp.description.splitlines()[0]),
-        "doctor": (DoctorApp, DoctorApp.description.splitlines()[0]),
+        "add": (AddApp, summary(AddApp.description)),
+        "list": (ListApp, summary(ListApp.description)),
+        "pull": (PullApp, summary(PullApp.description)),
+        "export": (ExportApp, summary(ExportApp.description)),
+        "prune": (PruneApp, summary(PruneApp.description)),
+        "doctor": (DoctorApp, summary(DoctorApp.description)),
+        # Imported when used (nbclient and friends); tests/test_cli.py checks the summary.
         "run": (
             "jupyter_mlcontainer.cli.run.RunApp",
-            "Execute a notebook headless in a container kernel, with a record of the environment.",
+            "Execute NOTEBOOK headless in a container kernel; record its environment.",
         ),
     }
 
     def start(self) -> None:
         if self.subapp is None:
-            print(f"{self.description}\n\nSubcommands: {', '.join(self.subcommands)}")
-            print("Run `jupyter mlcontainer SUBCOMMAND --help` for the options of each.")
+            print(f"{summary(self.description)}\n\nSubcommands:")
+            width = max(len(name) for name in self.subcommands)
+            for name, (_, text) in self.subcommands.items():
+                print(f"  {name:<{width}}  {text}")
+            print("\nRun `jupyter mlcontainer SUBCOMMAND --help` for the options of each.")
             self.exit(1)
         else:
             self.subapp.start()

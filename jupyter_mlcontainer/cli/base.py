@@ -18,6 +18,13 @@ from ..docker.engine import Engine
 T = TypeVar("T")
 
 
+def summary(description: str) -> str:
+    """The first paragraph of a command's description, on one line: what ``jupyter mlcontainer
+    --help`` shows for it (traitlets prints a subcommand's help as given, so it must be whole)."""
+    paragraph = description.strip().split("\n\n", 1)[0]
+    return " ".join(paragraph.split())
+
+
 class ProgressBar:
     """Pull progress on stderr: a redrawn bar on a terminal, a line every few seconds else."""
 

@@ -125,7 +125,11 @@ def _probe_summary(probe: dict[str, Any]) -> str:
 
 class ListApp(Command):
     name = "jupyter-mlcontainer-list"
-    description = "List container kernelspecs: image, pin, presence on the engine, GPUs."
+    description = """List container kernelspecs: image, pin, presence on the engine, GPUs.
+
+    IMAGE is the reference each kernel was added from, with what pins it: a registry digest,
+    or the local image id of an image built or loaded on this engine (a local build).
+    --json gives the kernel.json reference itself ("image") and the source ("source")."""
 
     as_json = Bool(False, help="Print JSON.").tag(config=True)
     flags = {"json": ({"ListApp": {"as_json": True}}, "Print JSON.")}
@@ -159,6 +163,8 @@ class ListApp(Command):
                     "name": spec.name,
                     "display_name": spec.spec.get("display_name", ""),
                     "image": spec.image,
+                    # What it was added from: an image id alone says nothing to a reader.
+                    "source": spec.source,
                     "pinned": pinned,
                     "present": present,
                     "gpus": config.get("gpus", "auto"),
@@ -186,7 +192,7 @@ class ListApp(Command):
                 shown = {True: "yes", False: "MISSING", None: "?"}[row["present"]]
                 print(
                     f"{row['name']:<34} {shown:<8} {row['pinned']:<9} "
-                    f"{row['gpus']!s:<6} {row['image']}"
+                    f"{row['gpus']!s:<6} {ks.describe_pin(row['source'], row['image'])}"
                 )
         if engine_error:
             print(f"warning: cannot tell which images are present: {engine_error}", file=sys.stderr)
@@ -261,9 +267,11 @@ class ExportApp(Command):
 
 class PruneApp(Command):
     name = "jupyter-mlcontainer-prune"
-    description = """Remove volumes no container kernelspec needs any more: users' HOME volumes
-    (caches) of image families no installed kernelspec uses, and kernel runtimes built by
-    other versions of jupyter-mlcontainer. Volumes a container uses are kept."""
+    description = """Remove the volumes of this project that no container kernelspec needs.
+
+    Users' HOME volumes (caches) of image families no installed kernelspec uses, and kernel
+    runtimes built by other versions of jupyter-mlcontainer. Volumes a container uses are
+    kept; --all removes every unused one, --dry-run only says what would go."""
 
     everything = Bool(False, help="Remove every volume of this project not in use.").tag(
         config=True

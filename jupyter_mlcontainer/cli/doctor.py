@@ -40,6 +40,28 @@ class DoctorApp(Command):
         print("all good" if not problems else f"{problems} problem(s) found")
         return problems == 0
 
+    async def _networks(self, engine: Engine, report: Callable[[str, str, str], None]) -> int:
+        """Networks of this project made twice (concurrent first starts on an older version):
+        the unused copies are removed; one still in use is a problem to name."""
+        problems = 0
+        for name, in_use in await engine.network_duplicates(repair=True):
+            if in_use:
+                report(
+                    f"network {name}",
+                    "FAIL",
+                    f"made {len(in_use) + 1} times; copies still used by containers: "
+                    f"{', '.join(i[:12] for i in in_use)}. Stop those kernels, then run "
+                    "`jupyter mlcontainer doctor` again",
+                )
+                problems += 1
+            else:
+                report(
+                    f"network {name}",
+                    "fixed",
+                    "it had been made twice; the extra copies are removed",
+                )
+        return problems
+
     async def _diagnose(self, add_row: Callable[[tuple[str, str, str]], None]) -> int:
         """Check everything; one row (label, status, detail) per check; return the problems."""
         problems = 0
@@ -68,6 +90,7 @@ class DoctorApp(Command):
                 f"{version.get('ApiVersion')}), {version.get('Os')}/{version.get('Arch')}, "
                 f"{info.get('Images')} images",
             )
+            problems += await self._networks(engine, report)
             support = await engine.gpu_support()
             report(
                 "gpus",

@@ -13,9 +13,12 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import re
+import secrets
 import signal
+import stat
 import sys
 import tempfile
 import time
@@ -31,7 +34,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from traitlets import Int, TraitError, Unicode
 
 from ..core import kernelspec as ks
-from ..core.exceptions import MLContainerError
+from ..core.exceptions import MLContainerError, shows_debug
 from ..core.reference import check_reference
 from ..docker.engine import Engine
 from ..docker.images import probe_image
@@ -75,8 +78,14 @@ def _utc_now() -> str:
 
 class RunApp(Command):
     name = "jupyter-mlcontainer-run"
-    description = """Execute NOTEBOOK headless in a container kernel; write the output notebook
-    with a record of the environment. Exit status 0 only when every cell ran."""
+    description = """Execute NOTEBOOK headless in a container kernel; record its environment.
+
+    Writes the output notebook (NOTEBOOK.run.ipynb, or --output) whatever happens, with the
+    image, its id and digests, what the image holds and the GPUs the kernel got under
+    metadata.jupyter_mlcontainer.run. Exit status 0 only when every cell ran. Jupyter
+    configuration reaches the kernel as in a server, from config files or the command line:
+    --MLContainerPolicy.allow_root=True, --MLContainerProvisioner.uid=1000 (a default that
+    the kernelspec's own settings override)."""
     examples = """
     jupyter mlcontainer run train.ipynb --kernel mlc-pytorch-2.6-cuda12.4 -o out/train.ipynb
     jupyter mlcontainer run report.ipynb --image python:3.11-slim -p epochs 3 -p lr 0.01
@@ -170,7 +179,7 @@ class RunApp(Command):
                 f"{path} ran in {record['duration_s']:.1f} s in {record['image']}; output: {output}"
             )
             return
-        print(f"error: {path}: {record['status']}: {record.get('reason')}", file=sys.stderr)
+        print(f"error: {path}: {failure(record)}", file=sys.stderr)
         print(f"output (with what ran): {output}", file=sys.stderr)
         self.exit(1)
 
@@ -212,11 +221,9 @@ class RunApp(Command):
             folder = Path(tmp) / _TRANSIENT_KERNEL
             folder.mkdir()
             (folder / "kernel.json").write_text(json.dumps(spec))
-            manager = KernelSpecManager(kernel_dirs=[tmp])
-            return AsyncKernelManager(
-                kernel_spec_manager=manager, kernel_name=_TRANSIENT_KERNEL
-            ), spec
-        manager = KernelSpecManager()
+            manager = KernelSpecManager(parent=self, kernel_dirs=[tmp])
+            return self._manager(manager, _TRANSIENT_KERNEL), spec
+        manager = KernelSpecManager(parent=self)
         name = str(self.kernel)
         try:
             spec_obj = manager.get_kernel_spec(name)
@@ -225,7 +232,13 @@ class RunApp(Command):
         spec = spec_obj.to_dict()
         if ks.provisioner_of(spec) != ks.PROVISIONER_NAME:
             self.fail(f"kernelspec {self.kernel!r} is not a container kernel")
-        return AsyncKernelManager(kernel_spec_manager=manager, kernel_name=name), spec
+        return self._manager(manager, name), spec
+
+    def _manager(self, specs: KernelSpecManager, name: str) -> AsyncKernelManager:
+        """A kernel manager under this app, so that the configuration given to ``run`` (its
+        command line, config files) reaches the kernel's provisioner and the admin policy,
+        as a server's does: ``--MLContainerPolicy.allow_root=True``."""
+        return AsyncKernelManager(parent=self, kernel_spec_manager=specs, kernel_name=name)
 
     async def execute(self, nb: Any, workdir: str, record: dict[str, Any]) -> None:
         """Run ``nb`` in place, filling ``record`` (status, reason, environment); the kernel
@@ -233,7 +246,7 @@ class RunApp(Command):
         container: dict[str, Any] = {}
         if self.parameters:
             record["parameters"] = self.parameters
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, _reported_once(self.log):
             km, spec = self._kernel_manager(tmp)
             config = ks.provisioner_config(spec)
             record["kernel"] = self.kernel or None
@@ -260,23 +273,29 @@ class RunApp(Command):
                 granted = getattr(provisioner, "granted_gpus", None)
                 record["gpus_granted"] = granted.describe() if granted is not None else None
 
+            async def on_cell_start(cell_index: int, **_: Any) -> None:
+                record["cell"] = cell_index + 1  # as a reader counts the output's cells
+
             client = NotebookClient(
                 nb,
+                parent=self,
                 km=km,
                 kernel_name=km.kernel_name,
                 timeout=None if self.timeout < 0 else self.timeout,
                 startup_timeout=self.startup_timeout,
                 resources={"metadata": {"path": workdir}},
                 on_notebook_start=on_start,
+                on_cell_start=on_cell_start,
             )
             started = time.monotonic()
             status, reason = "ok", None
             try:
                 await client.async_execute(cwd=workdir)
-            except CellTimeoutError as e:
-                status, reason = "timeout", str(e).strip().splitlines()[0]
+            except CellTimeoutError:
+                status, reason = "timeout", f"timed out after {self.timeout} s (--timeout)"
             except CellExecutionError as e:
-                status, reason = "error", _last_line(str(e))
+                status = "error"
+                reason = f"{e.ename}: {e.evalue}" if e.ename else _last_line(str(e))
             except DeadKernelError:
                 exit_ = getattr(km.provisioner, "last_exit", None)
                 status, reason = "kernel died", exit_.message() if exit_ else "the kernel died"
@@ -289,9 +308,7 @@ class RunApp(Command):
                 if interrupted.is_set():  # nbclient reports Ctrl-C as a dead kernel
                     status, reason = "interrupted", "interrupted (Ctrl-C)"
                 record["duration_s"] = round(time.monotonic() - started, 3)
-                # nbclient shuts down only the kernels it created; this one is ours.
-                if km.has_kernel:
-                    await km.shutdown_kernel(now=status != "ok")
+                await _close(client, km, now=status != "ok")
         record["status"] = status
         if reason:
             record["reason"] = reason
@@ -316,8 +333,14 @@ class RunApp(Command):
             return out
         out["image_id"] = image_id
         try:
-            inspect = await engine.image_inspect(image_id) or {}
-            out["repo_digests"] = inspect.get("RepoDigests") or []
+            inspect = await engine.image_inspect(image_id)
+            if inspect is not None:
+                # What the kernel details (REST, sidebar) and saved notebooks say, too.
+                reference = str(ks.provisioner_config(spec).get("image") or "")
+                details = ks.image_details(reference, inspect)
+                out.update(digest=details["digest"], repo_digests=details["repo_digests"])
+            else:
+                out["repo_digests"] = []
             probe = ks.recorded(spec).get("probe")
             if not probe:
                 probe = (await probe_image(engine, image_id)).to_dict()
@@ -327,16 +350,81 @@ class RunApp(Command):
         return out
 
 
+class _StartFailureLog(logging.Filter):
+    """Drops jupyter_client's own log of a kernel start failure (it logs the exception, then
+    raises it): ``run`` reports ours in its error line, which would otherwise say it twice.
+    With --debug the record and its traceback stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not isinstance(record.msg, MLContainerError):
+            return True
+        return shows_debug(logging.getLogger(record.name))
+
+
+@contextlib.contextmanager
+def _reported_once(log: Any) -> Generator[None, None, None]:
+    """While a run goes on, our errors that ``run`` reports itself are not logged as well."""
+    logger = getattr(log, "logger", log)
+    said = _StartFailureLog()
+    logger.addFilter(said)
+    try:
+        yield
+    finally:
+        logger.removeFilter(said)
+
+
+async def _close(client: NotebookClient, km: AsyncKernelManager, now: bool) -> None:
+    """Stop the kernel client, then the kernel, then the client's ZMQ context.
+
+    nbclient leaves both to us when it is given a kernel manager. A client garbage-collected
+    with its channels running warns "Could not destroy zmq context" and leaves its context
+    (made by the client itself: ``km.client()`` shares none) to the interpreter's exit.
+    """
+    kc, client.kc = client.kc, None
+    if kc is not None:
+        kc.stop_channels()
+    # nbclient shuts down only the kernels it created; this one is ours.
+    if km.has_kernel:
+        await km.shutdown_kernel(now=now)
+    if kc is not None and not kc.context.closed:
+        kc.context.destroy(linger=0)
+
+
+def failure(record: dict[str, Any]) -> str:
+    """One line (and the death's details) for a run that failed: what failed, and where."""
+    status, reason, cell = record["status"], record.get("reason"), record.get("cell")
+    where = f"cell {cell}" if cell else "the notebook"
+    if status == "error":
+        return f"{where} raised {reason}"
+    if status == "timeout":
+        return f"{where} {reason}"
+    if status == "kernel died":
+        return f"the kernel died while running {where}: {reason}"
+    return f"{status}: {reason}"
+
+
 def _write_atomically(nb: Any, output: Path) -> None:
-    """Write ``nb`` to ``output`` so that a reader never sees half a notebook."""
+    """Write ``nb`` to ``output`` so that a reader never sees half a notebook.
+
+    The file gets the mode that writing it in place would give it: the mode of the file it
+    replaces, else what a new file gets under the umask (0644 under 022, 0600 under 077).
+    """
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
+    try:
+        keep: int | None = stat.S_IMODE(output.stat().st_mode)
+    except FileNotFoundError:
+        keep = None
+    # Not mkstemp, whose files are 0600 whatever the umask: created as any new file is.
+    tmp = output.parent / f".{output.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             nbformat.write(nb, f)
+        if keep is not None:
+            os.chmod(tmp, keep)
         os.replace(tmp, output)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

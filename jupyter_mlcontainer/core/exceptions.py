@@ -79,6 +79,25 @@ class InvalidReferenceError(MLContainerError, ValueError):
     reason_default = "Invalid image reference"
 
 
+def without_repeats(text: str) -> str:
+    """``text`` without a ``: ``-separated fragment that repeats the one before it.
+
+    Engines and registries nest their errors, and each layer may say the same again:
+    ``manifest for x:1 not found: manifest unknown: manifest unknown`` becomes
+    ``manifest for x:1 not found: manifest unknown``. Fragments compare without case,
+    surrounding blanks or a final full stop.
+    """
+    kept: list[str] = []
+    for fragment in text.split(": "):
+        key = fragment.strip().rstrip(".").casefold()
+        if kept and key and key == kept[-1].strip().rstrip(".").casefold():
+            if fragment.rstrip().endswith(".") and not kept[-1].rstrip().endswith("."):
+                kept[-1] = kept[-1].rstrip() + "."  # keep the sentence's end
+            continue
+        kept.append(fragment)
+    return ": ".join(kept)
+
+
 class OneLineErrors(logging.Filter):
     """Log our own errors as their message alone, unless the logger is at DEBUG level.
 
@@ -89,13 +108,13 @@ class OneLineErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, MLContainerError) and not _shows_debug(logging.getLogger(record.name)):
+        if isinstance(exc, MLContainerError) and not shows_debug(logging.getLogger(record.name)):
             record.exc_info = None
             record.exc_text = None
         return True
 
 
-def _shows_debug(logger: logging.Logger) -> bool:
+def shows_debug(logger: logging.Logger) -> bool:
     """Whether DEBUG records reach the user (traitlets apps filter by handler level)."""
     if not logger.isEnabledFor(logging.DEBUG):
         return False

@@ -101,6 +101,50 @@ def pinned_reference(image: str, inspect: dict[str, Any]) -> tuple[str, bool]:
     return str(inspect["Id"]), False
 
 
+def image_details(image: str, inspect: dict[str, Any]) -> dict[str, Any]:
+    """What a kernel ran in, as its details (REST, sidebar) and the notebooks it wrote
+    (``environment``, ``run``) both record it: the reference it was started with, the image id,
+    the image's registry digests, and ``digest``, one reference that pulls exactly this image.
+
+    ``digest`` is the digest of ``image``'s own repository when there is one, else the image's
+    first digest in any other registry (the same image id, pushed or pulled elsewhere); None
+    only for an image that no registry has (built or loaded on this engine).
+    """
+    repo_digests = [str(d) for d in inspect.get("RepoDigests") or []]
+    pinned, shareable = pinned_reference(image, inspect)
+    digest = pinned if shareable else (repo_digests[0] if repo_digests else None)
+    return {
+        "image": image,
+        "image_id": inspect.get("Id"),
+        "digest": digest,
+        "repo_digests": repo_digests,
+    }
+
+
+def short_id(image_id: str) -> str:
+    """``sha256:27dd4c5e1f2a…``: an image id or digest as ``docker images`` shortens it."""
+    algorithm, _, hexdigits = image_id.rpartition(":")
+    prefix = f"{algorithm}:" if algorithm else ""
+    return f"{prefix}{hexdigits[:12]}…" if len(hexdigits) > 12 else image_id
+
+
+def describe_pin(source: str, image: str) -> str:
+    """How ``list`` shows a kernel's image: the reference it was added from, with its pin.
+
+    ``mlcontainer/python:3.11 (sha256:27dd4c5e1f2a…, local build)`` for an image pinned to its
+    local id, ``reg:5000/team/python:3.11 (sha256:9f8e7d6c5b4a…)`` for one pinned by digest,
+    ``source → image`` when the kernelspec names another reference, and the reference alone
+    when nothing else was recorded.
+    """
+    if not source or source == image:
+        return image
+    if image.startswith("sha256:"):
+        return f"{source} ({short_id(image)}, local build)"
+    if "@" in image:
+        return f"{source} ({short_id(image.split('@', 1)[1])})"
+    return f"{source} → {image}"
+
+
 @dataclass(frozen=True)
 class KernelspecConfig:
     """What ``jupyter mlcontainer add`` puts into the provisioner's config."""

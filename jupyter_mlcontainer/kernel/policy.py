@@ -237,7 +237,8 @@ class MLContainerPolicy(Configurable):
                 f"Not allowed by the admin policy (allow_root): the kernel would run as "
                 f"{uid}:{gid}, root, because root owns the notebook directory. Set "
                 "MLContainerProvisioner.uid (and gid) to a user, use a notebook directory a user "
-                "owns, or set MLContainerPolicy.allow_root = True."
+                "owns, or set MLContainerPolicy.allow_root = True (in Jupyter config, or "
+                "--MLContainerPolicy.allow_root=True on the command line)."
             )
             raise PolicyError(msg)
 
