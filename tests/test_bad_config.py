@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from traitlets import TraitError
 
-from jupyter_mlcontainer.core.exceptions import EngineUnavailableError, KernelStartError
+from jupyter_mlcontainer.core.exceptions import ConfigurationError, EngineUnavailableError
 
 from .conftest import start_fails
 
@@ -41,6 +41,6 @@ async def test_a_malformed_image_reference_is_refused_before_the_engine(
     kernelspec_file, notebook_dir
 ):
     name = kernelspec_file(image="UPPER/Case::bad", docker_host=NO_ENGINE)
-    _, message = await start_fails(name, notebook_dir, KernelStartError)
+    _, message = await start_fails(name, notebook_dir, ConfigurationError)
     assert "'UPPER/Case::bad' is not a valid image reference" in message
     assert "Fix 'image' in the kernelspec" in message

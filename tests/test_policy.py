@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from jupyter_mlcontainer.core.exceptions import KernelStartError
+from jupyter_mlcontainer.core.exceptions import ConfigurationError
 from jupyter_mlcontainer.kernel.policy import PolicyError
 
 from .conftest import IMAGE, containers_of, execute, running_kernel, start_fails
@@ -75,7 +75,7 @@ async def test_root_needs_the_policy(kernelspec, policy, tmp_path, docker_api):
     assert containers_of(docker_api, km.kernel_id) == []
     # kernel.json cannot allow it: policy settings are not the kernel's, and unknown ones fail.
     _, message = await start_fails(
-        kernelspec("sneaky", allow_root=True), root_owned, KernelStartError
+        kernelspec("sneaky", allow_root=True), root_owned, ConfigurationError
     )
     assert "Unknown setting(s) 'allow_root' in the kernelspec's" in message
     assert "belong in the server's configuration" in message

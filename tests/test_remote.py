@@ -15,7 +15,11 @@ import zmq.asyncio
 
 from jupyter_mlcontainer.agent.protocol import CONTAINER_HOME
 from jupyter_mlcontainer.core import labels
-from jupyter_mlcontainer.core.exceptions import GPUUnavailableError, KernelStartError
+from jupyter_mlcontainer.core.exceptions import (
+    ConfigurationError,
+    GPUUnavailableError,
+    KernelStartError,
+)
 from jupyter_mlcontainer.docker import leases
 from jupyter_mlcontainer.docker.engine import Engine
 
@@ -192,7 +196,7 @@ async def test_a_notebook_folder_not_on_the_remote_host_is_explained(
     remote, kernelspec, notebook_dir
 ):
     km, message = await start_fails(
-        kernelspec("remote-unmapped", docker_host=TLS_CONTEXT), notebook_dir, KernelStartError
+        kernelspec("remote-unmapped", docker_host=TLS_CONTEXT), notebook_dir, ConfigurationError
     )
     assert "is on this machine" in message and "path_map" in message and "mount_cwd" in message
     assert on_remote(remote, km.kernel_id) == []

@@ -1,8 +1,8 @@
 """The project's exceptions: each message says what went wrong and what to do about it.
 
-They are also tornado ``HTTPError``s: Jupyter Server answers any other exception raised while
-starting a kernel with a bare "Unhandled error", so this is what carries our message to the
-user's error dialog in JupyterLab. Outside a server they behave like ``RuntimeError``.
+Rooted in Python's own types (``RuntimeError``; ``ValueError`` for bad settings), so that any
+layer and any tool may raise and catch them. How a Jupyter server answers them (status and
+reason) is decided in ``server/errors.py``, not here.
 """
 
 from __future__ import annotations
@@ -10,18 +10,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tornado.web import HTTPError
 
-
-class MLContainerError(HTTPError, RuntimeError):
+class MLContainerError(RuntimeError):
     """Base class of every error this package raises on purpose."""
 
-    status_code_default = 500
-    reason_default = "Container kernel error"
-
     def __init__(self, message: str):
-        # Jupyter Server's API handlers show log_message as is (never formatted with args).
-        super().__init__(self.status_code_default, message, reason=self.reason_default)
+        super().__init__(message)
         self.message = message
 
     def __str__(self) -> str:
@@ -34,9 +28,6 @@ class MLContainerError(HTTPError, RuntimeError):
 class EngineUnavailableError(MLContainerError):
     """The Docker engine cannot be reached."""
 
-    status_code_default = 503
-    reason_default = "Docker engine unavailable"
-
 
 class EngineError(MLContainerError):
     """The Docker engine refused a request (disk full, bad argument, ...)."""
@@ -45,38 +36,29 @@ class EngineError(MLContainerError):
 class ImageNotFoundError(MLContainerError):
     """The image is not on the engine and may not or could not be pulled."""
 
-    reason_default = "Kernel image not found"
-
 
 class ImagePullError(MLContainerError):
     """A pull was attempted and failed."""
-
-    reason_default = "Kernel image pull failed"
 
 
 class GPUUnavailableError(MLContainerError):
     """GPUs were requested explicitly but the engine cannot provide them."""
 
-    reason_default = "No GPU support on the Docker engine"
-
 
 class KernelStartError(MLContainerError):
     """The kernel's container was created but the kernel did not come up."""
 
-    reason_default = "Container kernel did not start"
+
+class ConfigurationError(MLContainerError, ValueError):
+    """A kernelspec's or the server's settings cannot work (refused before anything starts)."""
 
 
 class ImageProbeError(MLContainerError):
     """The image could not be probed (no Python in it, or the probe failed)."""
 
-    reason_default = "Kernel image unusable"
 
-
-class InvalidReferenceError(MLContainerError, ValueError):
+class InvalidReferenceError(ConfigurationError):
     """An image reference that no registry accepts; refused before the engine is asked."""
-
-    status_code_default = 400
-    reason_default = "Invalid image reference"
 
 
 def without_repeats(text: str) -> str:

@@ -28,11 +28,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.exceptions import ConfigurationError
+
 NETWORK_SCHEMES = ("tcp", "ssh", "http", "https")
 TLS_FILES = ("ca.pem", "cert.pem", "key.pem")
 
 
-class EndpointError(ValueError):
+class EndpointError(ConfigurationError):
     """An address that names no engine we can reach (a context that does not exist)."""
 
 

@@ -24,7 +24,7 @@ from jupyter_core.paths import jupyter_config_path
 from traitlets import Bool, Float, Int, List, Unicode, default
 from traitlets.config import Config, Configurable
 
-from ..core.exceptions import KernelStartError
+from ..core.exceptions import ConfigurationError
 from ..core.plan import ENGINE_SOCKETS, parse_mount
 from ..core.reference import split_registry
 
@@ -38,10 +38,8 @@ _REQUIREMENT = re.compile(
 )
 
 
-class PolicyError(KernelStartError):
+class PolicyError(ConfigurationError):
     """A kernelspec asks for something the admin policy does not allow."""
-
-    reason_default = "Not allowed by the admin policy"
 
 
 class MLContainerPolicy(Configurable):

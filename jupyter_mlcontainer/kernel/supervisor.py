@@ -31,13 +31,14 @@ from ..agent.protocol import (
     STARTED,
     TERMINATE,
 )
+from ..core.exceptions import MLContainerError
 
 #: Seconds to connect and prove the key, or to get an answer to ``S`` (a supervisor that does
 #: not answer in time is passed over: the container is then stopped or replaced as a whole).
 TIMEOUT = 3.0
 
 
-class SupervisorError(Exception):
+class SupervisorError(MLContainerError):
     """The supervisor could not be reached or did not answer as expected."""
 
 

@@ -24,6 +24,7 @@ from ..docker import volumes
 from ..docker.engine import Engine
 from ..kernel.install import AddRequest, add_container_kernelspec, gpus_warning
 from ..kernel.provisioner import MLContainerProvisioner
+from .errors import as_http_error
 from .pulls import PullTracker
 from .user import kernel_uids
 
@@ -32,6 +33,13 @@ AUTH_RESOURCE = "mlcontainer"
 
 class _Handler(APIHandler):
     auth_resource = AUTH_RESOURCE
+
+    def _handle_request_exception(self, e: BaseException) -> None:
+        # Our errors answered with their status and message (server/errors.py), not as
+        # tornado's "Unhandled error".
+        if isinstance(e, MLContainerError):
+            e = as_http_error(e)
+        super()._handle_request_exception(e)
 
     @property
     def engine(self) -> Engine:
