@@ -206,7 +206,10 @@ def check(
     assert spec is not None, f"no {DEFAULT_KERNEL} kernelspec: {sorted(specs['kernelspecs'])}"
     metadata = spec["spec"]["metadata"]
     assert metadata["jupyter_mlcontainer"]["probe"]["python_version"], metadata
-    print(f"lab: default kernel {spec['spec']['display_name']!r}, made by add (probed, pinned)")
+    shown = spec["spec"]["display_name"]
+    print(f"lab: default kernel {shown!r}, made by add (probed, pinned)")
+    # What the command tells a newcomer to pick is what the launcher shows.
+    assert f'start "{shown}" from the launcher' in log_path.read_text(), "no pointer to the kernel"
 
     status, kernel = api(base, "POST", "/api/kernels", {"name": DEFAULT_KERNEL})
     assert status == 201, (status, kernel)

@@ -49,35 +49,28 @@ def settle(api: Any, before: Snapshot, in_use_ok: bool = True) -> tuple[list[str
     """
     removed: list[str] = []
     leftovers: list[str] = []
-    for volume in api.volumes().get("Volumes") or []:
-        name = volume["Name"]
-        if name in before.volumes:
-            continue
-        if not _ours(volume):
-            leftovers.append(f"volume {name} (labels {volume.get('Labels')})")
+    new_volumes = [
+        (f"volume {v['Name']}", v, lambda v=v: api.remove_volume(v["Name"]))
+        for v in api.volumes().get("Volumes") or []
+        if v["Name"] not in before.volumes
+    ]
+    new_networks = [
+        (f"network {n['Name']} ({n['Id'][:12]})", n, lambda n=n: api.remove_network(n["Id"]))
+        for n in api.networks()
+        if n["Id"] not in before.networks
+    ]
+    for what, item, remove in new_volumes + new_networks:
+        if not _ours(item):
+            leftovers.append(f"{what} (labels {item.get('Labels')})")
             continue
         try:
-            api.remove_volume(name)
-            removed.append(f"volume {name}")
+            remove()
+            removed.append(what)
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as e:
             if not in_use_ok:
-                leftovers.append(f"volume {name} ({e.explanation})")
-    for network in api.networks():
-        if network["Id"] in before.networks:
-            continue
-        if not _ours(network):
-            leftovers.append(f"network {network['Name']} ({network['Id'][:12]})")
-            continue
-        try:
-            api.remove_network(network["Id"])
-            removed.append(f"network {network['Name']}")
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as e:
-            if not in_use_ok:
-                leftovers.append(f"network {network['Name']} ({e.explanation})")
+                leftovers.append(f"{what} ({e.explanation})")
     for image in api.images():
         names = [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"]
         if image["Id"] not in before.images:

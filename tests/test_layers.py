@@ -77,3 +77,35 @@ def test_every_layer_is_a_folder_and_nothing_else_is_flat():
     # the package's entry points, its version, and the provisioner's public import path
     assert flat == ["__init__.py", "_version.py", "provisioner.py"]
     assert {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()} == set(ALLOWED)
+
+
+#: Rooms not yet split (issue 18), with the size they may not grow past; everything else keeps
+#: to the limits below. Shrink these as the rooms are split; remove a line once it fits.
+NOT_YET_SPLIT = {
+    "module docker/engine.py": 740,
+    "class docker/engine.py:Engine": 573,
+    "module kernel/provisioner.py": 1051,
+    "class kernel/provisioner.py:MLContainerProvisioner": 954,
+}
+LIMITS = {"module": 600, "class": 400, "function": 80}
+
+
+def test_no_room_is_too_big():
+    """No module over 600 lines, no class over 400, no function over 80 (STYLE.md)."""
+    sizes = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = str(path.relative_to(PACKAGE))
+        text = path.read_text()
+        sizes[f"module {name}"] = len(text.splitlines())
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                kind = "class" if isinstance(node, ast.ClassDef) else "function"
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                key = f"{kind} {name}:{node.name}"
+                sizes[key] = max(sizes.get(key, 0), length)
+    too_big = [
+        f"{key}: {size} lines"
+        for key, size in sizes.items()
+        if size > NOT_YET_SPLIT.get(key, LIMITS[key.split()[0]])
+    ]
+    assert too_big == []

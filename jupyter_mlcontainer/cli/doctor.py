@@ -124,25 +124,29 @@ class DoctorApp(Command):
             if version is None:
                 report(spec.name, "?", "engine unreachable")
                 continue
-            status, detail = await self._check_spec(engine, spec)
-            gpus = _gpu_request(spec)
-            no_gpus = support is not None and not support.available
-            if status == "ok" and gpus is not None and gpus.explicit and no_gpus:
-                assert support is not None
-                status, detail = (
-                    "NO GPU",
-                    (
-                        f"asks for {gpus.describe()}, but the engine has {support.describe()}: "
-                        "it cannot start here. Install the NVIDIA Container Toolkit, or run "
-                        f"`jupyter mlcontainer add {spec.source} --name {spec.name} --replace "
-                        "--gpus auto`"
-                    ),
-                )
+            status, detail = await self._check_kernel(engine, spec, support)
             report(spec.name, status, detail)
             problems += status not in ("ok",)
         if version is not None:
             await self._report_volumes(engine, specs, report)
         return problems
+
+    async def _check_kernel(
+        self, engine: Engine, spec: InstalledSpec, support: GPUSupport | None
+    ) -> tuple[str, str]:
+        """One kernelspec's status and detail: its image, then whether its GPUs can start."""
+        status, detail = await self._check_spec(engine, spec)
+        gpus = _gpu_request(spec)
+        if status != "ok" or gpus is None or not gpus.explicit:
+            return status, detail
+        if support is None or support.available:
+            return status, detail
+        return (
+            "NO GPU",
+            f"asks for {gpus.describe()}, but the engine has {support.describe()}: it cannot "
+            f"start here. Install the NVIDIA Container Toolkit, or run `jupyter mlcontainer add "
+            f"{spec.source} --name {spec.name} --replace --gpus auto`",
+        )
 
     async def _report_volumes(
         self, engine: Engine, specs: list[InstalledSpec], report: Callable[[str, str, str], None]

@@ -336,75 +336,13 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
     notes: list[str] = []
     uid = 0 if launch.uid is None else launch.uid
     gid = uid if launch.gid is None else launch.gid
-    env = dict(launch.env)
-    env.setdefault("HOME", CONTAINER_HOME)
-    # The kernel's parent is the container's init, PID 1. Saying so keeps ipykernel's parent
-    # poller off and silences its "Ctrl-C will not work" banner (SIGINT does reach it).
-    env["JPY_PARENT_PID"] = "1"
-    # What the kernel runs in, for notebooks to show or record (no secrets: all in kernel.json).
-    env[ENV_IMAGE] = launch.image
-    env[ENV_SOURCE_IMAGE] = launch.source_image or launch.image
-    env[ENV_GPUS] = launch.gpus.describe()
-    env[ENV_KERNEL] = launch.kernel_name
-    if launch.runtime_volume:
-        env[ENV_RUNTIME] = RUNTIME_DIR
-        if launch.runtime_digest:
-            env[ENV_RUNTIME_DIGEST] = launch.runtime_digest
     watched = bool(launch.lease and launch.lease_timeout > 0)
-    if launch.network == "bridge" and not launch.publish_ports:
-        env[ENV_ANNOUNCE] = "1"
-    if watched and launch.supervise:
-        env[ENV_SUPERVISE] = ",".join(launch.preload) or "-"
-    if watched:
-        env[ENV_LEASE] = str(launch.lease)
-        env[ENV_LEASE_TIMEOUT] = f"{launch.lease_timeout:g}"
     gpu_requests = device_requests(launch.gpus, launch.gpu_support)
-    if not gpu_requests:
-        # Images that bake in NVIDIA_VISIBLE_DEVICES=all would otherwise get every GPU
-        # from a runtime configured to honour the variable.
-        env["NVIDIA_VISIBLE_DEVICES"] = "void"
-
-    mounts: list[Mount] = []
-    working_dir = launch.cwd
-    if launch.cwd in ("", "/"):  # "": nothing mounted on purpose (mount_cwd false)
-        if launch.cwd == "/":
-            notes.append(
-                "the kernel's directory is '/', which is not mounted; using the container's HOME"
-            )
-        working_dir = CONTAINER_HOME
-    else:
-        mounted = mounted_dir(launch.cwd, launch.mount_root)
-        source = translate_path(mounted, launch.path_map)
-        mounts.append(Mount(target=mounted, source=source, type="bind"))
-    if launch.ipc_dir:
-        source = translate_path(launch.ipc_dir, launch.path_map)
-        mounts.append(Mount(target=launch.ipc_dir, source=source, type="bind"))
+    env = kernel_environment(launch, watched, gpus_granted=bool(gpu_requests))
+    mounts, working_dir = kernel_mounts(launch, notes)
     if launch.home_volume:
-        mounts.append(Mount(target=CONTAINER_HOME, source=launch.home_volume, type="volume"))
-        env[ENV_HOME_CHECK] = "1"
-    if launch.runtime_volume:
-        mounts.append(
-            Mount(target=RUNTIME_DIR, source=launch.runtime_volume, type="volume", read_only=True)
-        )
-    taken = {m["Target"] for m in mounts}
-    for mount in launch.mounts:
-        if mount["Target"] in taken:
-            notes.append(f"mount {mount['Target']} given twice; the first one is used")
-            continue
-        taken.add(mount["Target"])
-        mounts.append(mount)
-
-    host_config: dict[str, Any] = {
-        "init": True,  # the kernel must not be PID 1: SIGINT reaches it through the init
-        # A kernel needs no capability: files are written as the user, ports are high.
-        "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges:true"],
-        "mounts": mounts,
-        "network_mode": (
-            launch.bridge_network or "bridge" if launch.network == "bridge" else launch.network
-        ),
-        "device_requests": gpu_requests or None,
-    }
+        env[ENV_HOME_CHECK] = "1"  # the bootstrap checks that the user may write it
+    host_config = _host_config(launch, mounts, gpu_requests)
     create_args: dict[str, Any] = {
         "image": launch.image,
         "command": container_command(
@@ -432,27 +370,7 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
             "the kernel's command is not `python -m …`, so it cannot watch its lease: if its "
             "Jupyter process is killed, it runs until a later one reaps it"
         )
-    if launch.network == "bridge" and launch.publish_ports:
-        ports = kernel_ports(launch.connection_info)
-        if watched and str(launch.lease).startswith("tcp:"):
-            ports.append(int(str(launch.lease).rsplit(":", 1)[1]))
-        create_args["ports"] = ports
-        host_config["port_bindings"] = {p: (launch.publish_ip, p) for p in ports}
-    if launch.network == "bridge" and launch.address:
-        create_args["networking_config"] = {
-            "EndpointsConfig": {
-                launch.bridge_network or "bridge": {"IPAMConfig": {"IPv4Address": launch.address}}
-            }
-        }
-    if launch.shm_size is not None:
-        host_config["shm_size"] = launch.shm_size
-    if launch.mem_limit is not None:
-        host_config["mem_limit"] = launch.mem_limit
-    if launch.cpus is not None:
-        host_config["nano_cpus"] = _nano_cpus(launch.cpus)
-    if launch.pids_limit is not None:
-        host_config["pids_limit"] = launch.pids_limit
-
+    _network_args(launch, watched, create_args, host_config)
     connection = container_connection_info(launch.connection_info, launch.network)
     bootstrapped = create_args["command"][1:3] == ["-c", program("bootstrap")]
     archive = b""
@@ -469,3 +387,113 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
         notes=tuple(notes),
         raw_host_config={"UsernsMode": launch.userns} if launch.userns else {},
     )
+
+
+def kernel_environment(launch: KernelLaunch, watched: bool, gpus_granted: bool) -> dict[str, str]:
+    """The kernel container's environment: the kernelspec's and the server's allowed
+    variables, what the kernel runs in, and what the agent's bootstrap reads."""
+    env = dict(launch.env)
+    env.setdefault("HOME", CONTAINER_HOME)
+    # The kernel's parent is the container's init, PID 1. Saying so keeps ipykernel's parent
+    # poller off and silences its "Ctrl-C will not work" banner (SIGINT does reach it).
+    env["JPY_PARENT_PID"] = "1"
+    # What the kernel runs in, for notebooks to show or record (no secrets: all in kernel.json).
+    env[ENV_IMAGE] = launch.image
+    env[ENV_SOURCE_IMAGE] = launch.source_image or launch.image
+    env[ENV_GPUS] = launch.gpus.describe()
+    env[ENV_KERNEL] = launch.kernel_name
+    if launch.runtime_volume:
+        env[ENV_RUNTIME] = RUNTIME_DIR
+        if launch.runtime_digest:
+            env[ENV_RUNTIME_DIGEST] = launch.runtime_digest
+    if launch.network == "bridge" and not launch.publish_ports:
+        env[ENV_ANNOUNCE] = "1"
+    if watched and launch.supervise:
+        env[ENV_SUPERVISE] = ",".join(launch.preload) or "-"
+    if watched:
+        env[ENV_LEASE] = str(launch.lease)
+        env[ENV_LEASE_TIMEOUT] = f"{launch.lease_timeout:g}"
+    if not gpus_granted:
+        # Images that bake in NVIDIA_VISIBLE_DEVICES=all would otherwise get every GPU
+        # from a runtime configured to honour the variable.
+        env["NVIDIA_VISIBLE_DEVICES"] = "void"
+    return env
+
+
+def kernel_mounts(launch: KernelLaunch, notes: list[str]) -> tuple[list[Mount], str]:
+    """The kernel's mounts (its folder, ipc sockets, HOME, runtime, the kernelspec's own) and
+    its working directory; what is dropped is said in ``notes``."""
+    mounts: list[Mount] = []
+    working_dir = launch.cwd
+    if launch.cwd in ("", "/"):  # "": nothing mounted on purpose (mount_cwd false)
+        if launch.cwd == "/":
+            notes.append(
+                "the kernel's directory is '/', which is not mounted; using the container's HOME"
+            )
+        working_dir = CONTAINER_HOME
+    else:
+        mounted = mounted_dir(launch.cwd, launch.mount_root)
+        source = translate_path(mounted, launch.path_map)
+        mounts.append(Mount(target=mounted, source=source, type="bind"))
+    if launch.ipc_dir:
+        source = translate_path(launch.ipc_dir, launch.path_map)
+        mounts.append(Mount(target=launch.ipc_dir, source=source, type="bind"))
+    if launch.home_volume:
+        mounts.append(Mount(target=CONTAINER_HOME, source=launch.home_volume, type="volume"))
+    if launch.runtime_volume:
+        mounts.append(
+            Mount(target=RUNTIME_DIR, source=launch.runtime_volume, type="volume", read_only=True)
+        )
+    taken = {m["Target"] for m in mounts}
+    for mount in launch.mounts:
+        if mount["Target"] in taken:
+            notes.append(f"mount {mount['Target']} given twice; the first one is used")
+            continue
+        taken.add(mount["Target"])
+        mounts.append(mount)
+    return mounts, working_dir
+
+
+def _host_config(
+    launch: KernelLaunch, mounts: list[Mount], gpu_requests: list[Any]
+) -> dict[str, Any]:
+    host_config: dict[str, Any] = {
+        "init": True,  # the kernel must not be PID 1: SIGINT reaches it through the init
+        # A kernel needs no capability: files are written as the user, ports are high.
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "mounts": mounts,
+        "network_mode": (
+            launch.bridge_network or "bridge" if launch.network == "bridge" else launch.network
+        ),
+        "device_requests": gpu_requests or None,
+    }
+    if launch.shm_size is not None:
+        host_config["shm_size"] = launch.shm_size
+    if launch.mem_limit is not None:
+        host_config["mem_limit"] = launch.mem_limit
+    if launch.cpus is not None:
+        host_config["nano_cpus"] = _nano_cpus(launch.cpus)
+    if launch.pids_limit is not None:
+        host_config["pids_limit"] = launch.pids_limit
+    return host_config
+
+
+def _network_args(
+    launch: KernelLaunch, watched: bool, create_args: dict[str, Any], host_config: dict[str, Any]
+) -> None:
+    """Bridge mode: the ports published (and the lease's), or the container's own address."""
+    if launch.network != "bridge":
+        return
+    if launch.publish_ports:
+        ports = kernel_ports(launch.connection_info)
+        if watched and str(launch.lease).startswith("tcp:"):
+            ports.append(int(str(launch.lease).rsplit(":", 1)[1]))
+        create_args["ports"] = ports
+        host_config["port_bindings"] = {p: (launch.publish_ip, p) for p in ports}
+    if launch.address:
+        create_args["networking_config"] = {
+            "EndpointsConfig": {
+                launch.bridge_network or "bridge": {"IPAMConfig": {"IPv4Address": launch.address}}
+            }
+        }

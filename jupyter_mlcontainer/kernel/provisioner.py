@@ -35,6 +35,7 @@ from ..core import gpus as gpu
 from ..core import kernelspec, labels
 from ..core.diagnostics import ContainerExit, engine_time
 from ..core.exceptions import (
+    ConfigurationError,
     EngineError,
     EngineUnavailableError,
     GPUUnavailableError,
@@ -108,7 +109,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                 "MLContainerProvisioner (see `jupyter mlcontainer --help-all` or the README); "
                 "admin policy settings (MLContainerPolicy) belong in the server's configuration."
             )
-            raise KernelStartError(msg)
+            raise ConfigurationError(msg)
         super().__init__(**kwargs)
 
     # --- state --------------------------------------------------------------------------
@@ -175,12 +176,12 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                 "This container kernel has no image: set 'image' in the kernelspec's "
                 "metadata.kernel_provisioner.config (or MLContainerProvisioner.image)."
             )
-            raise KernelStartError(msg)
+            raise ConfigurationError(msg)
         try:
             check_reference(self.image)
         except ValueError as e:
             msg = f"{e}. Fix 'image' in the kernelspec's metadata.kernel_provisioner.config."
-            raise KernelStartError(msg) from None
+            raise ConfigurationError(msg) from None
         # The admin policy, on what the kernelspec asks for: before any engine call.
         asked = kernelspec.provisioner_config(
             self.kernel_spec.to_dict() if self.kernel_spec else {}
@@ -234,6 +235,18 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Create and start the kernel's container; return when its heartbeat answers."""
+        launch = await self._prepare_launch(kwargs)
+        if await self._restarted_in_place(launch):
+            return self.connection_info
+        if await self._claimed_from_pool(launch):
+            return self.connection_info
+        self._has_started = True
+        await self._start_fresh(launch)
+        return self.connection_info
+
+    async def _prepare_launch(self, kwargs: dict[str, Any]) -> KernelLaunch:
+        """Everything that decides this start's container, resolved against the engine and
+        checked against the policy before anything exists there."""
         self.cwd = self._working_dir(kwargs.get("cwd"))
         if self.network != "none" and not self.connection_info.get("curve_secretkey"):
             # ipykernel warns of eavesdropping on every such start: say why it is safe here.
@@ -251,44 +264,38 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         engine.exit_watcher()  # subscribe to exits before there is anything to miss
         if self.pull_policy == "always":
             await engine.pull(self.image, self.log)
-        subnet = network_id = None
-        if self.network == "bridge" and self.bridge_network:
-            kernel_network = await engine.ensure_network(self.bridge_network)
-            subnet, network_id = kernel_network.subnet, kernel_network.id
-        self._subnet = subnet
-        self._network_id = network_id
-        publish = await self._publishes_ports(subnet)
+        await self._join_kernel_network()
+        publish = await self._publishes_ports(self._subnet)
         request = await self._resolve_gpus()
         host_memory = 0
         if self.mem_limit is None:  # the policy's default applies: it may be a share of this
             host_memory = int((await engine.info(max_age=GPU_INFO_MAX_AGE)).get("MemTotal") or 0)
-        mem_limit = self._policy.memory_limit(self.mem_limit, host_memory)
+        mem_limit = self._policy.memory_limit(self.mem_limit, host_memory)  # may refuse
         if self._ipc_dir is not None and os.getuid() == 0:
             os.chown(self._ipc_dir, uid, gid)
         #: The notebook this kernel serves, as the server sees it (for the save hook).
         self.session_path = (kwargs.get("env") or {}).get("JPY_SESSION_NAME")
         spec_json = self.kernel_spec.to_dict() if self.kernel_spec else {}
         source = str(kernelspec.recorded(spec_json).get("source") or "")
-        env = select_env(
-            kwargs.get("env") or {},
-            self.env_allowlist,
-            (self.kernel_spec.env or {}).keys() if self.kernel_spec else (),
-            self.env,
-        )
         home_volume, home_volume_is_new = await self._home_volume(uid, source or self.image)
         settings = self.launch_settings()
-        if network_id:  # by id: a name may be ambiguous (see docker/networks.py)
-            settings["bridge_network"] = network_id
+        if self._network_id:  # by id: a name may be ambiguous (see docker/networks.py)
+            settings["bridge_network"] = self._network_id
         if not self.path_map:  # a server in a container: its own mounts say where things are
             settings["path_map"] = await sibling.own_path_map(engine)
-        launch = KernelLaunch(
+        return KernelLaunch(
             **settings,
             kernel_id=str(self.kernel_id),
             kernel_name=getattr(self.parent, "kernel_name", "") or "",
             argv=[*self.kernel_spec.argv, *self._extra_arguments],
             connection_info=self.connection_info,
             cwd=self.cwd if self.mount_cwd else "",
-            env=env,
+            env=select_env(
+                kwargs.get("env") or {},
+                self.env_allowlist,
+                (self.kernel_spec.env or {}).keys() if self.kernel_spec else (),
+                self.env,
+            ),
             uid=uid,
             gid=gid,
             gpus=request,
@@ -307,15 +314,21 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             supervise=self.restart_in_container,
             userns=await self._user_namespace(),
         )
-        if await self._restarted_in_place(launch):
-            return self.connection_info
-        if await self._claimed_from_pool(launch):
-            return self.connection_info
-        self._has_started = True
-        if not publish and subnet:
+
+    async def _join_kernel_network(self) -> None:
+        """Bridge mode: the kernels' network (made on first use), its id and fixed subnet."""
+        self._subnet = self._network_id = None
+        if self.network == "bridge" and self.bridge_network:
+            kernel_network = await self.engine.ensure_network(self.bridge_network)
+            self._subnet, self._network_id = kernel_network.subnet, kernel_network.id
+
+    async def _start_fresh(self, launch: KernelLaunch) -> None:
+        """A new container; an image without ipykernel is started again with an injected
+        runtime (``inject_runtime: auto``)."""
+        if not launch.publish_ports and self._subnet:
             # An address of its own, kept across restarts: Jupyter's open channels (the
             # notebook's websocket) stay connected to it.
-            self._pinned_ip = self._pinned_ip or _random_address(subnet)
+            self._pinned_ip = self._pinned_ip or _random_address(self._subnet)
             launch = dataclasses.replace(launch, address=self._pinned_ip)
         probe = await self._probe_for_runtime()
         try:
@@ -329,10 +342,9 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                 self.kernel_id,
                 self.image,
             )
-            probe = await probe_image(engine, self.image)
+            probe = await probe_image(self.engine, self.image)
             _RUNTIME_PROBES[self.image] = probe
             await self._start_with_untouched_runtime(launch, probe)
-        return self.connection_info
 
     async def _start_with_untouched_runtime(
         self, launch: KernelLaunch, probe: ImageProbe | None
@@ -716,7 +728,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                 f"{engine.address}: its ports would not leave that host. Use network 'bridge' "
                 "(the default): the kernel's ports are published there, CurveZMQ-encrypted."
             )
-            raise KernelStartError(msg)
+            raise ConfigurationError(msg)
         if self.mount_cwd and self.cwd not in ("", "/"):
             mounted = mounted_dir(str(self.cwd), self._server_root())
             if mapped_prefix(mounted, self.path_map) is None:
@@ -728,7 +740,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                     "synced folder), or set mount_cwd to false to work in the kernel's persistent "
                     "HOME volume on that host."
                 )
-                raise KernelStartError(msg)
+                raise ConfigurationError(msg)
         return self.kernel_address or endpoint.kernel_host(engine.endpoint)
 
     async def _probe_for_runtime(self) -> ImageProbe | None:

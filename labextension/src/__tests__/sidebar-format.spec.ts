@@ -6,25 +6,13 @@ import {
   kernelLabel
 } from '../format';
 import type { IKernelContainer } from '../request';
+import { kernel as base } from './kernel.fixture';
 
 const kernel: IKernelContainer = {
-  kernel_id: 'k1',
+  ...base,
   kernel_name: 'ui-python',
-  display_name: 'Container Python',
-  container_id: 'c1',
-  container_name: 'mlc-k1-1',
-  image: 'sha256:' + 'a'.repeat(64),
-  image_details: null,
-  probe: null,
-  source: 'mlcontainer/python:3.11',
-  gpus_requested: 'none',
-  gpus_granted: 'no GPU',
-  mem_limit: null,
-  state: 'running',
-  status: 'Up 3 minutes',
-  last_exit: null
+  display_name: 'Container Python'
 };
-
 const session = (
   path: string,
   kernelId: string | null,
