@@ -180,7 +180,9 @@ async def test_server_environment_stays_out_and_ports_are_local(
         host_file = json.loads(Path(km.connection_file).read_text())
         if access == "ports":
             ports = {km.shell_port, km.iopub_port, km.stdin_port, km.hb_port, km.control_port}
-            ports.add(km.provisioner._lease_port)  # the lease watchdog's, also on loopback only
+            ports.add(
+                km.provisioner.container.lease_port
+            )  # the lease watchdog's, also on loopback only
             assert {int(k.split("/")[0]) for k in bindings} == ports
             for binding in [*bindings.values(), *published.values()]:
                 assert all(b["HostIp"] == "127.0.0.1" for b in binding)
@@ -304,7 +306,7 @@ async def test_the_container_is_locked_down(kernelspec, notebook_dir, docker_api
         bindings = [b for ports in (host["PortBindings"] or {}).values() for b in ports]
         assert all(b["HostIp"] == "127.0.0.1" for b in bindings)
         # Nothing published at all: the server reaches the kernel at its own address.
-        assert not bindings and km.ip == km.provisioner._container_ip != ""
+        assert not bindings and km.ip == km.provisioner.container.ip != ""
         out, _ = await execute(
             kc,
             "import os\n"

@@ -61,6 +61,7 @@ from ..docker.engine import Engine
 from ..docker.images import obtain_image, probe_image
 from ..docker.runtime import RuntimeTarget, discard_runtime, ensure_runtime, volume_name
 from . import pool
+from .container import KernelContainer
 from .identity import kernel_user
 from .policy import MLContainerPolicy
 from .readiness import Heartbeat
@@ -111,31 +112,23 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             )
             raise ConfigurationError(msg)
         super().__init__(**kwargs)
+        #: The kernel's container: one object, handed over whole by a warm pool.
+        self.container = KernelContainer()
 
     # --- state --------------------------------------------------------------------------
 
-    container_id: str | None = None
-    container_name: str | None = None
     #: How the last container ended (set when it is seen to have stopped).
     last_exit: ContainerExit | None = None
-    #: The GPUs the last start resolved to.
-    granted_gpus: gpu.GPURequest | None = None
     _running = False
     _stopping = False
     _exit_code: int | None = None
     _launches = 0
     _extra_arguments: tuple[str, ...] = ()
-    _lease_port: int | None = None
     _policy: MLContainerPolicy
-    _renewal: LeaseRenewal | None = None
     _ipc_dir: str | None = None
     _engine_warned = False
     _last_inspect = 0.0
-    #: The container's own address when the server connects to it there (bridge_access).
-    _container_ip = ""
-    #: The address this kernel keeps on the kernels' network (bridge_access), and that
-    #: network's subnet.
-    _pinned_ip = ""
+    #: The kernels' network's subnet and id (bridge mode).
     _subnet: str | None = None
     _network_id: str | None = None
     #: Started once (a later start is a restart: it never claims a pooled kernel).
@@ -152,9 +145,34 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
     pool_key = ""
     _launch_env: dict[str, str] = {}
     session_path: str | None = None
-    #: image, image_id, repo_digests of the running container's image (set after start).
-    image_details: dict[str, Any] | None = None
+    #: Learning the running container's image details (after the start).
     _details_task: asyncio.Future[None] | None = None
+
+    @property
+    def container_id(self) -> str | None:
+        return self.container.id
+
+    @container_id.setter
+    def container_id(self, value: str | None) -> None:
+        self.container.id = value
+
+    @property
+    def container_name(self) -> str | None:
+        return self.container.name
+
+    @container_name.setter
+    def container_name(self, value: str | None) -> None:
+        self.container.name = value
+
+    @property
+    def granted_gpus(self) -> gpu.GPURequest | None:
+        """The GPUs the last start resolved to."""
+        return self.container.granted_gpus
+
+    @property
+    def image_details(self) -> dict[str, Any] | None:
+        """image, image_id, digest, repo_digests of the running container's image."""
+        return self.container.image_details
 
     @property
     def has_process(self) -> bool:
@@ -217,7 +235,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             kwargs["transport_encryption"] = {"auto": "auto", "curve": "required"}.get(
                 self.local_encryption, "disabled"
             )
-        last_address, self._container_ip = self._container_ip, ""
+        last_address, self.container.ip = self.container.ip, ""
         self._previous_ip = last_address
         # LocalProvisioner folds these into the host's command line; the container's command
         # is built from the kernelspec's argv, so keep them for it.
@@ -299,7 +317,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             uid=uid,
             gid=gid,
             gpus=request,
-            gpu_support=self._gpu_support or gpu.GPUSupport(),
+            gpu_support=self.container.gpu_support or gpu.GPUSupport(),
             mounts=[parse_mount(m) for m in self.mounts],
             ipc_dir=self._ipc_dir,
             mem_limit=mem_limit,
@@ -328,8 +346,8 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         if not launch.publish_ports and self._subnet:
             # An address of its own, kept across restarts: Jupyter's open channels (the
             # notebook's websocket) stay connected to it.
-            self._pinned_ip = self._pinned_ip or _random_address(self._subnet)
-            launch = dataclasses.replace(launch, address=self._pinned_ip)
+            self.container.pinned_ip = self.container.pinned_ip or _random_address(self._subnet)
+            launch = dataclasses.replace(launch, address=self.container.pinned_ip)
         probe = await self._probe_for_runtime()
         try:
             await self._start_with_untouched_runtime(launch, probe)
@@ -425,16 +443,13 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         if entry is None:
             return False
         pooled = entry.provisioner
-        for name in (
-            "container_id", "container_name", "_container_ip", "_pinned_ip", "_renewal",
-            "_lease_port", "granted_gpus", "image_details", "_gpu_support",
-        ):  # fmt: skip
-            setattr(self, name, getattr(pooled, name))
+        # The container is handed over whole; the pooled kernel's manager keeps nothing.
+        self.container, pooled.container = pooled.container, KernelContainer()
         self.connection_info = pooled.connection_info.copy()
         self.last_exit = None
         self._has_started = True
         self._running = True
-        pooled.container_id, pooled._renewal, pooled._running = None, None, False
+        pooled._running = False
         pool.release(entry.manager)
         changed: dict[str, str | None] = {
             k: v for k, v in launch.env.items() if pooled._launch_env.get(k) != v
@@ -518,9 +533,9 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         if not same:
             await self._discard_container()
             return False
-        self._container_ip = self._previous_ip
-        if self._container_ip:
-            self.connection_info = {**self.connection_info, "ip": self._container_ip}
+        self.container.ip = self._previous_ip
+        if self.container.ip:
+            self.connection_info = {**self.connection_info, "ip": self.container.ip}
         self._running = True
         try:
             await self._wait_until_up()
@@ -561,29 +576,27 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             return None
         if self._ipc_dir is not None:
             return f"unix:{os.path.join(self._ipc_dir, 'lease')}"
-        if self._lease_port is None:
-            self._lease_port = LocalPortCache.instance().find_available_port("127.0.0.1")
+        if self.container.lease_port is None:
+            self.container.lease_port = LocalPortCache.instance().find_available_port("127.0.0.1")
         bind = "0.0.0.0" if self.network == "bridge" else "127.0.0.1"  # noqa: S104 (its own netns)
-        return f"tcp:{bind}:{self._lease_port}"
+        return f"tcp:{bind}:{self.container.lease_port}"
 
     def _lease_target(self, launch: KernelLaunch) -> tuple[str, int] | str:
         """Where this process reaches the kernel's lease watchdog (and supervisor)."""
         # On a remote engine, its port is published beside the kernel's; the connection
         # proves the kernel's key (HMAC) and carries only restart and stop commands.
         kind, _, where = str(launch.lease).partition(":")
-        host = self._container_ip or "127.0.0.1"
+        host = self.container.ip or "127.0.0.1"
         return where if kind == "unix" else (host, int(where.rsplit(":", 1)[1]))
 
     def _renew_lease(self, launch: KernelLaunch) -> None:
         if not launch.lease:
             return
         target = self._lease_target(launch)
-        self._renewal = LeaseRenewal(target, self.lease_timeout, str(self.kernel_id))
+        self.container.renewal = LeaseRenewal(target, self.lease_timeout, str(self.kernel_id))
 
     def _stop_renewal(self) -> None:
-        if self._renewal is not None:
-            self._renewal.stop()
-            self._renewal = None
+        self.container.stop_renewal()
 
     async def _home_volume(self, uid: int, image: str) -> tuple[str | None, bool]:
         """The user's HOME volume for this image family, and whether it was made now."""
@@ -624,8 +637,8 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                     self.kernel_id,
                     launch.address,
                 )
-                self._pinned_ip = _random_address(self._subnet or "")
-                launch = dataclasses.replace(launch, address=self._pinned_ip)
+                self.container.pinned_ip = _random_address(self._subnet or "")
+                launch = dataclasses.replace(launch, address=self.container.pinned_ip)
 
     def _fresh_ports(self) -> KernelConnectionInfo:
         km = self.parent
@@ -707,7 +720,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
     def _reach_at(self, address: str) -> None:
         """Connect to the kernel at ``address``: its container's own on the kernels' network,
         or a remote engine's host."""
-        self._container_ip = address
+        self.container.ip = address
         self.connection_info = {**self.connection_info, "ip": address}
 
     async def _user_namespace(self) -> str:
@@ -759,30 +772,29 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             return probe if probe.ipykernel is None else None
         return _RUNTIME_PROBES.get(self.image)
 
-    _gpu_support: gpu.GPUSupport | None = None
-
     async def _resolve_gpus(self) -> gpu.GPURequest:
         request = gpu.parse_gpus(self.gpus)
         if request.mode == "none":
-            self.granted_gpus = request
+            self.container.granted_gpus = request
             return request
-        if self._gpu_support is None:
-            self._gpu_support = await self.engine.gpu_support(max_age=GPU_INFO_MAX_AGE)
-        if self._gpu_support.ignores_requests and request.explicit:
+        if self.container.gpu_support is None:
+            self.container.gpu_support = await self.engine.gpu_support(max_age=GPU_INFO_MAX_AGE)
+        support = self.container.gpu_support
+        if support.ignores_requests and request.explicit:
             msg = (
-                f"GPUs were requested but the engine is {self._gpu_support.ignores_requests}; "
+                f"GPUs were requested but the engine is {support.ignores_requests}; "
                 "or set gpus='none' (or 'auto') to run this kernel on the CPU."
             )
             raise GPUUnavailableError(msg)
-        resolved = gpu.resolve(request, self._gpu_support)
+        resolved = gpu.resolve(request, support)
         if request.mode == "auto" and resolved.mode == "none":
             self.log.warning(
                 "Kernel %s runs on the CPU: the Docker engine has %s. Install the NVIDIA "
                 "Container Toolkit for GPUs, or set gpus='none' to silence this warning.",
                 self.kernel_id,
-                self._gpu_support.describe(),
+                support.describe(),
             )
-        self.granted_gpus = resolved
+        self.container.granted_gpus = resolved
         return resolved
 
     def _working_dir(self, cwd: str | None) -> str:
@@ -890,7 +902,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                 return
             if image is not None:
                 # The same record `jupyter mlcontainer run` writes into notebooks.
-                self.image_details = kernelspec.image_details(self.image, image)
+                self.container.image_details = kernelspec.image_details(self.image, image)
 
         self._details_task = asyncio.ensure_future(learn())
 
