@@ -61,6 +61,7 @@ from ..docker.engine import Engine
 from ..docker.images import obtain_image, probe_image
 from ..docker.runtime import RuntimeTarget, discard_runtime, ensure_runtime, volume_name
 from . import pool
+from .answers import answered
 from .container import KernelContainer
 from .identity import kernel_user
 from .policy import MLContainerPolicy
@@ -185,6 +186,12 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
     # --- start --------------------------------------------------------------------------
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        """Check the settings and the policy; ports, connection file and keys (jupyter_client's
+        LocalProvisioner, with the container's own needs)."""
+        with answered(self.in_a_server):
+            return await self._pre_launch(**kwargs)
+
+    async def _pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         """Prepare the host side; runs again before every restart on this instance."""
         self._running = False
         self._stopping = False
@@ -253,6 +260,10 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Create and start the kernel's container; return when its heartbeat answers."""
+        with answered(self.in_a_server):
+            return await self._launch_kernel(kwargs)
+
+    async def _launch_kernel(self, kwargs: dict[str, Any]) -> KernelConnectionInfo:
         launch = await self._prepare_launch(kwargs)
         if await self._restarted_in_place(launch):
             return self.connection_info
@@ -418,7 +429,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         return bool(getattr(self.parent, pool.FILLER, False))
 
     @property
-    def _in_a_server(self) -> bool:
+    def in_a_server(self) -> bool:
         """Started by a server's MultiKernelManager (not a headless tool's own manager)."""
         return isinstance(getattr(self.parent, "parent", None), MultiKernelManager)
 
@@ -1032,7 +1043,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             self._stop_renewal()
             container_id, self.container_id = self.container_id, None
             self._running = False
-            if container_id is not None and self._in_a_server:
+            if container_id is not None and self.in_a_server:
                 self.engine.remove_soon(container_id)
             elif container_id is not None:
                 await self.engine.remove(container_id)

@@ -15,7 +15,6 @@ from ..docker.engine import Engine
 from ..docker.reaper import reap_instance, reap_orphans
 from ..kernel.pool import MLContainerPool
 from ..kernel.provisioner import MLContainerProvisioner
-from .errors import answer_in_http
 from .handlers import default_handlers
 from .pulls import SCHEMA_PATH, PullTracker
 
@@ -63,8 +62,6 @@ class MLContainerExtension(ExtensionApp):
             log=self.log,
         )
         self.pool.install()
-        if self.serverapp is not None:
-            answer_in_http(self.serverapp.kernel_manager)
         event_logger = getattr(self.serverapp, "event_logger", None)
         if event_logger is not None:
             event_logger.register_event_schema(SCHEMA_PATH)

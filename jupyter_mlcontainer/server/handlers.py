@@ -22,9 +22,9 @@ from ..core.exceptions import MLContainerError
 from ..core.gpus import parse_gpus
 from ..docker import volumes
 from ..docker.engine import Engine
+from ..kernel.answers import as_http_error
 from ..kernel.install import AddRequest, add_container_kernelspec, gpus_warning
 from ..kernel.provisioner import MLContainerProvisioner
-from .errors import as_http_error
 from .pulls import PullTracker
 from .user import kernel_uids
 
@@ -35,10 +35,14 @@ class _Handler(APIHandler):
     auth_resource = AUTH_RESOURCE
 
     def _handle_request_exception(self, e: BaseException) -> None:
-        # Our errors answered with their status and message (server/errors.py), not as
-        # tornado's "Unhandled error".
+        # Our errors answered with their status and message (kernel/answers.py), not as
+        # tornado's "Unhandled error" (which reads the exception from sys.exc_info()).
         if isinstance(e, MLContainerError):
-            e = as_http_error(e)
+            try:
+                raise as_http_error(e) from e
+            except web.HTTPError as answer:
+                super()._handle_request_exception(answer)
+                return
         super()._handle_request_exception(e)
 
     @property

@@ -2,22 +2,21 @@
 
 Our exceptions are plain Python ones (core/exceptions.py). Jupyter Server answers any
 exception that is not a tornado ``HTTPError`` with a bare "Unhandled error", so the message
-that says what to do would never reach JupyterLab's error dialog: kernel starts and restarts
-(whether through ``/api/kernels`` or ``/api/sessions``) and our own handlers turn them into
-``HTTPError``s here.
+that says what to do would never reach JupyterLab's error dialog. The provisioner runs inside
+a server's kernel manager whether or not this package's server extension is enabled, so the
+answer is given at the provisioner's own boundary (:func:`answered`), only inside a server;
+the extension's handlers use the same table.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
-from typing import Any
+import contextlib
+from collections.abc import Iterator
 
-from jupyter_core.utils import ensure_async
 from tornado import web
 
 from ..core import exceptions as ex
-from ..kernel.policy import PolicyError
+from .policy import PolicyError
 
 #: Status and reason per error class; the most specific class in an error's MRO wins.
 ANSWERS: dict[type[ex.MLContainerError], tuple[int, str]] = {
@@ -33,9 +32,6 @@ ANSWERS: dict[type[ex.MLContainerError], tuple[int, str]] = {
     ex.InvalidReferenceError: (400, "Invalid image reference"),
     PolicyError: (500, "Not allowed by the admin policy"),
 }
-#: The kernel manager's methods whose errors reach a REST client.
-ANSWERED_METHODS = ("start_kernel", "restart_kernel")
-_WRAPPED = "_mlc_answers_in_http"
 
 
 def as_http_error(error: ex.MLContainerError) -> web.HTTPError:
@@ -45,22 +41,13 @@ def as_http_error(error: ex.MLContainerError) -> web.HTTPError:
     return web.HTTPError(status, str(error), reason=reason)
 
 
-def answer_in_http(kernel_manager: Any) -> None:
-    """Make the server's kernel manager raise ``HTTPError``s for our errors (idempotent)."""
-    for name in ANSWERED_METHODS:
-        original = getattr(kernel_manager, name, None)
-        if original is None or getattr(original, _WRAPPED, False):
-            continue
-        setattr(kernel_manager, name, _answering(original))
-
-
-def _answering(method: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    @functools.wraps(method)
-    async def answering(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await ensure_async(method(*args, **kwargs))
-        except ex.MLContainerError as e:
-            raise as_http_error(e) from e
-
-    setattr(answering, _WRAPPED, True)
-    return answering
+@contextlib.contextmanager
+def answered(in_a_server: bool) -> Iterator[None]:
+    """Around a provisioner's methods that a server's kernel manager calls: inside a server,
+    our errors leave as the ``HTTPError`` the server answers with; elsewhere, as they are."""
+    try:
+        yield
+    except ex.MLContainerError as e:
+        if not in_a_server:
+            raise
+        raise as_http_error(e) from e
