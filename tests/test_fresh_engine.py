@@ -165,3 +165,23 @@ async def test_a_home_volume_the_user_cannot_write(
         with contextlib.suppress(docker.errors.NotFound):
             docker_api.remove_volume(volume)
         docker_api.remove_image(family)
+
+
+async def test_a_kernels_network_pruned_while_the_server_runs_is_made_again(
+    kernelspec, notebook_dir, docker_api
+):
+    """`docker network prune` (or `docker system prune`) between two starts of one server:
+    the second start makes the network again instead of failing for good."""
+    name = kernelspec()
+    async with running_kernel(name, notebook_dir) as (_, kc):
+        assert (await execute(kc, "print('first')"))[0].strip() == "first"
+    for network in _named(docker_api, KERNEL_NETWORK):
+        docker_api.remove_network(network["Id"])  # what a prune does to an unused network
+    async with running_kernel(name, notebook_dir) as (km, kc):
+        assert (await execute(kc, "print('second')"))[0].strip() == "second"
+        networks_now = _named(docker_api, KERNEL_NETWORK)
+        assert len(networks_now) == 1
+        attached = docker_api.inspect_container(km.provisioner.container_id)
+        assert networks_now[0]["Id"] in {
+            n["NetworkID"] for n in attached["NetworkSettings"]["Networks"].values()
+        }

@@ -33,6 +33,10 @@ class EngineError(MLContainerError):
     """The Docker engine refused a request (disk full, bad argument, ...)."""
 
 
+class NetworkGoneError(EngineError):
+    """The network a container was to join is gone (removed by a prune meanwhile)."""
+
+
 class ImageNotFoundError(MLContainerError):
     """The image is not on the engine and may not or could not be pulled."""
 

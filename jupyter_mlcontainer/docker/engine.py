@@ -37,6 +37,7 @@ from ..core.exceptions import (
     ImageNotFoundError,
     ImagePullError,
     InvalidReferenceError,
+    NetworkGoneError,
     without_repeats,
 )
 from ..core.gpus import GPUSupport
@@ -89,6 +90,8 @@ def _explain_api_error(error: docker.errors.APIError, what: str, where: str = ""
         return EngineError(msg)
     if isinstance(error, docker.errors.ImageNotFound):
         return ImageNotFoundError(f"Could not {what}: {text}")
+    if isinstance(error, docker.errors.NotFound) and text.startswith("network "):
+        return NetworkGoneError(f"The Docker engine{where} could not {what}: {text}")
     msg = f"The Docker engine{where} refused to {what}: {text}"
     return EngineError(msg)
 
@@ -394,6 +397,10 @@ class Engine:
         )
         try:
             return await asyncio.shield(created)
+        except NetworkGoneError:
+            self._networks.clear()  # looked up (and made) again at the next start
+            self._routable.clear()
+            raise
         except asyncio.CancelledError:
             # The engine goes on creating it: remove it once it exists, or nobody would.
             with contextlib.suppress(Exception):

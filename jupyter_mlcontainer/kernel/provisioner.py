@@ -41,6 +41,7 @@ from ..core.exceptions import (
     GPUUnavailableError,
     ImageNotFoundError,
     KernelStartError,
+    NetworkGoneError,
     one_line_errors,
 )
 from ..core.plan import (
@@ -352,6 +353,22 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             self._subnet, self._network_id = kernel_network.subnet, kernel_network.id
 
     async def _start_fresh(self, launch: KernelLaunch) -> None:
+        """A new container; when the kernels' network was removed meanwhile (a prune while
+        the server ran), it is made again and the start tried once more."""
+        try:
+            await self._start_in_network(launch)
+        except NetworkGoneError:
+            self.log.warning(
+                "Kernel %s: the kernels' network %s was removed meanwhile; making it again",
+                self.kernel_id,
+                self.bridge_network,
+            )
+            await self._join_kernel_network()
+            self.container.pinned_ip = ""  # the new network's subnet may differ
+            relaunch = dataclasses.replace(launch, bridge_network=self._network_id or "")
+            await self._start_in_network(relaunch)
+
+    async def _start_in_network(self, launch: KernelLaunch) -> None:
         """A new container; an image without ipykernel is started again with an injected
         runtime (``inject_runtime: auto``)."""
         if not launch.publish_ports and self._subnet:
