@@ -12,7 +12,7 @@ from ..core.diagnostics import human_size
 from ..core.exceptions import MLContainerError
 from ..core.gpus import GPURequest, GPUSupport, parse_gpus
 from ..core.kernelspec import InstalledSpec, installed_provisioners, installed_specs
-from ..docker import volumes
+from ..docker import networks, volumes
 from ..docker.endpoint import DOCKER_SOCKET
 from ..docker.engine import Engine
 from .base import Command
@@ -44,7 +44,7 @@ class DoctorApp(Command):
         """Networks of this project made twice (concurrent first starts on an older version):
         the unused copies are removed; one still in use is a problem to name."""
         problems = 0
-        for name, in_use in await engine.network_duplicates(repair=True):
+        for name, in_use in await networks.settle_duplicates(engine, repair=True):
             if in_use:
                 report(
                     f"network {name}",

@@ -398,8 +398,7 @@ class Engine:
         try:
             return await asyncio.shield(created)
         except NetworkGoneError:
-            self._networks.clear()  # looked up (and made) again at the next start
-            self._routable.clear()
+            self.forget_network()  # looked up (and made) again at the next start
             raise
         except asyncio.CancelledError:
             # The engine goes on creating it: remove it once it exists, or nobody would.
@@ -582,25 +581,14 @@ class Engine:
         self._networks[name] = found
         return found
 
-    def forget_network(self, name: str) -> None:
-        """Look ``name`` up again at the next start (it was removed or repaired)."""
-        self._networks.pop(name, None)
-        self._routable.clear()
-
-    async def network_duplicates(self, repair: bool = False) -> list[tuple[str, list[str]]]:
-        """Names that several of this project's networks share, each with the ids still in
-        use after ``repair`` removed the unused ones (all of them without ``repair``)."""
-
-        def check(api: docker.APIClient) -> list[tuple[str, list[str]]]:
-            found = networks.duplicates(api)
-            if not repair:
-                return [(d.name, list(d.others)) for d in found]
-            return [(d.name, networks.repair(api, d)) for d in found]
-
-        result = await self.call("list the project's networks", check)
-        if repair:
+    def forget_network(self, name: str | None = None) -> None:
+        """Look ``name`` (None: every network) up again at the next start: it was removed or
+        repaired."""
+        if name is None:
             self._networks.clear()
-        return result
+        else:
+            self._networks.pop(name, None)
+        self._routable.clear()
 
     async def routable(self, network: str) -> bool:
         """Whether this process reaches containers on ``network`` by their own address: the

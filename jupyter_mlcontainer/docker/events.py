@@ -15,14 +15,19 @@ stream broke died with the engine (see ``dropped_near``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 from ..core import labels
+from ..core.diagnostics import engine_time
 
 log = logging.getLogger(__name__)
 
@@ -110,3 +115,28 @@ class ExitWatcher:
             self._exits[container_id] = code
             while len(self._exits) > _MAX_REMEMBERED:
                 self._exits.popitem(last=False)
+
+
+#: How long a signal death waits to be explained by the engine's own stop (see poll).
+ENGINE_STOP_GRACE = 3.0
+
+
+async def engine_stopped_at(engine: Engine, state: dict[str, Any]) -> str:
+    """When the Docker engine stopped and took this container with it ("08:44:23"), or ''.
+
+    An engine that stops sends its containers their stop signal and closes its API a
+    moment later, which breaks the event stream: a signal death followed (or just
+    preceded) by a break is the engine's doing. A death seen while the stream still runs
+    waits up to ``ENGINE_STOP_GRACE`` seconds for the break.
+    """
+    container = state.get("State") or {}
+    if container.get("OOMKilled") or int(container.get("ExitCode") or 0) <= 128:
+        return ""
+    finished = engine_time(str(container.get("FinishedAt") or "")) or time.time()
+    watcher = engine.exit_watcher()
+    deadline = time.monotonic() + ENGINE_STOP_GRACE
+    while (dropped := watcher.dropped_near(finished)) is None:
+        if time.monotonic() > deadline:
+            return ""
+        await asyncio.sleep(0.1)
+    return time.strftime("%H:%M:%S", time.localtime(dropped))

@@ -12,10 +12,12 @@ Blocking functions of a ``docker.APIClient``; :class:`~.engine.Engine` runs them
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import random
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
@@ -23,6 +25,9 @@ import docker.types
 
 from ..core import labels
 from ..core.exceptions import EngineError
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 #: The purpose label of the kernels' network (and of the short-lived one that picks a subnet).
 PURPOSE_NETWORK = "kernel-network"
@@ -177,6 +182,29 @@ def duplicates(api: docker.APIClient) -> list[Duplicates]:
     return found
 
 
-def repair(api: docker.APIClient, found: Duplicates) -> list[str]:
+def _repair(api: docker.APIClient, found: Duplicates) -> list[str]:
     """Remove the duplicates that no container uses; returns the ids still in use."""
     return [other for other in found.others if not _remove_unused(api, other)]
+
+
+def random_address(subnet: str) -> str:
+    """A random host address of ``subnet`` past its gateway (the engine's own picks start at
+    the bottom, so a kernel's address stays free while it restarts)."""
+    network = ipaddress.ip_network(subnet)
+    return str(network.network_address + random.randrange(2, network.num_addresses - 1))  # noqa: S311
+
+
+async def settle_duplicates(engine: Engine, repair: bool = False) -> list[tuple[str, list[str]]]:
+    """Names that several of this project's networks share on ``engine``, each with the ids
+    still in use after ``repair`` removed the unused copies (all copies without ``repair``)."""
+
+    def check(api: docker.APIClient) -> list[tuple[str, list[str]]]:
+        found = duplicates(api)
+        if not repair:
+            return [(d.name, list(d.others)) for d in found]
+        return [(d.name, _repair(api, d)) for d in found]
+
+    result = await engine.call("list the project's networks", check)
+    if repair:
+        engine.forget_network()
+    return result

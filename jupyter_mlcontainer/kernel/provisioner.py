@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import ipaddress
 import os
-import random
 import shutil
 import signal
 import tempfile
@@ -33,7 +31,7 @@ from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from ..agent.protocol import HOME_NOT_WRITABLE_EXIT, RUNTIME_MISMATCH_EXIT
 from ..core import gpus as gpu
 from ..core import kernelspec, labels
-from ..core.diagnostics import ContainerExit, engine_time
+from ..core.diagnostics import ContainerExit
 from ..core.exceptions import (
     ConfigurationError,
     EngineError,
@@ -59,7 +57,9 @@ from ..core.probe import ImageProbe
 from ..core.reference import check_reference
 from ..docker import endpoint, sibling, volumes
 from ..docker.engine import Engine
+from ..docker.events import engine_stopped_at
 from ..docker.images import obtain_image, probe_image
+from ..docker.networks import random_address
 from ..docker.runtime import RuntimeTarget, discard_runtime, ensure_runtime, volume_name
 from . import pool
 from .answers import answered
@@ -75,8 +75,6 @@ from .supervisor import Supervisor, SupervisorError
 INSPECT_INTERVAL_WHILE_STOPPING = 1.0
 #: Fresh host ports to try when the engine finds a chosen one taken (concurrent starts).
 PORT_RETRIES = 3
-#: How long a signal death waits to be explained by the engine's own stop (see poll).
-ENGINE_STOP_GRACE = 3.0
 #: Seconds an engine's GPU capabilities are trusted before asking again (shared by kernels).
 GPU_INFO_MAX_AGE = 60.0
 #: Images found to lack ipykernel in this process, with their probes (skips a failing start).
@@ -87,13 +85,6 @@ def _same_connection(a: Any, b: Any) -> bool:
     """Whether two connection infos name the same ports, transport and key."""
     names = (*PORT_NAMES, "transport", "key", "signature_scheme")
     return all(a.get(name) == b.get(name) for name in names)
-
-
-def _random_address(subnet: str) -> str:
-    """A random host address of ``subnet`` past its gateway (the engine's own picks start at
-    the bottom, so a kernel's address stays free while it restarts)."""
-    network = ipaddress.ip_network(subnet)
-    return str(network.network_address + random.randrange(2, network.num_addresses - 1))  # noqa: S311
 
 
 # KernelProvisionerMeta derives from MetaHasTraits, so the bases agree at run time; mypy cannot
@@ -374,7 +365,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         if not launch.publish_ports and self._subnet:
             # An address of its own, kept across restarts: Jupyter's open channels (the
             # notebook's websocket) stay connected to it.
-            self.container.pinned_ip = self.container.pinned_ip or _random_address(self._subnet)
+            self.container.pinned_ip = self.container.pinned_ip or random_address(self._subnet)
             launch = dataclasses.replace(launch, address=self.container.pinned_ip)
         probe = await self._probe_for_runtime()
         try:
@@ -665,7 +656,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                     self.kernel_id,
                     launch.address,
                 )
-                self.container.pinned_ip = _random_address(self._subnet or "")
+                self.container.pinned_ip = random_address(self._subnet or "")
                 launch = dataclasses.replace(launch, address=self.container.pinned_ip)
 
     def _fresh_ports(self) -> KernelConnectionInfo:
@@ -889,32 +880,14 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             exit_ = dataclasses.replace(
                 ContainerExit.from_inspect(state, tail),
                 requested=self._stopping,
-                engine_stopped_at="" if self._stopping else await self._engine_stopped_at(state),
+                engine_stopped_at=(
+                    "" if self._stopping else await engine_stopped_at(self.engine, state)
+                ),
             )
         self.last_exit = exit_
         self._exit_code = exit_.exit_code
         self._running = False
         return exit_
-
-    async def _engine_stopped_at(self, state: dict[str, Any]) -> str:
-        """When the Docker engine stopped and took this container with it ("08:44:23"), or ''.
-
-        An engine that stops sends its containers their stop signal and closes its API a
-        moment later, which breaks the event stream: a signal death followed (or just
-        preceded) by a break is the engine's doing. A death seen while the stream still runs
-        waits up to ``ENGINE_STOP_GRACE`` seconds for the break.
-        """
-        container = state.get("State") or {}
-        if container.get("OOMKilled") or int(container.get("ExitCode") or 0) <= 128:
-            return ""
-        finished = engine_time(str(container.get("FinishedAt") or "")) or time.time()
-        watcher = self.engine.exit_watcher()
-        deadline = time.monotonic() + ENGINE_STOP_GRACE
-        while (dropped := watcher.dropped_near(finished)) is None:
-            if time.monotonic() > deadline:
-                return ""
-            await asyncio.sleep(0.1)
-        return time.strftime("%H:%M:%S", time.localtime(dropped))
 
     async def post_launch(self, **kwargs: Any) -> None:
         """Learn the image's id and digests in the background (for records, not the start)."""
