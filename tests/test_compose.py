@@ -3,6 +3,7 @@ container, whose kernels are sibling containers on the host's engine."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -16,12 +17,13 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import docker.errors
 import pytest
 import tomllib
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
-from jupyter_mlcontainer.agent.protocol import ENV_CONNECTION
+from jupyter_mlcontainer.agent.protocol import CONTAINER_CONNECTION_FILE, ENV_CONNECTION
 from jupyter_mlcontainer.core import labels
 
 from .conftest import IMAGE, TEST_GID, TEST_UID, eventually
@@ -97,6 +99,12 @@ def compose(docker_api, tmp_path_factory):
             tail = "\n".join(log.read_text().splitlines()[-40:])
             pytest.fail(f"`{' '.join(args)}` failed:\n{tail}")
 
+    server_image = "jupyter-mlcontainer/lab:local"  # compose.yaml's image
+    try:
+        docker_api.inspect_image(server_image)
+        built_here = False
+    except docker.errors.ImageNotFound:
+        built_here = True
     try:
         run("build", "--force-rm")  # a failed build leaves no container either
         run("up", "--detach")
@@ -108,6 +116,9 @@ def compose(docker_api, tmp_path_factory):
         )  # fmt: skip
         print(server_log.stdout, file=sys.stderr)  # shown when a test failed
         run("down", "--volumes", "--timeout", "30")
+        if built_here:  # what the test built goes with it
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                docker_api.remove_image(server_image)
 
 
 def api(env, method, path, body=None):
@@ -151,13 +162,15 @@ async def execute(env, kernel_id, code):
     pytest.fail("no result over the websocket")
 
 
-def encrypted(container: dict) -> bool:
-    """The kernel's connection (in its environment) carries CurveZMQ keys."""
+def encrypted(docker_api, container: dict) -> bool:
+    """The kernel's connection carries CurveZMQ keys: in its environment, or in the file
+    copied in before its start (its HOME volume was new: the file gives it its owner)."""
     for variable in container["Config"]["Env"]:
         name, _, value = variable.partition("=")
         if name == ENV_CONNECTION:
             return bool(json.loads(value).get("curve_secretkey"))
-    return False
+    run = docker_api.exec_create(container["Id"], ["cat", CONTAINER_CONNECTION_FILE])
+    return bool(json.loads(docker_api.exec_start(run)).get("curve_secretkey"))
 
 
 async def test_jupyterlab_in_compose_runs_kernels_as_sibling_containers(compose):
@@ -198,7 +211,7 @@ async def test_jupyterlab_in_compose_runs_kernels_as_sibling_containers(compose)
         assert not server_details["HostConfig"]["DeviceRequests"]  # GPUs go to kernels only
         published = {p["IP"] for p in server["Ports"] if p.get("PublicPort")}
         assert published == {"127.0.0.1"}
-        assert encrypted(details)  # other kernels share the network: CurveZMQ
+        assert encrypted(docker_api, details)  # other kernels share the network: CurveZMQ
 
         # The server's warm pool: the next start claims a ready kernel, encrypted as well.
         def ready():
@@ -211,7 +224,7 @@ async def test_jupyterlab_in_compose_runs_kernels_as_sibling_containers(compose)
         assert await execute(env, second["id"], "6 * 7") == "42"
         behind = api(env, "GET", f"/mlcontainer/kernels/{second['id']}")
         assert behind["container_id"] == waiting["container_id"]  # claimed, not started
-        assert encrypted(docker_api.inspect_container(waiting["container_id"]))
+        assert encrypted(docker_api, docker_api.inspect_container(waiting["container_id"]))
     finally:
         for each in kernels:
             api(env, "DELETE", f"/api/kernels/{each['id']}")

@@ -18,7 +18,6 @@ from jupyter_mlcontainer.core import labels
 from jupyter_mlcontainer.core.exceptions import (
     ConfigurationError,
     GPUUnavailableError,
-    KernelStartError,
 )
 from jupyter_mlcontainer.docker import leases
 from jupyter_mlcontainer.docker.engine import Engine
@@ -213,11 +212,11 @@ async def test_clear_text_to_a_remote_kernel_needs_the_policy(
     mapped = {str(notebook_dir): str(remote_dir)}
     name = kernelspec("remote-clear", docker_host=TLS_CONTEXT, remote_encryption="none",
                       path_map=mapped)  # fmt: skip
-    km, message = await start_fails(name, notebook_dir, KernelStartError)
+    km, message = await start_fails(name, notebook_dir, ConfigurationError)
     assert "allow_unencrypted_remote" in message and "clear text" in message
     plain = kernelspec("remote-plain-api", docker_host="tcp://10.213.0.2:2375", path_map=mapped)
     policy(allowed_engines=["tcp://10.213.0.2:2375"])
-    _, message = await start_fails(plain, notebook_dir, KernelStartError)
+    _, message = await start_fails(plain, notebook_dir, ConfigurationError)
     assert "without TLS" in message and "DOCKER_TLS_VERIFY" in message
     assert on_remote(remote, km.kernel_id) == []
     # Allowed, the same kernel answers anyone on the network (what the check above rules out).

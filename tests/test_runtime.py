@@ -42,10 +42,11 @@ def download(into: Path, *requirements: str) -> None:
 
 @pytest.fixture(scope="session")
 def numpy_image(docker_api, tmp_path_factory):
-    """Python + numpy 2.4.6 in a venv, no ipykernel (built once, cached by tag)."""
+    """Python + numpy 2.4.6 in a venv, no ipykernel; built for the session and removed."""
     try:
         docker_api.inspect_image(NUMPY_IMAGE)
-        return NUMPY_IMAGE
+        yield NUMPY_IMAGE  # made by someone else: theirs to keep
+        return
     except docker.errors.ImageNotFound:
         pass  # build it below
     ctx = tmp_path_factory.mktemp("numpy-image")
@@ -59,7 +60,8 @@ def numpy_image(docker_api, tmp_path_factory):
         path=str(ctx), tag=NUMPY_IMAGE, buildargs={"BASE": BARE_IMAGE}, rm=True, decode=True
     ):
         pass
-    return NUMPY_IMAGE
+    yield NUMPY_IMAGE
+    docker_api.remove_image(NUMPY_IMAGE)
 
 
 CHECK = """

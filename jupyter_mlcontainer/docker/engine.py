@@ -294,7 +294,10 @@ class Engine:
             # `from None`: our message carries the engine's words; the SDK's traceback
             # would only bury it.
             except docker.errors.APIError as e:
-                raise _explain_api_error(e, what, self._where()) from None
+                error = _explain_api_error(e, what, self._where())
+                if isinstance(error, NetworkGoneError):
+                    self.forget_network()  # looked up (and made) again at the next start
+                raise error from None
             except (requests.exceptions.ConnectionError, ConnectionError) as e:
                 raise _engine_unavailable(self.address, e) from None
 
@@ -397,9 +400,6 @@ class Engine:
         )
         try:
             return await asyncio.shield(created)
-        except NetworkGoneError:
-            self.forget_network()  # looked up (and made) again at the next start
-            raise
         except asyncio.CancelledError:
             # The engine goes on creating it: remove it once it exists, or nobody would.
             with contextlib.suppress(Exception):

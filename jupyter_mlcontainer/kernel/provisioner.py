@@ -614,9 +614,6 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         target = self._lease_target(launch)
         self.container.renewal = LeaseRenewal(target, self.lease_timeout, str(self.kernel_id))
 
-    def _stop_renewal(self) -> None:
-        self.container.stop_renewal()
-
     async def _home_volume(self, uid: int, image: str) -> tuple[str | None, bool]:
         """The user's HOME volume for this image family, and whether it was made now."""
         if not self.persistent_home:
@@ -721,6 +718,8 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                 await engine.put_archive(self.container_id, plan.archive_path, plan.archive)
             try:
                 await engine.start(self.container_id)
+            except NetworkGoneError:
+                raise  # _start_fresh makes the network again
             except EngineError as e:
                 raise KernelStartError(self._start_refused(e)) from None
             self._running = True
@@ -1030,7 +1029,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             if self._supervisor is not None:
                 self._supervisor.close()
                 self._supervisor = None
-            self._stop_renewal()
+            self.container.stop_renewal()
             container_id, self.container_id = self.container_id, None
             self._running = False
             if container_id is not None and self.in_a_server:
@@ -1043,7 +1042,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         await super().cleanup(restart=restart)
 
     async def _discard_container(self) -> None:
-        self._stop_renewal()
+        self.container.stop_renewal()
         container_id, self.container_id = self.container_id, None
         self._running = False
         if container_id is not None:
