@@ -340,8 +340,6 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
     gpu_requests = device_requests(launch.gpus, launch.gpu_support)
     env = kernel_environment(launch, watched, gpus_granted=bool(gpu_requests))
     mounts, working_dir = kernel_mounts(launch, notes)
-    if launch.home_volume:
-        env[ENV_HOME_CHECK] = "1"  # the bootstrap checks that the user may write it
     host_config = _host_config(launch, mounts, gpu_requests)
     create_args: dict[str, Any] = {
         "image": launch.image,
@@ -406,6 +404,8 @@ def kernel_environment(launch: KernelLaunch, watched: bool, gpus_granted: bool) 
         env[ENV_RUNTIME] = RUNTIME_DIR
         if launch.runtime_digest:
             env[ENV_RUNTIME_DIGEST] = launch.runtime_digest
+    if launch.home_volume:
+        env[ENV_HOME_CHECK] = "1"  # the bootstrap checks that the user may write it
     if launch.network == "bridge" and not launch.publish_ports:
         env[ENV_ANNOUNCE] = "1"
     if watched and launch.supervise:

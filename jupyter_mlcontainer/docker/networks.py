@@ -80,7 +80,7 @@ def _remove_unused(api: docker.APIClient, network_id: str) -> bool:
     return True
 
 
-def _as_kernel_network(api: docker.APIClient, found: dict[str, Any]) -> KernelNetwork:
+def _as_kernel_network(found: dict[str, Any]) -> KernelNetwork:
     subnet = (found.get("Labels") or {}).get(labels.SUBNET) or None
     return KernelNetwork(str(found["Id"]), str(found["Name"]), subnet)
 
@@ -99,18 +99,18 @@ def _resolve(api: docker.APIClient, name: str) -> KernelNetwork | None:
                 "MLContainerProvisioner.bridge_network to another name."
             )
             raise EngineError(msg)
-        return _as_kernel_network(api, found[0]) if found else None
+        return _as_kernel_network(found[0]) if found else None
     with_subnet = [n for n in ours if (n.get("Labels") or {}).get(labels.SUBNET)]
     for older in (n for n in ours if n not in with_subnet):
         # Of an older version (no fixed subnet): made again once no container uses it.
         if not _remove_unused(api, str(older["Id"])) and not with_subnet:
-            return _as_kernel_network(api, older)
+            return _as_kernel_network(older)
     if not with_subnet:
         return None
     kept, *others = with_subnet
     for other in others:
         _remove_unused(api, str(other["Id"]))
-    return _as_kernel_network(api, kept)
+    return _as_kernel_network(kept)
 
 
 def _free_subnet(api: docker.APIClient, name: str) -> dict[str, Any]:

@@ -40,7 +40,6 @@ from jupyter_client.session import Session
 from traitlets import Bool, Float, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
 
-from ..core import gpus as gpu
 from ..core import kernelspec
 from ..core.exceptions import KernelStartError
 
@@ -52,22 +51,6 @@ FILLER = "_mlc_pool_filler"
 #: Seconds a claimed kernel has to answer the request that moves it into the notebook's
 #: directory and environment.
 CONFIGURE_TIMEOUT = 10.0
-#: Seconds the engine's GPU support is trusted when deciding what to pool.
-GPU_SUPPORT_MAX_AGE = 60.0
-
-
-async def gets_gpus(provisioner: MLContainerProvisioner) -> bool:
-    """Whether this kernelspec's kernels get GPUs on its engine. ``auto`` on an engine without
-    GPU support means the CPU: such kernels are pooled like ``none`` (``auto`` is what ``add``
-    and the default kernel ask for)."""
-    try:
-        request = gpu.parse_gpus(provisioner.gpus)
-    except ValueError:
-        return True  # its start reports the setting
-    if request.mode != "auto":
-        return request.mode != "none"
-    support = await provisioner.engine.gpu_support(max_age=GPU_SUPPORT_MAX_AGE)
-    return gpu.resolve(request, support).mode != "none"
 
 
 @dataclass
@@ -148,10 +131,13 @@ class MLContainerPool(LoggingConfigurable):
 
     # --- claims -------------------------------------------------------------------------
 
-    async def target(self, kernel_name: str, provisioner: MLContainerProvisioner) -> int:
-        """How many ready kernels this kernelspec gets."""
+    def target(self, kernel_name: str, provisioner: MLContainerProvisioner) -> int:
+        """How many ready kernels this kernelspec gets. Whether its kernels get GPUs is what
+        the start asking now resolved (``gpus: auto`` on an engine without GPUs is the CPU,
+        pooled like ``none``)."""
         wanted = self.size if provisioner.pool_size is None else provisioner.pool_size
-        if not self.gpu_kernels and await gets_gpus(provisioner):
+        granted = provisioner.granted_gpus
+        if not self.gpu_kernels and (granted is None or granted.mode != "none"):
             return 0
         if provisioner.network == "none":  # ipc sockets in a directory of each kernel's own
             return 0
@@ -164,7 +150,7 @@ class MLContainerPool(LoggingConfigurable):
         if self._closed or self.kernel_manager is None:
             return None
         name = str(getattr(provisioner.parent, "kernel_name", "") or "")
-        self._targets[name] = await self.target(name, provisioner)
+        self._targets[name] = self.target(name, provisioner)
         ready = self._ready.get(name, [])
         claimed = None
         while ready and claimed is None:

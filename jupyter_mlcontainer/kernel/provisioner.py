@@ -428,7 +428,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                 launch.uid if launch.uid is not None else 0,
                 launch.gid if launch.gid is not None else 0,
                 launch.image,
-                launch.python,
+                probe.python if probe is not None else launch.python,  # as _start_container
             )
             await self._start_with_free_ports(launch, probe)
 
