@@ -8,6 +8,7 @@ from typing import Any
 
 from .._version import __version__
 from ..core import kernelspec as ks
+from ..core.backend import families
 from ..core.diagnostics import human_size
 from ..core.exceptions import MLContainerError
 from ..core.gpus import GPURequest, GPUSupport, parse_gpus
@@ -153,7 +154,7 @@ class DoctorApp(Command):
     ) -> None:
         """Users' HOME volumes and kernel runtimes, their sizes, and which are unused."""
         found = await volumes.project_volumes(engine, sizes=True)
-        wanted = volumes.families(spec.source for spec in specs)
+        wanted = families(spec.source for spec in specs)
         for volume in found:
             size = human_size(volume.size) if volume.size is not None else "?"
             what = (

@@ -9,7 +9,10 @@ import re
 import signal
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .backend import ContainerState
 
 _NO_IPYKERNEL = ("No module named ipykernel_launcher", "No module named ipykernel")
 _NO_PYTHON = ("executable file not found", "no such file or directory")
@@ -68,6 +71,18 @@ class ContainerExit:
             oom_killed=bool(state.get("OOMKilled")),
             mem_limit=int(host.get("Memory") or 0),
             error=str(state.get("Error") or ""),
+            log_tail=log_tail,
+        )
+
+    @classmethod
+    def from_state(cls, state: ContainerState, log_tail: str = "") -> ContainerExit:
+        return cls(
+            name=state.name,
+            image=state.image,
+            exit_code=state.exit_code,
+            oom_killed=state.oom_killed,
+            mem_limit=state.memory_limit,
+            error=state.error,
             log_tail=log_tail,
         )
 

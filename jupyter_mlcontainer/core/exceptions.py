@@ -2,7 +2,7 @@
 
 Rooted in Python's own types (``RuntimeError``; ``ValueError`` for bad settings), so that any
 layer and any tool may raise and catch them. How a Jupyter server answers them (status and
-reason) is decided in ``server/errors.py``, not here.
+reason) is decided in ``kernel/answers.py``, not here.
 """
 
 from __future__ import annotations
@@ -25,20 +25,45 @@ class MLContainerError(RuntimeError):
         return (type(self), (self.message,))
 
 
-class EngineUnavailableError(MLContainerError):
-    """The Docker engine cannot be reached."""
+class EngineUnavailableError(MLContainerError, ConnectionError):
+    """The backend (a Docker engine, a Swarm manager) cannot be reached."""
 
 
 class EngineError(MLContainerError):
-    """The Docker engine refused a request (disk full, bad argument, ...)."""
+    """The backend refused a request (disk full, bad argument, ...)."""
 
 
-class NetworkGoneError(EngineError):
+class NotFound(EngineError, LookupError):
+    """What a request names (a container, an image, a network, a volume) is not there."""
+
+
+class Conflict(EngineError):
+    """What a request makes is in the way of something that exists (a name, a port)."""
+
+
+class PortTaken(Conflict):
+    """A host port the kernel's plan chose was taken meanwhile (pick fresh ports, try again)."""
+
+
+class AddressTaken(Conflict):
+    """The container address the kernel's plan chose is in use on its network."""
+
+
+class Unsupported(EngineError):
+    """The backend has no such verb (a Swarm task takes no signal): use another way."""
+
+
+class NetworkGoneError(NotFound):
     """The network a container was to join is gone (removed by a prune meanwhile)."""
 
 
-class ImageNotFoundError(MLContainerError):
+class ImageNotFoundError(NotFound):
     """The image is not on the engine and may not or could not be pulled."""
+
+
+#: The seam's names for the two errors every layer meets (core/backend.py).
+Unavailable = EngineUnavailableError
+NetworkGone = NetworkGoneError
 
 
 class ImagePullError(MLContainerError):

@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import docker
@@ -30,6 +29,7 @@ import docker.errors
 import requests.exceptions
 
 from ..core import labels
+from ..core.backend import BackendKind, KernelNetwork
 from ..core.exceptions import (
     EngineError,
     EngineUnavailableError,
@@ -96,20 +96,8 @@ def _explain_api_error(error: docker.errors.APIError, what: str, where: str = ""
     return EngineError(msg)
 
 
-@dataclass(frozen=True)
-class EngineKind:
-    """Which engine answers the Docker API."""
-
-    product: str  # "Docker" or "Podman"
-    version: str
-    rootless: bool
-
-    @property
-    def podman(self) -> bool:
-        return self.product == "Podman"
-
-    def describe(self) -> str:
-        return f"{self.product} {self.version}, {'rootless' if self.rootless else 'rootful'}"
+#: Which engine answers the Docker API (the seam's name for it).
+EngineKind = BackendKind
 
 
 def _read_kind(api: docker.APIClient) -> EngineKind:
@@ -168,7 +156,7 @@ class Engine:
         self._info: tuple[float, dict[str, Any]] | None = None
         self._watcher: ExitWatcher | None = None
         self._pending: set[Future[None]] = set()
-        self._networks: dict[str, networks.KernelNetwork] = {}
+        self._networks: dict[str, KernelNetwork] = {}
         self._network_lock = threading.Lock()
         self._routable: dict[str, bool] = {}
         self._endpoint: endpoint.Endpoint | None = None
@@ -561,7 +549,7 @@ class Engine:
 
         return await self.call(f"run a helper container of image {image!r}", run)
 
-    async def ensure_network(self, name: str) -> networks.KernelNetwork:
+    async def ensure_network(self, name: str) -> KernelNetwork:
         """The bridge network ``name`` kernels join, made (inter-container traffic off, a
         fixed subnet) unless it exists; see docker/networks.py.
 
@@ -573,7 +561,7 @@ class Engine:
         if cached is not None:
             return cached
 
-        def ensure(api: docker.APIClient) -> networks.KernelNetwork:
+        def ensure(api: docker.APIClient) -> KernelNetwork:
             with self._network_lock:  # this process's concurrent first starts make one
                 return networks.ensure(api, name)
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..core.backend import ContainerState
     from .engine import Engine
 
 from ..core import labels
@@ -121,7 +122,7 @@ class ExitWatcher:
 ENGINE_STOP_GRACE = 3.0
 
 
-async def engine_stopped_at(engine: Engine, state: dict[str, Any]) -> str:
+async def engine_stopped_at(engine: Engine, state: ContainerState) -> str:
     """When the Docker engine stopped and took this container with it ("08:44:23"), or ''.
 
     An engine that stops sends its containers their stop signal and closes its API a
@@ -129,10 +130,9 @@ async def engine_stopped_at(engine: Engine, state: dict[str, Any]) -> str:
     preceded) by a break is the engine's doing. A death seen while the stream still runs
     waits up to ``ENGINE_STOP_GRACE`` seconds for the break.
     """
-    container = state.get("State") or {}
-    if container.get("OOMKilled") or int(container.get("ExitCode") or 0) <= 128:
+    if state.oom_killed or state.exit_code <= 128:
         return ""
-    finished = engine_time(str(container.get("FinishedAt") or "")) or time.time()
+    finished = engine_time(state.finished_at) or time.time()
     watcher = engine.exit_watcher()
     deadline = time.monotonic() + ENGINE_STOP_GRACE
     while (dropped := watcher.dropped_near(finished)) is None:

@@ -24,6 +24,7 @@ import docker.errors
 import docker.types
 
 from ..core import labels
+from ..core.backend import KernelNetwork
 from ..core.exceptions import EngineError
 
 if TYPE_CHECKING:
@@ -35,16 +36,6 @@ PURPOSE_PROBE = "kernel-network-probe"
 #: After making the network: how long until one made by another process at the same moment
 #: shows in the engine's list (once per engine, at its first kernel start).
 SETTLE_SECONDS = 0.3
-
-
-@dataclass(frozen=True)
-class KernelNetwork:
-    """A network kernels join: its id (what containers name), name and fixed subnet (None
-    when it has none: kernels then get their address from the engine)."""
-
-    id: str
-    name: str
-    subnet: str | None
 
 
 @dataclass(frozen=True)

@@ -6,43 +6,13 @@ What exists, how big, and which are no longer needed (for ``doctor`` and ``prune
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from docker.types import Mount
 
-from .._version import __version__
 from ..core import labels
+from ..core.backend import ProjectVolume, families
 from ..core.exceptions import KernelStartError
-from ..core.plan import home_volume_name
 from .engine import Engine
-
-
-@dataclass(frozen=True)
-class ProjectVolume:
-    name: str
-    kind: str  # "home" or "runtime"
-    #: home: the user's uid and the image the volume was made for; runtime: "".
-    uid: str = ""
-    image: str = ""
-    version: str = ""
-    size: int | None = None
-
-    def needed(self, families: set[str]) -> bool:
-        """A HOME volume of an image family some kernelspec uses; a runtime of this version."""
-        if self.kind == "home":
-            return family_of(self.name) in families
-        return self.version == __version__
-
-
-def family_of(volume_name: str) -> str:
-    """``pytorch-pytorch`` of ``mlc-home-1000-pytorch-pytorch``."""
-    parts = volume_name.split("-", 3)
-    return parts[3] if len(parts) == 4 else ""
-
-
-def families(images: Iterable[str]) -> set[str]:
-    """The image families of these references (as their HOME volumes name them)."""
-    return {family_of(home_volume_name(0, image)) for image in images if image}
 
 
 async def project_volumes(engine: Engine, sizes: bool = False) -> list[ProjectVolume]:

@@ -56,6 +56,7 @@ from ..core.plan import (
 from ..core.probe import ImageProbe
 from ..core.reference import check_reference
 from ..docker import endpoint, sibling, volumes
+from ..docker.backend import state_of
 from ..docker.engine import Engine
 from ..docker.events import engine_stopped_at
 from ..docker.images import obtain_image, probe_image
@@ -880,7 +881,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                 ContainerExit.from_inspect(state, tail),
                 requested=self._stopping,
                 engine_stopped_at=(
-                    "" if self._stopping else await engine_stopped_at(self.engine, state)
+                    "" if self._stopping else await engine_stopped_at(self.engine, state_of(state))
                 ),
             )
         self.last_exit = exit_

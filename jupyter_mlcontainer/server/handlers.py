@@ -18,6 +18,7 @@ from tornado import web
 
 from ..core import kernelspec as ks
 from ..core import labels
+from ..core.backend import families
 from ..core.exceptions import MLContainerError
 from ..core.gpus import parse_gpus
 from ..docker import volumes
@@ -418,7 +419,7 @@ class VolumesHandler(_Handler):
         removes them). HOME volumes of other uids are not listed: they are other users'
         files (see ``user.kernel_uids`` for who the user of this server is)."""
         specs = [spec for spec in ks.installed_specs() if spec.is_container]
-        wanted = volumes.families(spec.source for spec in specs)
+        wanted = families(spec.source for spec in specs)
         try:
             found = await volumes.project_volumes(self.engine, sizes=True)
         except MLContainerError as e:

@@ -1,0 +1,262 @@
+"""The Docker engine as a :class:`~jupyter_mlcontainer.core.backend.Backend`.
+
+One engine: local, remote (``DOCKER_HOST``, a docker context, ssh, TLS) or Podman's Docker
+API. Each verb is a call of :class:`~.engine.Engine` (the one door to the engine: blocking SDK
+calls off the event loop, SDK errors turned into ours) or of the module that owns that part of
+the engine (volumes, networks, images, the injected runtime, the reaper).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+from ..core.backend import (
+    Backend,
+    BackendKind,
+    Capabilities,
+    ContainerState,
+    ExitEvents,
+    KernelNetwork,
+    OnEvent,
+    ProjectVolume,
+)
+from ..core.exceptions import AddressTaken, EngineError, PortTaken
+from ..core.gpus import GPUSupport
+from ..core.plan import ContainerPlan
+from ..core.probe import ImageProbe
+from . import endpoint, images, networks, reaper, runtime, sibling, volumes
+from .engine import Engine
+from .events import engine_stopped_at
+
+#: The engine's words for a host port or a container address in use (``start``).
+_PORT_TAKEN = "port is already allocated"
+_ADDRESS_TAKEN = "Address already in use"
+
+
+def state_of(inspect: Mapping[str, Any]) -> ContainerState:
+    """A container's inspect record as the seam's :class:`ContainerState`."""
+    state = inspect.get("State") or {}
+    host = inspect.get("HostConfig") or {}
+    config = inspect.get("Config") or {}
+    return ContainerState(
+        id=str(inspect.get("Id") or ""),
+        name=str(inspect.get("Name") or "").lstrip("/"),
+        image=str(config.get("Image") or ""),
+        image_id=str(inspect.get("Image") or ""),
+        running=bool(state.get("Running")),
+        status=str(state.get("Status") or ""),
+        exit_code=int(state.get("ExitCode") or 0),
+        oom_killed=bool(state.get("OOMKilled")),
+        error=str(state.get("Error") or ""),
+        started_at=str(state.get("StartedAt") or ""),
+        finished_at=str(state.get("FinishedAt") or ""),
+        labels=dict(config.get("Labels") or {}),
+        device_requests=list(host.get("DeviceRequests") or []),
+        memory_limit=int(host.get("Memory") or 0),
+    )
+
+
+class DockerBackend:
+    """Kernels' containers on one Docker engine (shared per address, like :class:`Engine`)."""
+
+    capabilities = Capabilities(signals=True, scheduled=False, gpu_requests="device")
+
+    _instances: ClassVar[dict[int, DockerBackend]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    @classmethod
+    def for_url(cls, address: str | None = None) -> DockerBackend:
+        engine = Engine.for_url(address or None)
+        with cls._lock:
+            backend = cls._instances.get(id(engine))
+            if backend is None or backend.engine is not engine:  # a fork starts afresh
+                backend = cls._instances[id(engine)] = cls(engine)
+            return backend
+
+    @classmethod
+    def known(cls) -> list[DockerBackend]:
+        return [cls.for_url(engine.base_url) for engine in Engine.known()]
+
+    def __hash__(self) -> int:
+        return hash(self.engine)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DockerBackend) and other.engine is self.engine
+
+    # --- the backend itself ------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return self.engine.address
+
+    @property
+    def remote(self) -> bool:
+        return self.engine.remote
+
+    @property
+    def encrypted(self) -> bool:
+        return self.engine.endpoint.api_encrypted
+
+    def describe_client(self) -> str:
+        where = self.engine.endpoint
+        return f"{where.url or endpoint.DOCKER_SOCKET} (from {where.source})"
+
+    async def kind(self) -> BackendKind:
+        return await self.engine.kind()
+
+    async def version(self) -> Mapping[str, Any]:
+        return await self.engine.version()
+
+    async def info(self, max_age: float = 0) -> Mapping[str, Any]:
+        return await self.engine.info(max_age=max_age)
+
+    async def memory_total(self, max_age: float = 60) -> int:
+        return int((await self.engine.info(max_age=max_age)).get("MemTotal") or 0)
+
+    async def gpu_support(self, max_age: float = 60) -> GPUSupport:
+        return await self.engine.gpu_support(max_age=max_age)
+
+    # --- images -------------------------------------------------------------------------
+
+    async def image(self, ref: str) -> Mapping[str, Any] | None:
+        return await self.engine.image_inspect(ref)
+
+    async def images(self) -> list[Mapping[str, Any]]:
+        return list(await self.engine.list_images())
+
+    async def pull(self, ref: str, log: logging.Logger, on_event: OnEvent | None = None) -> None:
+        await self.engine.pull(ref, log, on_event)
+
+    async def obtain_image(
+        self, ref: str, policy: str, log: logging.Logger, on_event: OnEvent | None = None
+    ) -> Mapping[str, Any]:
+        return await images.obtain_image(self.engine, ref, policy, log, on_event=on_event)
+
+    async def probe_image(self, ref: str) -> ImageProbe:
+        return await images.probe_image(self.engine, ref)
+
+    # --- place and create, files in, start ----------------------------------------------
+
+    async def create(self, plan: ContainerPlan) -> str:
+        return await self.engine.create_container(
+            plan.create_args, plan.host_config, plan.raw_host_config
+        )
+
+    async def put_files(self, container_id: str, path: str, tar: bytes) -> None:
+        await self.engine.put_archive(container_id, path, tar)
+
+    async def start(self, container_id: str) -> None:
+        try:
+            await self.engine.start(container_id)
+        except EngineError as e:
+            # Only here is the engine's wording known: the seam's callers get a type.
+            if type(e) is EngineError and _PORT_TAKEN in str(e):
+                raise PortTaken(str(e)) from None
+            if type(e) is EngineError and _ADDRESS_TAKEN in str(e):
+                raise AddressTaken(str(e)) from None
+            raise
+
+    # --- a running container ------------------------------------------------------------
+
+    async def inspect(self, container_id: str) -> ContainerState | None:
+        found = await self.engine.inspect(container_id)
+        return None if found is None else state_of(found)
+
+    async def signal(self, container_id: str, signal: str) -> bool:
+        return await self.engine.kill(container_id, signal=signal)
+
+    async def remove(self, container_id: str) -> None:
+        await self.engine.remove(container_id)
+
+    def remove_soon(self, container_id: str) -> None:
+        self.engine.remove_soon(container_id)
+
+    async def drain(self) -> None:
+        await self.engine.drain()
+
+    async def logs(self, container_id: str, tail: int = 20) -> str:
+        return await self.engine.logs(container_id, tail=tail)
+
+    async def stats(self, container_id: str) -> Mapping[str, Any] | None:
+        return await self.engine.stats(container_id)
+
+    async def containers(self, label_filter: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        return list(await self.engine.list_containers(dict(label_filter)))
+
+    def exits(self) -> ExitEvents:
+        return self.engine.exit_watcher()
+
+    async def stopped_at(self, state: ContainerState) -> str:
+        return await engine_stopped_at(self.engine, state)
+
+    # --- address and ports --------------------------------------------------------------
+
+    async def kernel_network(self, name: str) -> KernelNetwork:
+        return await self.engine.ensure_network(name)
+
+    async def routable(self, network: str) -> bool:
+        return await self.engine.routable(network)
+
+    def kernel_host(self) -> str:
+        return endpoint.kernel_host(self.engine.endpoint) if self.engine.remote else ""
+
+    async def own_path_map(self) -> dict[str, str]:
+        return await sibling.own_path_map(self.engine)
+
+    # --- volumes and the injected runtime -----------------------------------------------
+
+    async def ensure_volume(self, name: str, labels: Mapping[str, str]) -> bool:
+        return await self.engine.ensure_volume(name, dict(labels))
+
+    async def project_volumes(self, sizes: bool = False) -> list[ProjectVolume]:
+        return await volumes.project_volumes(self.engine, sizes=sizes)
+
+    async def prune_volumes(
+        self, needed_images: Iterable[str], everything: bool = False, dry_run: bool = False
+    ) -> tuple[list[str], list[str]]:
+        return await volumes.prune(self.engine, needed_images, everything, dry_run)
+
+    async def give_home_to_user(
+        self, volume: str, uid: int, gid: int, image: str, python: str
+    ) -> None:
+        await volumes.give_home_to_user(self.engine, volume, uid, gid, image, python)
+
+    def runtime_volume(self, probe: ImageProbe, packages: Sequence[str]) -> str:
+        return runtime.volume_name(runtime.RuntimeTarget.from_probe(probe), packages)
+
+    async def ensure_runtime(
+        self,
+        image: str,
+        probe: ImageProbe,
+        packages: Sequence[str],
+        wheelhouse: str,
+        log: logging.Logger,
+    ) -> tuple[str, str]:
+        return await runtime.ensure_runtime(
+            self.engine, image, probe, packages=packages, wheelhouse=wheelhouse, log=log
+        )
+
+    async def discard_runtime(self, volume: str) -> None:
+        await runtime.discard_runtime(self.engine, volume)
+
+    # --- housekeeping -------------------------------------------------------------------
+
+    async def reap_orphans(self, log: logging.Logger) -> list[str]:
+        return await reaper.reap_orphans(self.engine, log)
+
+    async def reap_instance(self, log: logging.Logger) -> list[str]:
+        return await reaper.reap_instance(self.engine, log)
+
+    async def settle_networks(self, repair: bool) -> list[tuple[str, list[str]]]:
+        return await networks.settle_duplicates(self.engine, repair=repair)
+
+
+def _conforms(backend: DockerBackend) -> Backend:
+    """mypy checks here that DockerBackend has every verb of the seam, typed alike."""
+    return backend
