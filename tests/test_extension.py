@@ -201,7 +201,7 @@ async def test_kernel_list_costs_one_engine_call(jp_fetch, jp_serverapp, kernels
     first = await _start_session(jp_fetch, kernelspec("first"), "first.ipynb")
     second = await _start_session(jp_fetch, kernelspec("second", mem_limit="256m"), "second.ipynb")
     for kernel_id in (first, second):  # what each start learns in the background is learnt
-        learning = jp_serverapp.kernel_manager.get_kernel(kernel_id).provisioner._details_task
+        learning = jp_serverapp.kernel_manager.get_kernel(kernel_id).provisioner.details_task
         if learning is not None:
             await learning
     calls: list[str] = []

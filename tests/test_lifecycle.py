@@ -384,10 +384,11 @@ async def test_home_and_caches_survive_a_restart(kernelspec, notebook_dir, docke
 
 
 async def test_only_the_kernels_key_commands_its_supervisor(kernelspec, notebook_dir):
+    from jupyter_mlcontainer.kernel.reach import lease_target
     from jupyter_mlcontainer.kernel.supervisor import Supervisor, SupervisorError
 
     async with running_kernel(kernelspec(), notebook_dir) as (km, kc):
-        target = km.provisioner._lease_target(km.provisioner._running_launch)
+        target = lease_target(km.provisioner.container, km.provisioner.container.launch)
         with pytest.raises(SupervisorError):
             await Supervisor.connect(target, b"not-the-kernel's-key")
         out, _ = await execute(kc, "print('untouched')")

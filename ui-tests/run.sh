@@ -96,15 +96,10 @@ JSON
 # The kernel the test starts is made the way users make them (pinned, probed, with logos).
 step "adding the ui-python kernelspec" add "$VENV/bin/jupyter-mlcontainer" add mlcontainer/python:3.11 \
   --name ui-python --display-name "Container Python (UI test)" --gpus none
-# The default kernel as `scripts/dev lab` makes it, and the welcome notebook it serves: the
-# test opens welcome.ipynb as a new user does.
-# (`scripts/dev lab` may have installed it into the venv already: then that one is used.)
-if "$VENV/bin/jupyter" kernelspec list --json | grep -q '"mlc-python-3.11"'; then
-  echo "==> the default kernelspec mlc-python-3.11 exists (made by scripts/dev lab)"
-else
-  step "adding the default kernelspec" add-default "$VENV/bin/jupyter-mlcontainer" add \
-    mlcontainer/python:3.11 --name mlc-python-3.11
-fi
+# The default kernel as `scripts/dev lab` makes it (which keeps its own in .build/lab), and
+# the welcome notebook it serves: the test opens welcome.ipynb as a new user does.
+step "adding the default kernelspec" add-default "$VENV/bin/jupyter-mlcontainer" add \
+  mlcontainer/python:3.11 --name mlc-python-3.11
 cp "$ROOT/examples/welcome.ipynb" "$WORK/notebooks/"
 kernelspec ui-pull "Pulled on demand (container)" "{\"image\": \"$MLC_UI_PULL_IMAGE\", \"gpus\": \"none\"}"
 # This engine has no NVIDIA runtime: starting it fails with the GPU error and its advice.

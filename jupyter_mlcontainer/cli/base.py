@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 from jupyter_core.application import JupyterApp
 
 from .._version import __version__
+from ..core import backend as backends
 from ..core.exceptions import MLContainerError
 from ..core.progress import PullProgress
-from ..docker.engine import Engine
 
 T = TypeVar("T")
 
@@ -73,6 +73,6 @@ class Command(JupyterApp):
         print(f"error: {message}", file=sys.stderr)
         self.exit(1)
 
-    def engine(self, address: str | None = None) -> Engine:
-        """The engine at ``address`` (a URL or docker context), or the default one."""
-        return Engine.for_url(address or None)
+    def backend(self, address: str | None = None) -> backends.Backend:
+        """The backend at ``address`` (an engine's URL or docker context), or the default."""
+        return backends.connect(address or None)

@@ -1,6 +1,6 @@
 """``jupyter mlcontainer add|list|pull|export|prune``: pinned, shareable container kernelspecs
 and the volumes they use. Each is a small traitlets application; all engine work goes through
-:class:`~jupyter_mlcontainer.docker.engine.Engine`."""
+the backend seam (:class:`~jupyter_mlcontainer.core.backend.Backend`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from traitlets import Bool, Unicode
 from ..core import kernelspec as ks
 from ..core.exceptions import MLContainerError
 from ..core.kernelspec import InstalledSpec, installed_provisioners, installed_specs
-from ..docker import volumes
 from ..kernel.install import AddRequest, add_container_kernelspec
 from .base import Command, ProgressBar
 
@@ -97,7 +96,7 @@ class AddApp(Command):
         bar = ProgressBar(image)
         try:
             result = await add_container_kernelspec(
-                self.engine(self.docker_host), request, self.log, on_event=bar
+                self.backend(self.docker_host), request, self.log, on_event=bar
             )
         finally:
             bar.close()
@@ -140,7 +139,7 @@ class ListApp(Command):
     async def list(self) -> None:
         specs = installed_specs()
         available = installed_provisioners()
-        engine = self.engine()
+        backend = self.backend()
         rows = []
         engine_error = None
         for spec in specs:
@@ -149,7 +148,7 @@ class ListApp(Command):
             present: bool | None = None
             if engine_error is None:
                 try:
-                    present = await engine.image_inspect(spec.image) is not None
+                    present = await backend.image(spec.image) is not None
                 except MLContainerError as e:
                     engine_error = str(e)
             config = ks.provisioner_config(spec.spec)
@@ -220,7 +219,7 @@ class PullApp(Command):
                 "(see `jupyter mlcontainer list`)"
             )
         chosen = [specs[n] for n in names] if names else list(specs.values())
-        engine = self.engine()
+        backend = self.backend()
         for spec in chosen:
             if spec.image.startswith("sha256:"):
                 print(
@@ -231,7 +230,7 @@ class PullApp(Command):
                 continue
             bar = ProgressBar(spec.image)
             try:
-                await engine.pull(spec.image, self.log, on_event=bar)
+                await backend.pull(spec.image, self.log, on_event=bar)
             finally:
                 bar.close()
             print(f"{spec.name}: {spec.image} pulled")
@@ -287,8 +286,8 @@ class PruneApp(Command):
 
     async def prune(self) -> None:
         images = [spec.source for spec in container_specs()]
-        removed, in_use = await volumes.prune(
-            self.engine(), images, everything=self.everything, dry_run=self.dry_run
+        removed, in_use = await self.backend().prune_volumes(
+            images, everything=self.everything, dry_run=self.dry_run
         )
         verb = "would remove" if self.dry_run else "removed"
         for name in removed:

@@ -3,19 +3,16 @@ kernel's image and the volumes, each with what to do when it is wrong."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._version import __version__
 from ..core import kernelspec as ks
-from ..core.backend import families
+from ..core.backend import Backend, families
 from ..core.diagnostics import human_size
 from ..core.exceptions import MLContainerError
 from ..core.gpus import GPURequest, GPUSupport, parse_gpus
 from ..core.kernelspec import InstalledSpec, installed_provisioners, installed_specs
-from ..docker import networks, volumes
-from ..docker.endpoint import DOCKER_SOCKET
-from ..docker.engine import Engine
 from .base import Command
 
 
@@ -41,11 +38,11 @@ class DoctorApp(Command):
         print("all good" if not problems else f"{problems} problem(s) found")
         return problems == 0
 
-    async def _networks(self, engine: Engine, report: Callable[[str, str, str], None]) -> int:
+    async def _networks(self, backend: Backend, report: Callable[[str, str, str], None]) -> int:
         """Networks of this project made twice (concurrent first starts on an older version):
         the unused copies are removed; one still in use is a problem to name."""
         problems = 0
-        for name, in_use in await networks.settle_duplicates(engine, repair=True):
+        for name, in_use in await backend.settle_networks(repair=True):
             if in_use:
                 report(
                     f"network {name}",
@@ -70,15 +67,14 @@ class DoctorApp(Command):
         def report(label: str, status: str, detail: str) -> None:
             add_row((label, status, detail))
 
-        engine = self.engine()
-        version: dict[str, Any] | None = None
-        info: dict[str, Any] | None = None
+        backend = self.backend()
+        version: Mapping[str, Any] | None = None
+        info: Mapping[str, Any] | None = None
         try:
-            where = engine.endpoint
-            report("client", "", f"{where.url or DOCKER_SOCKET} (from {where.source})")
-            version = await engine.version()
-            info = await engine.info()
-            kind = await engine.kind()
+            report("client", "", backend.describe_client())
+            version = await backend.version()
+            info = await backend.info()
+            kind = await backend.kind()
         except MLContainerError as e:
             report("engine", "FAIL", str(e))
             problems += 1
@@ -87,12 +83,12 @@ class DoctorApp(Command):
             report(
                 "engine",
                 "ok",
-                f"{kind.describe()}{', remote' if where.remote else ''} (API "
+                f"{kind.describe()}{', remote' if backend.remote else ''} (API "
                 f"{version.get('ApiVersion')}), {version.get('Os')}/{version.get('Arch')}, "
                 f"{info.get('Images')} images",
             )
-            problems += await self._networks(engine, report)
-            support = await engine.gpu_support()
+            problems += await self._networks(backend, report)
+            support = await backend.gpu_support()
             report(
                 "gpus",
                 "ok" if support.available else "none",
@@ -125,18 +121,18 @@ class DoctorApp(Command):
             if version is None:
                 report(spec.name, "?", "engine unreachable")
                 continue
-            status, detail = await self._check_kernel(engine, spec, support)
+            status, detail = await self._check_kernel(backend, spec, support)
             report(spec.name, status, detail)
             problems += status not in ("ok",)
         if version is not None:
-            await self._report_volumes(engine, specs, report)
+            await self._report_volumes(backend, specs, report)
         return problems
 
     async def _check_kernel(
-        self, engine: Engine, spec: InstalledSpec, support: GPUSupport | None
+        self, backend: Backend, spec: InstalledSpec, support: GPUSupport | None
     ) -> tuple[str, str]:
         """One kernelspec's status and detail: its image, then whether its GPUs can start."""
-        status, detail = await self._check_spec(engine, spec)
+        status, detail = await self._check_spec(backend, spec)
         gpus = _gpu_request(spec)
         if status != "ok" or gpus is None or not gpus.explicit:
             return status, detail
@@ -150,10 +146,10 @@ class DoctorApp(Command):
         )
 
     async def _report_volumes(
-        self, engine: Engine, specs: list[InstalledSpec], report: Callable[[str, str, str], None]
+        self, backend: Backend, specs: list[InstalledSpec], report: Callable[[str, str, str], None]
     ) -> None:
         """Users' HOME volumes and kernel runtimes, their sizes, and which are unused."""
-        found = await volumes.project_volumes(engine, sizes=True)
+        found = await backend.project_volumes(sizes=True)
         wanted = families(spec.source for spec in specs)
         for volume in found:
             size = human_size(volume.size) if volume.size is not None else "?"
@@ -166,15 +162,15 @@ class DoctorApp(Command):
             hint = "" if status == "ok" else "; `jupyter mlcontainer prune` removes it"
             report(volume.name, status, f"{what}, {size}{hint}")
 
-    async def _check_spec(self, engine: Engine, spec: InstalledSpec) -> tuple[str, str]:
+    async def _check_spec(self, backend: Backend, spec: InstalledSpec) -> tuple[str, str]:
         image = spec.image
         if not image:
             return "FAIL", "its kernel.json has no image"
-        if await engine.image_inspect(image) is not None:
+        if await backend.image(image) is not None:
             return "ok", f"{image} present"
         source = ks.recorded(spec.spec).get("source")
         if source:
-            current = await engine.image_inspect(source)
+            current = await backend.image(source)
             if current is not None:
                 now, _ = ks.pinned_reference(source, current)
                 return "MISMATCH", (

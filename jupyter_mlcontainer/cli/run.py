@@ -33,11 +33,11 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from traitlets import Int, TraitError, Unicode
 
+from ..core import backend as backends
 from ..core import kernelspec as ks
+from ..core.backend import ContainerState
 from ..core.exceptions import MLContainerError, shows_debug
 from ..core.reference import check_reference
-from ..docker.engine import Engine
-from ..docker.images import probe_image
 from ..kernel.provisioner import MLContainerProvisioner
 from ..kernel.settings import ContainerKernelSettings
 from .base import Command
@@ -243,7 +243,7 @@ class RunApp(Command):
     async def execute(self, nb: Any, workdir: str, record: dict[str, Any]) -> None:
         """Run ``nb`` in place, filling ``record`` (status, reason, environment); the kernel
         and its container are shut down however the run ends."""
-        container: dict[str, Any] = {}
+        container: list[ContainerState] = []  # the kernel's, once it runs
         if self.parameters:
             record["parameters"] = self.parameters
         with tempfile.TemporaryDirectory() as tmp, _reported_once(self.log):
@@ -268,8 +268,8 @@ class RunApp(Command):
                     asyncio.get_running_loop().add_signal_handler(signal.SIGINT, on_ctrl_c)
                 provisioner = km.provisioner
                 if isinstance(provisioner, MLContainerProvisioner) and provisioner.container_id:
-                    details = await provisioner.engine.inspect(provisioner.container_id)
-                    container.update(details or {})
+                    state = await provisioner.backend.inspect(provisioner.container_id)
+                    container.extend([state] if state else [])
                 granted = getattr(provisioner, "granted_gpus", None)
                 record["gpus_granted"] = granted.describe() if granted is not None else None
 
@@ -312,38 +312,38 @@ class RunApp(Command):
         record["status"] = status
         if reason:
             record["reason"] = reason
-        # The kernel's own engine (its docker_host), not this shell's default one.
-        engine = (
-            km.provisioner.engine
+        # The kernel's own backend (its docker_host), not this shell's default one.
+        backend = (
+            km.provisioner.backend
             if isinstance(km.provisioner, MLContainerProvisioner)
-            else Engine.for_url(str(config.get("docker_host") or "") or None)
+            else backends.connect(str(config.get("docker_host") or "") or None)
         )
-        record.update(await self._image_record(engine, spec, container))
+        record.update(await self._image_record(backend, spec, container[0] if container else None))
 
     async def _image_record(
-        self, engine: Engine, spec: dict[str, Any], container: dict[str, Any]
+        self, backend: backends.Backend, spec: dict[str, Any], container: ContainerState | None
     ) -> dict[str, Any]:
         """Image id, digests and probe of the image the kernel really ran in."""
         out: dict[str, Any] = {}
-        image_id = container.get("Image")
-        if container:
-            host = container.get("HostConfig") or {}
-            out["container_device_requests"] = host.get("DeviceRequests") or []
+        if container is None or not container.image_id:
+            return out
+        image_id = container.image_id
+        out["container_device_requests"] = list(container.device_requests)
         if not image_id:
             return out
         out["image_id"] = image_id
         try:
-            inspect = await engine.image_inspect(image_id)
+            inspect = await backend.image(image_id)
             if inspect is not None:
                 # What the kernel details (REST, sidebar) and saved notebooks say, too.
                 reference = str(ks.provisioner_config(spec).get("image") or "")
-                details = ks.image_details(reference, inspect)
+                details = ks.image_details(reference, dict(inspect))
                 out.update(digest=details["digest"], repo_digests=details["repo_digests"])
             else:
                 out["repo_digests"] = []
             probe = ks.recorded(spec).get("probe")
             if not probe:
-                probe = (await probe_image(engine, image_id)).to_dict()
+                probe = (await backend.probe_image(image_id)).to_dict()
             out["probe"] = probe
         except MLContainerError as e:
             out["probe_error"] = str(e)

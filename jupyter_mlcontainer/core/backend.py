@@ -19,7 +19,9 @@ Backends are found by name through the ``jupyter_mlcontainer.backends`` entry po
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import logging
+import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -39,7 +41,9 @@ ENTRY_POINT_GROUP = "jupyter_mlcontainer.backends"
 BUILT_IN = {"docker": "jupyter_mlcontainer.docker.backend:DockerBackend"}
 
 #: A pull's progress: called with each of the engine's progress events.
-OnEvent = Callable[[Mapping[str, Any]], None]
+OnEvent = Callable[[dict[str, Any]], None]
+#: Where a backend logs what it does for a kernel (a kernel's logger may be an adapter).
+Log = logging.Logger | logging.LoggerAdapter[Any]
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,13 @@ class KernelNetwork:
     id: str
     name: str
     subnet: str | None
+
+
+def random_address(subnet: str) -> str:
+    """A random host address of ``subnet`` past its gateway (engines pick from the bottom, so
+    a kernel's address stays free while it restarts)."""
+    network = ipaddress.ip_network(subnet)
+    return str(network.network_address + random.randrange(2, network.num_addresses - 1))  # noqa: S311
 
 
 @dataclass(frozen=True)
@@ -171,9 +182,9 @@ class Backend(Protocol):
 
     async def kind(self) -> BackendKind: ...
 
-    async def version(self) -> Mapping[str, Any]: ...
+    async def version(self) -> dict[str, Any]: ...
 
-    async def info(self, max_age: float = 0) -> Mapping[str, Any]: ...
+    async def info(self, max_age: float = 0) -> dict[str, Any]: ...
 
     async def memory_total(self, max_age: float = 60) -> int:
         """Bytes of memory where kernels run (0 when unknown)."""
@@ -182,18 +193,18 @@ class Backend(Protocol):
 
     # --- images -------------------------------------------------------------------------
 
-    async def image(self, ref: str) -> Mapping[str, Any] | None:
+    async def image(self, ref: str) -> dict[str, Any] | None:
         """The image's OCI config and identity (``Id``, ``RepoDigests``, ``Config.Labels``), or
         None when it is not there."""
 
-    async def images(self) -> list[Mapping[str, Any]]: ...
+    async def images(self) -> list[dict[str, Any]]: ...
 
-    async def pull(self, ref: str, log: logging.Logger, on_event: OnEvent | None = None) -> None:
+    async def pull(self, ref: str, log: Log, on_event: OnEvent | None = None) -> None:
         """Pull ``ref``; ``ImagePullError`` with what to do when it cannot."""
 
     async def obtain_image(
-        self, ref: str, policy: str, log: logging.Logger, on_event: OnEvent | None = None
-    ) -> Mapping[str, Any]:
+        self, ref: str, policy: str, log: Log, on_event: OnEvent | None = None
+    ) -> dict[str, Any]:
         """The image, pulled when ``policy`` ("missing", "always", "never") says so."""
 
     async def probe_image(self, ref: str) -> ImageProbe:
@@ -230,9 +241,9 @@ class Backend(Protocol):
 
     async def logs(self, container_id: str, tail: int = 20) -> str: ...
 
-    async def stats(self, container_id: str) -> Mapping[str, Any] | None: ...
+    async def stats(self, container_id: str) -> dict[str, Any] | None: ...
 
-    async def containers(self, label_filter: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    async def containers(self, label_filter: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Containers whose labels match (the engine's list entries)."""
 
     def exits(self) -> ExitEvents:
@@ -283,8 +294,8 @@ class Backend(Protocol):
         image: str,
         probe: ImageProbe,
         packages: Sequence[str],
-        wheelhouse: str,
-        log: logging.Logger,
+        wheelhouse: str | None,
+        log: Log,
     ) -> tuple[str, str]:
         """The sealed runtime volume for this image (built on first use): (volume, digest)."""
 

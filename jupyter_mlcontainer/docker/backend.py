@@ -20,6 +20,7 @@ from ..core.backend import (
     ContainerState,
     ExitEvents,
     KernelNetwork,
+    Log,
     OnEvent,
     ProjectVolume,
 )
@@ -110,10 +111,10 @@ class DockerBackend:
     async def kind(self) -> BackendKind:
         return await self.engine.kind()
 
-    async def version(self) -> Mapping[str, Any]:
+    async def version(self) -> dict[str, Any]:
         return await self.engine.version()
 
-    async def info(self, max_age: float = 0) -> Mapping[str, Any]:
+    async def info(self, max_age: float = 0) -> dict[str, Any]:
         return await self.engine.info(max_age=max_age)
 
     async def memory_total(self, max_age: float = 60) -> int:
@@ -124,18 +125,18 @@ class DockerBackend:
 
     # --- images -------------------------------------------------------------------------
 
-    async def image(self, ref: str) -> Mapping[str, Any] | None:
+    async def image(self, ref: str) -> dict[str, Any] | None:
         return await self.engine.image_inspect(ref)
 
-    async def images(self) -> list[Mapping[str, Any]]:
+    async def images(self) -> list[dict[str, Any]]:
         return list(await self.engine.list_images())
 
-    async def pull(self, ref: str, log: logging.Logger, on_event: OnEvent | None = None) -> None:
+    async def pull(self, ref: str, log: Log, on_event: OnEvent | None = None) -> None:
         await self.engine.pull(ref, log, on_event)
 
     async def obtain_image(
-        self, ref: str, policy: str, log: logging.Logger, on_event: OnEvent | None = None
-    ) -> Mapping[str, Any]:
+        self, ref: str, policy: str, log: Log, on_event: OnEvent | None = None
+    ) -> dict[str, Any]:
         return await images.obtain_image(self.engine, ref, policy, log, on_event=on_event)
 
     async def probe_image(self, ref: str) -> ImageProbe:
@@ -183,10 +184,10 @@ class DockerBackend:
     async def logs(self, container_id: str, tail: int = 20) -> str:
         return await self.engine.logs(container_id, tail=tail)
 
-    async def stats(self, container_id: str) -> Mapping[str, Any] | None:
+    async def stats(self, container_id: str) -> dict[str, Any] | None:
         return await self.engine.stats(container_id)
 
-    async def containers(self, label_filter: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    async def containers(self, label_filter: Mapping[str, Any]) -> list[dict[str, Any]]:
         return list(await self.engine.list_containers(dict(label_filter)))
 
     def exits(self) -> ExitEvents:
@@ -235,8 +236,8 @@ class DockerBackend:
         image: str,
         probe: ImageProbe,
         packages: Sequence[str],
-        wheelhouse: str,
-        log: logging.Logger,
+        wheelhouse: str | None,
+        log: Log,
     ) -> tuple[str, str]:
         return await runtime.ensure_runtime(
             self.engine, image, probe, packages=packages, wheelhouse=wheelhouse, log=log

@@ -15,12 +15,11 @@ from jupyter_client.kernelspec import KernelSpecManager
 from traitlets import TraitError
 
 from ..core import kernelspec as ks
+from ..core.backend import Backend
 from ..core.gpus import GPURequest, GPUSupport, parse_gpus
 from ..core.logos import write_logos
 from ..core.probe import ImageProbe
 from ..core.reference import check_reference
-from ..docker.engine import Engine
-from ..docker.images import obtain_image, probe_image
 from .settings import ContainerKernelSettings as KernelTraits
 
 #: Quiet: the callers say themselves where the kernelspec went.
@@ -87,16 +86,16 @@ def validate(request: AddRequest) -> str:
 
 
 async def add_container_kernelspec(
-    engine: Engine,
+    backend: Backend,
     request: AddRequest,
     log: logging.Logger | logging.LoggerAdapter[logging.Logger],
     on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> AddResult:
     """Pull if needed, pin, probe, write kernel.json and logos, install the kernelspec."""
     name = validate(request)
-    inspect = await obtain_image(engine, request.image, "missing", log, on_event=on_event)
+    inspect = await backend.obtain_image(request.image, "missing", log, on_event=on_event)
     pinned, shareable = ks.pinned_reference(request.image, inspect)
-    probe = await probe_image(engine, pinned)
+    probe = await backend.probe_image(pinned)
     image_labels = (inspect.get("Config") or {}).get("Labels") or {}
     settings = ks.KernelspecConfig(
         gpus=request.gpus or image_labels.get(ks.LABEL_GPUS) or "auto",
@@ -107,7 +106,7 @@ async def add_container_kernelspec(
     gpus = parse_gpus(settings.gpus)
     warnings = []
     if gpus.explicit:
-        warning = gpus_warning(gpus, await engine.gpu_support(), lambda value: f"--gpus {value}")
+        warning = gpus_warning(gpus, await backend.gpu_support(), lambda value: f"--gpus {value}")
         if warning:
             warnings.append(warning)
     display_name = request.display_name or ks.unique_display_name(

@@ -9,10 +9,9 @@ from typing import Any
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Unicode
 
+from ..core import backend as backends
 from ..core import kernelspec as ks
 from ..core.exceptions import MLContainerError
-from ..docker.engine import Engine
-from ..docker.reaper import reap_instance, reap_orphans
 from ..kernel.pool import MLContainerPool
 from ..kernel.provisioner import MLContainerProvisioner
 from .handlers import default_handlers
@@ -55,7 +54,7 @@ class MLContainerExtension(ExtensionApp):
     classes = [MLContainerPool]
 
     def initialize_settings(self) -> None:
-        engine = Engine.for_url(self.docker_host or None)
+        backend = backends.connect(self.docker_host or None)
         self.pool = MLContainerPool(
             parent=self,
             kernel_manager=self.serverapp.kernel_manager if self.serverapp else None,
@@ -65,9 +64,9 @@ class MLContainerExtension(ExtensionApp):
         event_logger = getattr(self.serverapp, "event_logger", None)
         if event_logger is not None:
             event_logger.register_event_schema(SCHEMA_PATH)
-        self.pulls = PullTracker(engine, event_logger, self.log)
+        self.pulls = PullTracker(backend, event_logger, self.log)
         self.settings.update(
-            {"mlcontainer": {"engine": engine, "pulls": self.pulls, "pool": self.pool}}
+            {"mlcontainer": {"backend": backend, "pulls": self.pulls, "pool": self.pool}}
         )
         if self.record_environment and self.serverapp is not None:
             self.serverapp.contents_manager.register_pre_save_hook(self._record_environment)
@@ -77,14 +76,14 @@ class MLContainerExtension(ExtensionApp):
         self.handlers.extend(default_handlers)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
-        engine: Engine = self.settings["mlcontainer"]["engine"]
+        backend: backends.Backend = self.settings["mlcontainer"]["backend"]
         if self.reap_orphans:
-            for each in self._engines(engine):
+            for each in self._backends(backend):
                 self._background.append(
-                    asyncio.ensure_future(self._quietly(reap_orphans(each, self.log)))
+                    asyncio.ensure_future(self._quietly(each.reap_orphans(self.log)))
                 )
         if self.prepull:
-            self._background.append(asyncio.ensure_future(self._quietly(self._prepull(engine))))
+            self._background.append(asyncio.ensure_future(self._quietly(self._prepull(backend))))
         if self.pool.size > 0 and self.pool.prefill:
             container_specs = [spec.name for spec in ks.installed_specs() if spec.is_container]
             wanted = self.pool.prefill
@@ -98,11 +97,11 @@ class MLContainerExtension(ExtensionApp):
         except MLContainerError as e:
             self.log.warning("jupyter-mlcontainer: %s", e)
 
-    async def _prepull(self, engine: Engine) -> None:
+    async def _prepull(self, backend: backends.Backend) -> None:
         for spec in ks.installed_specs():
             if not spec.is_container or not spec.image or spec.image.startswith("sha256:"):
                 continue  # an image id cannot be pulled
-            if await engine.image_inspect(spec.image) is None:
+            if await backend.image(spec.image) is None:
                 self.log.info("Pre-pulling %s for kernelspec %s", spec.image, spec.name)
                 self.pulls.start(spec.image)
 
@@ -117,18 +116,18 @@ class MLContainerExtension(ExtensionApp):
         await self.pool.stop()
         await self._shut_down_container_kernels()
         if self.reap_orphans:
-            for engine in self._engines(self.settings["mlcontainer"]["engine"]):
-                await self._quietly(reap_instance(engine, self.log))
+            for backend in self._backends(self.settings["mlcontainer"]["backend"]):
+                await self._quietly(backend.reap_instance(self.log))
 
     @staticmethod
-    def _engines(own: Engine) -> list[Engine]:
-        """The server's engine, those that installed kernelspecs name (remote ones too), and
-        any other this process has used."""
+    def _backends(own: backends.Backend) -> list[backends.Backend]:
+        """The server's backend, those that installed kernelspecs name (remote engines too),
+        and any other this process has used."""
         found = [own]
         for spec in ks.installed_specs():
             if spec.is_container and spec.docker_host:
-                found.append(Engine.for_url(spec.docker_host))
-        found.extend(Engine.known())
+                found.append(backends.connect(spec.docker_host))
+        found.extend(backends.known())
         return list(dict.fromkeys(found))
 
     async def _shut_down_container_kernels(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
@@ -18,11 +19,9 @@ from tornado import web
 
 from ..core import kernelspec as ks
 from ..core import labels
-from ..core.backend import families
+from ..core.backend import Backend, families
 from ..core.exceptions import MLContainerError
 from ..core.gpus import parse_gpus
-from ..docker import volumes
-from ..docker.engine import Engine
 from ..kernel.answers import as_http_error
 from ..kernel.install import AddRequest, add_container_kernelspec, gpus_warning
 from ..kernel.provisioner import MLContainerProvisioner
@@ -47,8 +46,8 @@ class _Handler(APIHandler):
         super()._handle_request_exception(e)
 
     @property
-    def engine(self) -> Engine:
-        return self.settings["mlcontainer"]["engine"]  # type: ignore[no-any-return]
+    def backend(self) -> Backend:
+        return self.settings["mlcontainer"]["backend"]  # type: ignore[no-any-return]
 
     @property
     def pulls(self) -> PullTracker:
@@ -69,20 +68,20 @@ class EngineHandler(_Handler):
     @authorized
     async def get(self) -> None:
         """Engine reachable or not (with the reason), version, GPU support."""
-        engine = self.engine
+        backend = self.backend
         try:
-            version = await engine.version()
-            kind = await engine.kind()
-            gpus = await engine.gpu_support(max_age=10)
+            version = await backend.version()
+            kind = await backend.kind()
+            gpus = await backend.gpu_support(max_age=10)
         except MLContainerError as e:
-            self.finish({"reachable": False, "address": engine.address, "error": str(e)})
+            self.finish({"reachable": False, "address": backend.address, "error": str(e)})
             return
         self.finish(
             {
                 "reachable": True,
-                "address": engine.address,
+                "address": backend.address,
                 "engine": kind.describe(),  # "Podman 4.3.1, rootless"
-                "remote": engine.remote,
+                "remote": backend.remote,
                 "version": version.get("Version"),
                 "api_version": version.get("ApiVersion"),
                 "os": version.get("Os"),
@@ -102,7 +101,7 @@ class ImagesHandler(_Handler):
     @authorized
     async def get(self) -> None:
         """Local images, and the images container kernelspecs refer to (present or not)."""
-        images = await self.engine.list_images()
+        images = await self.backend.images()
         local = [
             {
                 "id": image["Id"],
@@ -117,7 +116,7 @@ class ImagesHandler(_Handler):
         for spec in ks.installed_specs():
             if not spec.is_container:
                 continue
-            data = await self.engine.image_inspect(spec.image) if spec.image else None
+            data = await self.backend.image(spec.image) if spec.image else None
             referenced.append(
                 {
                     "kernelspec": spec.name,
@@ -226,13 +225,13 @@ class KernelsHandler(_Handler):
         Resource use and logs cost calls per container; they are in ``kernels/{id}``.
         """
         kernels = _container_kernels(self)
-        by_engine: dict[Engine, list[str]] = {}
+        by_backend: dict[Backend, list[str]] = {}
         for provisioner in kernels.values():
             if provisioner.container_id:
-                by_engine.setdefault(provisioner.engine, []).append(provisioner.container_id)
-        containers: dict[str, dict[str, Any]] = {}
-        for engine, ids in by_engine.items():
-            listed = await engine.list_containers(labels.managed_filter() | {"id": ids})
+                by_backend.setdefault(provisioner.backend, []).append(provisioner.container_id)
+        containers: dict[str, Mapping[str, Any]] = {}
+        for backend, ids in by_backend.items():
+            listed = await backend.containers(labels.managed_filter() | {"id": ids})
             containers.update((c["Id"], c) for c in listed)
         out = []
         for kernel_id, provisioner in kernels.items():
@@ -268,18 +267,17 @@ class KernelHandler(_Handler):
         self._prune_cpu_samples()
         out = _summary(kernel_id, provisioner)
         container_id = provisioner.container_id
-        state = await provisioner.engine.inspect(container_id) if container_id else None
-        out["state"] = (state or {}).get("State", {}).get("Status") if state else "gone"
+        backend = provisioner.backend
+        state = await backend.inspect(container_id) if container_id else None
+        out["state"] = state.status if state else "gone"
         if out["state"] == "removing":
             # The engine answers 409 to logs and stats now: nothing to read, not an error.
             out["state_message"] = "the container is stopping"
         if state is not None:
-            out["device_requests"] = (state.get("HostConfig") or {}).get("DeviceRequests") or []
-            stats = await provisioner.engine.stats(state["Id"])
-            out["resources"] = self._resources(state["Id"], stats or {})
-            out["log_tail"] = (
-                await provisioner.engine.logs(state["Id"], tail=tail) if tail > 0 else ""
-            )
+            out["device_requests"] = list(state.device_requests)
+            stats = await backend.stats(state.id)
+            out["resources"] = self._resources(state.id, stats or {})
+            out["log_tail"] = await backend.logs(state.id, tail=tail) if tail > 0 else ""
         self.finish(out)
 
     def _prune_cpu_samples(self) -> None:
@@ -288,7 +286,7 @@ class KernelHandler(_Handler):
         for container_id in set(self._previous_cpu) - live:
             del self._previous_cpu[container_id]
 
-    def _resources(self, container_id: str, stats: dict[str, Any]) -> dict[str, Any]:
+    def _resources(self, container_id: str, stats: Mapping[str, Any]) -> dict[str, Any]:
         memory = stats.get("memory_stats") or {}
         usage = memory.get("usage")
         cache = (memory.get("stats") or {}).get("cache", 0) or (memory.get("stats") or {}).get(
@@ -357,7 +355,7 @@ class KernelspecsHandler(_Handler):
             replace=bool(body.get("replace", False)),
         )
         try:  # the request is validated first, before any pull
-            result = await add_container_kernelspec(self.engine, request, self.log)
+            result = await add_container_kernelspec(self.backend, request, self.log)
         except FileExistsError:
             self._name_taken(request)
             return
@@ -402,7 +400,7 @@ class KernelspecsHandler(_Handler):
         gpus = parse_gpus(ks.provisioner_config(spec).get("gpus"))
         if not gpus.explicit:
             return []
-        support = await self.engine.gpu_support()
+        support = await self.backend.gpu_support()
         warning = gpus_warning(gpus, support, lambda value: f"`gpus` set to `{value}`")
         return [warning[0].upper() + warning[1:]] if warning else []
 
@@ -421,7 +419,7 @@ class VolumesHandler(_Handler):
         specs = [spec for spec in ks.installed_specs() if spec.is_container]
         wanted = families(spec.source for spec in specs)
         try:
-            found = await volumes.project_volumes(self.engine, sizes=True)
+            found = await self.backend.project_volumes(sizes=True)
         except MLContainerError as e:
             raise web.HTTPError(503, str(e)) from None
         own = kernel_uids(self.config, self.settings.get("server_root_dir"))

@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.backend import Backend
 from ..core.exceptions import MLContainerError
 from ..core.progress import PullProgress
-from ..docker.engine import Engine
 
 SCHEMA_ID = "https://events.jupyter-mlcontainer.org/image_pull/v1"
 SCHEMA_PATH = Path(__file__).parent / "event_schemas" / "image_pull" / "v1.yaml"
@@ -28,8 +28,8 @@ class PullState:
 class PullTracker:
     """At most one pull per image at a time; every state change is emitted as an event."""
 
-    def __init__(self, engine: Engine, event_logger: Any, log: logging.Logger):
-        self.engine = engine
+    def __init__(self, backend: Backend, event_logger: Any, log: logging.Logger):
+        self.backend = backend
         self.event_logger = event_logger
         self.log = log
         self.pulls: dict[str, PullState] = {}
@@ -56,7 +56,7 @@ class PullTracker:
                 loop.call_soon_threadsafe(self._update, state, line, progress.fraction)
 
         try:
-            await self.engine.pull(state.image, self.log, on_event)
+            await self.backend.pull(state.image, self.log, on_event)
         except MLContainerError as e:
             state.status, state.message = "error", str(e)
         else:
