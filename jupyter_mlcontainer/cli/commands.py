@@ -37,12 +37,7 @@ def _option_trait(field: AddField) -> TraitType[Any, Any]:
     if field.setting:
         trait.default_value = None
         trait.allow_none = True
-        default = field.trait.default_value_repr()
-        if field.image_label:
-            fallback = f"the image's {field.image_label} label, else {default}"
-        else:
-            fallback = f"the kernelspec leaves it out, and its default applies ({default})"
-        trait.help += f"\n\nNot given: {fallback}."
+        trait.help += f"\n\nNot given: {field.fallback}."
     return trait
 
 

@@ -143,6 +143,17 @@ class AddField:
         return "\n\n".join(" ".join(p.split()).replace("``", "`") for p in paragraphs)
 
     @property
+    def fallback(self) -> str | None:
+        """What a kernel setting is when ``add`` is not given it (None for the request's own
+        options, whose help says)."""
+        if not self.setting or self.argument:
+            return None
+        default = self.trait.default_value_repr()
+        if self.image_label:
+            return f"the image's {self.image_label} label, else {default}"
+        return f"the kernelspec leaves it out, and its default applies ({default})"
+
+    @property
     def image_label(self) -> str | None:
         """The image label ``add`` takes this setting from when none is given."""
         return self.trait.metadata.get("image_label")
