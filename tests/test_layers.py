@@ -78,15 +78,9 @@ def test_users_of_the_seam_import_no_backend_internals(layer):
             f"{path.name} imports {m}" for m, _ in imports_of(path) if layer_of(m) in BACKENDS
         ]
         wrong += [
-            f"{path.name} imports {lib}"
-            for lib in sorted(libraries_of(path) & BACKEND_LIBRARIES)
-            if f"{layer}/{path.name}" not in PENDING_SETTINGS
+            f"{path.name} imports {lib}" for lib in sorted(libraries_of(path) & BACKEND_LIBRARIES)
         ]
     assert wrong == []
-
-
-#: Until the settings move to core (issue 18, item 4): their byte-size parsing is docker's.
-PENDING_SETTINGS = {"kernel/settings.py", "kernel/policy.py"}
 
 
 @pytest.mark.parametrize("layer", sorted({*ALLOWED, *BACKENDS}))

@@ -4,22 +4,51 @@ the backend seam (:class:`~jupyter_mlcontainer.core.backend.Backend`)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Unicode
+from traitlets import Bool, HasTraits, MetaHasTraits, TraitType
 
 from ..core import kernelspec as ks
 from ..core.exceptions import MLContainerError
 from ..core.kernelspec import InstalledSpec, installed_provisioners, installed_specs
-from ..kernel.install import AddRequest, add_container_kernelspec
+from ..kernel.install import AddField, AddRequest, add_container_kernelspec, add_fields
 from .base import Command, ProgressBar
 
 
-class AddApp(Command):
+def _option_name(field: AddField) -> str:
+    """The command's trait for a field: the field's name, unless the application has that
+    attribute already (``name`` is the command's name: ``kernel_name``)."""
+    return f"kernel_{field.name}" if hasattr(Command, field.name) else field.name
+
+
+def _option_trait(field: AddField) -> TraitType[Any, Any]:
+    """The command's trait for a field: of the field's own trait type, with its help. A kernel
+    setting not given is None, so that the kernelspec leaves it out (or takes it from the
+    image's label) and the setting's default applies."""
+    trait = copy.copy(field.trait)
+    trait.metadata = {**field.trait.metadata, "config": True}
+    trait.help = field.help
+    if field.setting:
+        trait.default_value = None
+        trait.allow_none = True
+        trait.help += f"\n\nNot given: {field.fallback}."
+    return trait
+
+
+#: A trait for each option of ``add`` (all but its IMAGE argument), from the declarations.
+_AddOptions: Any = MetaHasTraits(
+    "_AddOptions",
+    (HasTraits,),
+    {_option_name(f): _option_trait(f) for f in add_fields() if not f.argument},
+)
+
+
+class AddApp(Command, _AddOptions):
     name = "jupyter-mlcontainer-add"
     description = """Pin IMAGE by digest, probe it, and install a container kernelspec for it.
 
@@ -31,48 +60,22 @@ class AddApp(Command):
     jupyter mlcontainer add registry.example.com/team/train:v3 --name team-train --mem-limit 32g
     """
 
-    kernel_name = Unicode(
-        None, allow_none=True, help="Kernelspec name (default: from the image name)."
-    ).tag(config=True)
-    display_name = Unicode(
-        None, allow_none=True, help="Name in the kernel dropdown (default: from the probe)."
-    ).tag(config=True)
-    gpus = Unicode(
-        None,
-        allow_none=True,
-        help="GPUs: auto, all, none, a count, or device ids '0,1' (default: the image's "
-        "org.jupyter-mlcontainer.gpus label, else auto).",
-    ).tag(config=True)
-    shm_size = Unicode(
-        None, allow_none=True, help="/dev/shm size, e.g. 8g (default: the provisioner's 2g)."
-    ).tag(config=True)
-    mem_limit = Unicode(None, allow_none=True, help="Memory limit, e.g. 32g (default: none).").tag(
-        config=True
-    )
-    docker_host = Unicode(
-        None,
-        allow_none=True,
-        help="The engine the kernel runs on: ssh://user@host, tcp://host:2376 (TLS), a docker "
-        "context's name (default: this machine's). The image is pinned and probed there.",
-    ).tag(config=True)
-    user = Bool(True, help="Install for the current user (the default).").tag(config=True)
+    # The options are the fields of kernel/install.py's add_fields(): their traits (in
+    # _AddOptions), their aliases and flags (--mem-limit for mem_limit). Only this is the CLI's:
     sys_prefix = Bool(False, help="Install into sys.prefix (this environment).").tag(config=True)
-    prefix = Unicode(None, allow_none=True, help="Install into this prefix.").tag(config=True)
-    replace = Bool(False, help="Replace a kernelspec of the same name.").tag(config=True)
 
     aliases = {
-        "name": "AddApp.kernel_name",
-        "display-name": "AddApp.display_name",
-        "gpus": "AddApp.gpus",
-        "shm-size": "AddApp.shm_size",
-        "mem-limit": "AddApp.mem_limit",
-        "docker-host": "AddApp.docker_host",
-        "prefix": "AddApp.prefix",
+        f.option[2:]: f"AddApp.{_option_name(f)}"
+        for f in add_fields()
+        if not f.argument and not isinstance(f.trait, Bool)
     }
     flags = {
-        "user": ({"AddApp": {"user": True}}, "Install for the current user (default)."),
+        **{
+            f.option[2:]: ({"AddApp": {_option_name(f): True}}, f.help)
+            for f in add_fields()
+            if isinstance(f.trait, Bool)
+        },
         "sys-prefix": ({"AddApp": {"sys_prefix": True}}, "Install into sys.prefix."),
-        "replace": ({"AddApp": {"replace": True}}, "Replace an existing kernelspec of that name."),
     }
 
     def start(self) -> None:
@@ -81,22 +84,14 @@ class AddApp(Command):
         self.run(self.add(self.extra_args[0]))
 
     async def add(self, image: str) -> None:
-        request = AddRequest(
-            image=image,
-            name=self.kernel_name,
-            display_name=self.display_name,
-            gpus=self.gpus,
-            shm_size=self.shm_size,
-            mem_limit=self.mem_limit,
-            docker_host=self.docker_host,
-            user=self.user,
-            prefix=sys.prefix if self.sys_prefix else self.prefix,
-            replace=self.replace,
-        )
+        given = {f.name: getattr(self, _option_name(f)) for f in add_fields() if not f.argument}
+        if self.sys_prefix:
+            given["prefix"] = sys.prefix
+        request = AddRequest.from_fields({"image": image, **given})
         bar = ProgressBar(image)
         try:
             result = await add_container_kernelspec(
-                self.backend(self.docker_host), request, self.log, on_event=bar
+                self.backend(request.docker_host), request, self.log, on_event=bar
             )
         finally:
             bar.close()

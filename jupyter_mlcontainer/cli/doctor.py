@@ -6,13 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from traitlets import TraitError
+
 from .._version import __version__
 from ..core import kernelspec as ks
 from ..core.backend import Backend, families
 from ..core.diagnostics import human_size
 from ..core.exceptions import MLContainerError
-from ..core.gpus import GPURequest, GPUSupport, parse_gpus
+from ..core.gpus import GPURequest, GPUSupport
 from ..core.kernelspec import InstalledSpec, installed_provisioners, installed_specs
+from ..kernel.settings import requested_gpus
 from .base import Command
 
 
@@ -187,6 +190,6 @@ class DoctorApp(Command):
 def _gpu_request(spec: InstalledSpec) -> GPURequest | None:
     """The kernelspec's GPU request (None when it is not valid; the provisioner says why)."""
     try:
-        return parse_gpus(ks.provisioner_config(spec.spec).get("gpus", "auto"))
-    except ValueError:
+        return requested_gpus(ks.provisioner_config(spec.spec))
+    except TraitError:
         return None

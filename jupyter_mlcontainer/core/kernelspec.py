@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -147,22 +148,16 @@ def describe_pin(source: str, image: str) -> str:
 
 @dataclass(frozen=True)
 class KernelspecConfig:
-    """What ``jupyter mlcontainer add`` puts into the provisioner's config."""
+    """What ``jupyter mlcontainer add`` puts into the provisioner's config besides the image:
+    the kernel settings it was given (or took from the image's labels), by name. Which settings
+    those can be, with their types and defaults, the settings' traits say (the ones tagged
+    ``add`` in kernel/settings.py); they were checked there."""
 
-    gpus: Any = "auto"
-    shm_size: str | None = None
-    mem_limit: str | None = None
-    docker_host: str | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
     def config(self, image: str) -> dict[str, Any]:
-        config: dict[str, Any] = {"image": image, "gpus": self.gpus}
-        if self.shm_size:
-            config["shm_size"] = self.shm_size
-        if self.mem_limit:
-            config["mem_limit"] = self.mem_limit
-        if self.docker_host:
-            config["docker_host"] = self.docker_host
-        return config
+        given = {name: value for name, value in self.settings.items() if value not in (None, "")}
+        return {"image": image, **given}
 
 
 def kernel_json(

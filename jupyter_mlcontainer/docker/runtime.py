@@ -37,10 +37,9 @@ from ..agent.protocol import RUNTIME_DIR
 from ..core import labels as lbl
 from ..core.exceptions import KernelStartError
 from ..core.probe import ImageProbe
+from ..core.runtime import DEFAULT_PACKAGES
 from .engine import Engine
 
-#: The pinned ipykernel of injected runtimes (the same as the shipped images').
-DEFAULT_PACKAGES = ("ipykernel==7.4.0",)
 _SEAL_SUFFIX = "-sealed"
 #: The unprivileged user who fills and compiles runtimes (``nobody``).
 BUILDER_UID = 65534

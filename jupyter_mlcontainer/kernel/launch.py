@@ -109,7 +109,7 @@ async def join_kernel_network(p: MLContainerProvisioner) -> None:
 
 async def resolve_gpus(p: MLContainerProvisioner) -> gpu.GPURequest:
     """The kernelspec's ``gpus`` against what the backend offers (``auto``: GPUs if any)."""
-    request = gpu.parse_gpus(p.gpus)
+    request = p.gpu_request
     if request.mode == "none":
         p.container.granted_gpus = request
         return request

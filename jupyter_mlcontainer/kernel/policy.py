@@ -19,7 +19,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import docker.utils
 from jupyter_core.paths import jupyter_config_path
 from traitlets import Bool, Float, Int, List, Unicode, default
 from traitlets.config import Config, Configurable
@@ -27,6 +26,7 @@ from traitlets.config import Config, Configurable
 from ..core.exceptions import ConfigurationError
 from ..core.plan import ENGINE_SOCKETS, parse_mount
 from ..core.reference import split_registry
+from ..core.sizes import parse_bytes
 
 POLICY_FILE = "mlcontainer_policy.json"
 #: Our own volumes: never mounted through a kernelspec (read-write, they could poison every
@@ -281,9 +281,9 @@ class MLContainerPolicy(Configurable):
 
     def _check_resources(self, settings: Any) -> None:
         if self.max_memory is not None:
-            limit = docker.utils.parse_bytes(self.max_memory)
+            limit = parse_bytes(self.max_memory)
             asked = settings.mem_limit
-            if asked is None or docker.utils.parse_bytes(asked) > limit:
+            if asked is None or parse_bytes(asked) > limit:
                 self._refuse(
                     "max_memory",
                     f"mem_limit {asked}",
@@ -294,9 +294,7 @@ class MLContainerPolicy(Configurable):
                 "max_cpus", f"cpus {settings.cpus}", f"set cpus to {self.max_cpus:g} or less"
             )
         if self.max_gpus is not None:
-            from ..core.gpus import parse_gpus
-
-            request = parse_gpus(settings.gpus)
+            request = settings.gpu_request
             count = {"count": request.count, "ids": len(request.ids), "none": 0}.get(request.mode)
             if count is None or count > self.max_gpus:
                 self._refuse(

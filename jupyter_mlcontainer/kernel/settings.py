@@ -3,6 +3,20 @@
 Set them for all container kernels in Jupyter config (``c.MLContainerProvisioner.gpus =
 "none"``) or per kernel in kernel.json's ``metadata.kernel_provisioner.config``; the kernelspec
 wins. Kept apart from the provisioner, which only orchestrates.
+
+Each setting is declared here once. Those that ``jupyter mlcontainer add`` (and the REST API's
+new kernelspec, and the lab extension's dialog) offer are tagged ``add``; their CLI options,
+REST fields, JSON schema and TypeScript types are derived from the trait (type, default, help):
+see :mod:`jupyter_mlcontainer.kernel.schema` and ``docs/settings.md``. Tags:
+
+- ``add=True``: offered by ``add`` (``--mem-limit`` on the command line, ``mem_limit`` in the
+  REST request); ``add="argument"``: the command's argument, and required in the request;
+- ``rest=False``: the command line only;
+- ``image_label``: an image label that gives ``add`` its value when none is given (then the
+  trait's default); such a setting is always recorded in the kernelspec, the others only when
+  given;
+- ``json_schema``: the JSON schema of the value in a request, for a trait whose type does not
+  say it (``Any``).
 """
 
 from __future__ import annotations
@@ -10,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import docker.utils
 from traitlets import (
     Any as AnyTrait,
 )
@@ -28,8 +41,10 @@ from traitlets import (
 )
 
 from ..core import gpus as gpu
+from ..core.kernelspec import LABEL_GPUS
 from ..core.plan import KERNEL_NETWORK, NETWORK_MODES, KernelLaunch, parse_mount
-from ..docker.runtime import DEFAULT_PACKAGES
+from ..core.runtime import DEFAULT_PACKAGES
+from ..core.sizes import parse_bytes
 
 #: Settings the provisioner turns into something else before the plan is built: ``env`` is
 #: merged with the allowed server variables, ``uid``/``gid`` default from the notebook's owner,
@@ -48,7 +63,7 @@ class ContainerKernelSettings(HasTraits):
         "",
         help="""The kernel's container image, e.g. ``pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime``
         or an image pinned by digest (``repo@sha256:…``). Required.""",
-    ).tag(config=True)
+    ).tag(config=True, add="argument")
 
     pull_policy = CaselessStrEnum(
         ["missing", "always", "never"],
@@ -62,23 +77,29 @@ class ContainerKernelSettings(HasTraits):
         "auto",
         help="""GPUs for the kernel: ``auto`` (every GPU when the engine can provide them,
         otherwise CPU with a warning), ``all``, a count (``2``), a list of device indexes or
-        UUIDs (``["0", "GPU-…"]``) or ``none``. Explicit requests fail clearly on an engine
-        without GPU support.""",
-    ).tag(config=True)
+        UUIDs (``["0", "GPU-…"]``, or as text: ``0,1``) or ``none``. Explicit requests fail
+        clearly on an engine without GPU support.""",
+    ).tag(
+        config=True,
+        add=True,
+        image_label=LABEL_GPUS,
+        # What a request may give: text, or a count as a number (taken as its text).
+        json_schema={"type": ["string", "integer"]},
+    )
 
     shm_size = Unicode(
         "2g",
         allow_none=True,
         help="""Size of ``/dev/shm``. Docker's 64 MB default kills PyTorch DataLoader workers
         ("bus error"); memory in it counts against ``mem_limit``. None keeps Docker's default.""",
-    ).tag(config=True)
+    ).tag(config=True, add=True)
 
     mem_limit = Unicode(
         None,
         allow_none=True,
         help="""Memory limit of the container (``"8g"``, ``"512m"``). A kernel that exceeds it
         is killed by the out-of-memory killer and the reason is reported. None: no limit.""",
-    ).tag(config=True)
+    ).tag(config=True, add=True)
 
     cpus = Float(
         None,
@@ -229,7 +250,8 @@ class ContainerKernelSettings(HasTraits):
         ``DOCKER_HOST``, then ``DOCKER_CONTEXT``, then the current docker context, then the
         default socket. On an engine at another host, kernel ports are published there and
         CurveZMQ-encrypted, and the notebook's folder is mounted through ``path_map``.""",
-    ).tag(config=True)
+        # Not in the REST API: its kernelspecs are pinned and probed on its own server's engine.
+    ).tag(config=True, add=True, rest=False)
 
     remote_encryption = CaselessStrEnum(
         ["curve", "none"],
@@ -313,21 +335,37 @@ class ContainerKernelSettings(HasTraits):
             name: getattr(self, name) for name in self.trait_names(config=True) if name in fields
         }
 
+    #: The ``gpus`` value last parsed, and what it reads as.
+    _gpus_parsed: tuple[Any, gpu.GPURequest] | None = None
+
+    @property
+    def gpu_request(self) -> gpu.GPURequest:
+        """The ``gpus`` setting, parsed: when it was set (the trait's validator), or for the
+        default value on first use. Everything that needs to know what ``gpus`` asks for reads
+        this, never the setting itself."""
+        value = self.gpus
+        parsed = self._gpus_parsed
+        if parsed is None or parsed[0] is not value:
+            parsed = (value, gpu.parse_gpus(value))
+            self._gpus_parsed = parsed
+        return parsed[1]
+
     @validate("gpus")
     def _validate_gpus(self, proposal: dict[str, Any]) -> Any:
+        value = proposal["value"]
         try:
-            gpu.parse_gpus(proposal["value"])
+            self._gpus_parsed = (value, gpu.parse_gpus(value))
         except ValueError as e:
             raise TraitError(str(e)) from e
-        return proposal["value"]
+        return value
 
     @validate("shm_size", "mem_limit")
     def _validate_size(self, proposal: dict[str, Any]) -> Any:
         value = proposal["value"]
         if value is not None:
             try:
-                docker.utils.parse_bytes(value)
-            except Exception as e:
+                parse_bytes(value)
+            except ValueError as e:
                 msg = (
                     f"Invalid {proposal['trait'].name} {value!r}: use a size such as "
                     "'512m', '2g' or a number of bytes."
@@ -351,3 +389,10 @@ class ContainerKernelSettings(HasTraits):
             except ValueError as e:
                 raise TraitError(str(e)) from e
         return proposal["value"]
+
+
+def requested_gpus(config: dict[str, Any]) -> gpu.GPURequest:
+    """The GPUs a kernelspec's provisioner config (kernel.json) asks for, read as its kernel
+    reads them (the trait's default when it names none). Raises TraitError when invalid."""
+    given = {"gpus": config["gpus"]} if "gpus" in config else {}
+    return ContainerKernelSettings(**given).gpu_request

@@ -21,9 +21,8 @@ from ..core import kernelspec as ks
 from ..core import labels
 from ..core.backend import Backend, families
 from ..core.exceptions import MLContainerError
-from ..core.gpus import parse_gpus
 from ..kernel.answers import as_http_error
-from ..kernel.install import AddRequest, add_container_kernelspec, gpus_warning
+from ..kernel.install import AddRequest, add_container_kernelspec, api_words
 from ..kernel.provisioner import MLContainerProvisioner
 from .pulls import PullTracker
 from .user import kernel_uids
@@ -339,23 +338,14 @@ class KernelspecsHandler(_Handler):
             raise web.HTTPError(
                 403, "creating a kernelspec needs the permission to run kernels (execute:kernels)"
             )
-        body = self.json_body()
-        fields = ("image", "name", "display_name", "gpus", "shm_size", "mem_limit", "replace")
-        unknown = sorted(set(body) - set(fields))
-        if unknown:
-            raise web.HTTPError(400, f"unknown fields: {', '.join(unknown)}")
-        request = AddRequest(
-            image=str(body.get("image") or ""),
-            name=body.get("name") or None,
-            display_name=body.get("display_name") or None,
-            gpus=None if body.get("gpus") in (None, "") else str(body["gpus"]),
-            shm_size=body.get("shm_size") or None,
-            mem_limit=body.get("mem_limit") or None,
-            user=True,
-            replace=bool(body.get("replace", False)),
-        )
+        try:  # its fields and types: the traits' (kernel/install.py's add_fields)
+            request = AddRequest.from_json(self.json_body())
+        except ValueError as e:
+            raise web.HTTPError(400, str(e)) from e
         try:  # the request is validated first, before any pull
-            result = await add_container_kernelspec(self.backend, request, self.log)
+            result = await add_container_kernelspec(
+                self.backend, request, self.log, setting_words=api_words
+            )
         except FileExistsError:
             self._name_taken(request)
             return
@@ -369,7 +359,8 @@ class KernelspecsHandler(_Handler):
                 "image": result.pinned,
                 "shareable": result.shareable,
                 "probe": result.probe.to_dict(),
-                "warnings": await self._warnings(result.spec),
+                # What the creator should know, e.g. GPUs asked of an engine that has none.
+                "warnings": [warning[0].upper() + warning[1:] for warning in result.warnings],
             }
         )
 
@@ -393,16 +384,6 @@ class KernelspecsHandler(_Handler):
         self.finish(
             {"message": text, "reason": "name-taken", "name": name, "replaceable": replaceable}
         )
-
-    async def _warnings(self, spec: dict[str, Any]) -> list[str]:
-        """What the creator should know, in the API's terms: GPUs asked of an engine that
-        cannot give any (the kernel would not start there)."""
-        gpus = parse_gpus(ks.provisioner_config(spec).get("gpus"))
-        if not gpus.explicit:
-            return []
-        support = await self.backend.gpu_support()
-        warning = gpus_warning(gpus, support, lambda value: f"`gpus` set to `{value}`")
-        return [warning[0].upper() + warning[1:]] if warning else []
 
 
 _KERNEL_ID = r"(?P<kernel_id>[\w-]+)"

@@ -48,7 +48,7 @@ export class NewKernelForm extends Widget {
       const input = el('input', 'jp-mod-styled');
       input.name = name;
       input.placeholder = placeholder;
-      input.value = values[name] ?? '';
+      input.value = String(values[name] ?? '');
       input.spellcheck = false;
       input.classList.toggle('jp-mod-invalid', error?.field === name);
       row.appendChild(input);

@@ -5,6 +5,8 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+import type { IAddRequest } from './addrequest';
+
 /** A failed call: `status` is the HTTP status, 0 when the server could not be reached. */
 export class ApiError extends Error {
   constructor(
@@ -118,16 +120,8 @@ export interface IKernelContainer {
   last_exit: { exit_code: number; reason: string; message: string } | null;
 }
 
-export interface IAddRequest {
-  image: string;
-  name?: string;
-  display_name?: string;
-  gpus?: string;
-  mem_limit?: string;
-  shm_size?: string;
-  /** Replace a kernelspec of the same name (one this package made). */
-  replace?: boolean;
-}
+/** The new kernelspec's fields: generated from the server's settings (addrequest.ts). */
+export type { IAddRequest };
 
 export interface IAddResult {
   name: string;
