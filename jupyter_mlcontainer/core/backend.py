@@ -175,7 +175,7 @@ class Backend(Protocol):
 
     @property
     def encrypted(self) -> bool:
-        """Whether the API connection itself is encrypted (TLS, ssh, a local socket)."""
+        """Whether the API connection to a remote backend is encrypted (TLS, ssh)."""
 
     def describe_client(self) -> str:
         """Where this process's client found the backend, and from what (for ``doctor``)."""
