@@ -23,6 +23,7 @@ import pytest
 from jupyter_client import AsyncKernelManager
 
 from jupyter_mlcontainer.core import labels
+from jupyter_mlcontainer.docker import containers
 from jupyter_mlcontainer.docker.engine import Engine
 
 from . import leftovers
@@ -293,13 +294,13 @@ def _containers_of_a_failed_test(request: pytest.FixtureRequest, monkeypatch: An
         yield
         return
     captured: dict[str, str] = {}
-    real_remove = Engine._remove
+    real_remove = containers.remove_now
 
     def remove(api: Any, container_id: str) -> None:
         captured[container_id] = describe_container(api, container_id)
         real_remove(api, container_id)
 
-    monkeypatch.setattr(Engine, "_remove", staticmethod(remove))
+    monkeypatch.setattr(containers, "remove_now", remove)
     started = int(time.time()) - 1
     yield
     reports = request.node.stash.get(_REPORTS, {})

@@ -16,6 +16,7 @@ from jupyter_mlcontainer.core.exceptions import (
     ImagePullError,
     KernelStartError,
 )
+from jupyter_mlcontainer.docker import containers
 from jupyter_mlcontainer.docker.engine import Engine
 
 from .conftest import (
@@ -144,7 +145,7 @@ async def test_a_cancelled_create_leaves_no_container(docker_api):
     engine = Engine.for_url(None)
     create = {"image": IMAGE, "command": ["true"], "labels": mark}
     label = f"test.cancelled-create={mark['test.cancelled-create']}"
-    creating = asyncio.ensure_future(engine.create_container(create, {}))
+    creating = asyncio.ensure_future(containers.create(engine, create, {}))
     for _ in range(5):
         await asyncio.sleep(0)  # the request goes to the engine's thread
     deadline = time.monotonic() + 30

@@ -44,7 +44,7 @@ async def test_first_starts_at_once_make_one_kernels_network(
     network does not exist yet): one network, every kernel answers, and so does the next."""
     api = docker.APIClient(base_url=second_engine.url, version="auto")
     _remove_networks(api, KERNEL_NETWORK)
-    Engine.for_url(second_engine.url).forget_network(KERNEL_NETWORK)
+    Engine.for_url(second_engine.url).kernel_networks.forget(KERNEL_NETWORK)
     policy(allowed_engines=[second_engine.url])
     name = kernelspec(docker_host=second_engine.url)
 
@@ -61,7 +61,7 @@ async def test_first_starts_at_once_make_one_kernels_network(
         assert await one(5) == "10"  # a later start finds it
     finally:
         _remove_networks(api, KERNEL_NETWORK)
-        Engine.for_url(second_engine.url).forget_network(KERNEL_NETWORK)
+        Engine.for_url(second_engine.url).kernel_networks.forget(KERNEL_NETWORK)
 
 
 def test_processes_making_the_network_at_once_settle_on_one(second_engine):

@@ -9,7 +9,7 @@ import pytest
 from jupyter_client import AsyncKernelManager
 
 from jupyter_mlcontainer.core.exceptions import GPUUnavailableError
-from jupyter_mlcontainer.docker.engine import Engine
+from jupyter_mlcontainer.docker import containers
 
 from .conftest import containers_of, execute, running_kernel
 
@@ -37,13 +37,13 @@ async def test_explicit_gpus_are_requested_and_refused_clearly(
     kernelspec, notebook_dir, docker_api, monkeypatch, gpus, expected
 ):
     seen = {}
-    real_start = Engine.start
+    real_start = containers.start
 
-    async def start(self, container_id):
-        seen.update(await self.inspect(container_id))  # what the provisioner really created
-        await real_start(self, container_id)
+    async def start(engine, container_id):
+        seen.update(await containers.inspect(engine, container_id))  # what was really created
+        await real_start(engine, container_id)
 
-    monkeypatch.setattr(Engine, "start", start)
+    monkeypatch.setattr(containers, "start", start)
     km = AsyncKernelManager(kernel_name=kernelspec(gpus=gpus))
     with pytest.raises(GPUUnavailableError) as info:
         await km.start_kernel(cwd=str(notebook_dir))

@@ -17,7 +17,7 @@ import nbformat
 import pytest
 
 from jupyter_mlcontainer.core import labels
-from jupyter_mlcontainer.docker.engine import Engine
+from jupyter_mlcontainer.docker import images
 
 from .conftest import (
     IMAGE,
@@ -257,13 +257,13 @@ def test_a_slow_pull_does_not_count_against_the_startup_timeout(
 
     remote = f"{local_registry}/team/python:slow-pull"
     only_in_registry(docker_api, IMAGE, remote)
-    real_pull = Engine.pull
+    real_pull = images.pull
 
-    async def slow_pull(self, ref, *args, **kwargs):
+    async def slow_pull(engine, ref, *args, **kwargs):
         await asyncio.sleep(8)  # a big image on a slow link
-        return await real_pull(self, ref, *args, **kwargs)
+        return await real_pull(engine, ref, *args, **kwargs)
 
-    monkeypatch.setattr(Engine, "pull", slow_pull)
+    monkeypatch.setattr(images, "pull", slow_pull)
     name = kernelspec("slow", image=remote, pull_policy="missing")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('pulled and ran')")])
     client = NotebookClient(

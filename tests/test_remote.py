@@ -19,7 +19,7 @@ from jupyter_mlcontainer.core.exceptions import (
     ConfigurationError,
     GPUUnavailableError,
 )
-from jupyter_mlcontainer.docker import leases
+from jupyter_mlcontainer.docker import containers, leases
 from jupyter_mlcontainer.docker.engine import Engine
 
 from .conftest import (
@@ -156,7 +156,7 @@ async def test_full_lifecycle_on_a_remote_engine_over_tls(
         assert out.strip() == "False"
         assert km.get_connection_info()["ip"] == RemoteEngine.IP
         await execute(kc, "import sys; print('to the log', file=sys.__stderr__, flush=True)")
-        logs = await Engine.for_url(TLS_CONTEXT).logs(km.provisioner.container_id)
+        logs = await containers.logs(Engine.for_url(TLS_CONTEXT), km.provisioner.container_id)
         assert "to the log" in logs  # the container's output, read over the remote API
         kernel_id = km.kernel_id
     await nothing_left(remote, TLS_CONTEXT, kernel_id)

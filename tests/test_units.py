@@ -23,7 +23,7 @@ from jupyter_mlcontainer.core.gpus import (
 )
 from jupyter_mlcontainer.core.progress import PullProgress
 from jupyter_mlcontainer.core.reference import check_reference
-from jupyter_mlcontainer.docker.engine import _gone
+from jupyter_mlcontainer.docker.containers import _gone
 from jupyter_mlcontainer.kernel.provisioner import MLContainerProvisioner
 
 
@@ -378,7 +378,8 @@ def test_repeated_error_fragments_are_said_once(text, expected):
 
 
 def test_a_failed_pull_says_the_registrys_words_once_in_plain_text():
-    from jupyter_mlcontainer.docker.engine import _explain_api_error, _pull_failed
+    from jupyter_mlcontainer.docker.engine import _explain_api_error
+    from jupyter_mlcontainer.docker.images import _pull_failed
 
     words = "manifest for localhost:5000/no/such:1 not found: manifest unknown: manifest unknown"
     message = _pull_failed("localhost:5000/no/such:1", words)

@@ -96,6 +96,8 @@ class ContainerState:
     #: GPUs the container was given, as the backend records them (for the REST API).
     device_requests: Sequence[Mapping[str, Any]] = ()
     memory_limit: int = 0
+    #: The backend's own sentence about it, for people ("Up 5 minutes").
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -243,8 +245,9 @@ class Backend(Protocol):
 
     async def stats(self, container_id: str) -> dict[str, Any] | None: ...
 
-    async def containers(self, label_filter: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Containers whose labels match (the engine's list entries)."""
+    async def containers(self, label_filter: Mapping[str, Any]) -> list[ContainerState]:
+        """Containers whose labels match, in one call however many: what a list gives
+        (id, name, image, status, description, labels; no exit details)."""
 
     def exits(self) -> ExitEvents:
         """The exit event stream (subscribed on first use)."""

@@ -49,6 +49,10 @@ class AddressTaken(Conflict):
     """The container address the kernel's plan chose is in use on its network."""
 
 
+class CommandNotFound(EngineError):
+    """The container's command cannot run: its program is not in the image."""
+
+
 class Unsupported(EngineError):
     """The backend has no such verb (a Swarm task takes no signal): use another way."""
 

@@ -1,9 +1,10 @@
 """The Docker engine as a :class:`~jupyter_mlcontainer.core.backend.Backend`.
 
 One engine: local, remote (``DOCKER_HOST``, a docker context, ssh, TLS) or Podman's Docker
-API. Each verb is a call of :class:`~.engine.Engine` (the one door to the engine: blocking SDK
-calls off the event loop, SDK errors turned into ours) or of the module that owns that part of
-the engine (volumes, networks, images, the injected runtime, the reaper).
+API. Each verb is a call of the module that owns that part of the engine (containers, images,
+volumes, networks, the injected runtime, the reaper), each of which goes through
+:class:`~.engine.Engine` (the one door to the engine: blocking SDK calls off the event loop,
+SDK errors turned into the typed ones of ``core/exceptions.py``), or of the engine itself.
 """
 
 from __future__ import annotations
@@ -24,17 +25,12 @@ from ..core.backend import (
     OnEvent,
     ProjectVolume,
 )
-from ..core.exceptions import AddressTaken, EngineError, PortTaken
 from ..core.gpus import GPUSupport
 from ..core.plan import ContainerPlan
 from ..core.probe import ImageProbe
-from . import endpoint, images, networks, reaper, runtime, sibling, volumes
+from . import containers, endpoint, images, networks, reaper, runtime, sibling, volumes
 from .engine import Engine
 from .events import engine_stopped_at
-
-#: The engine's words for a host port or a container address in use (``start``).
-_PORT_TAKEN = "port is already allocated"
-_ADDRESS_TAKEN = "Address already in use"
 
 
 def state_of(inspect: Mapping[str, Any]) -> ContainerState:
@@ -57,6 +53,22 @@ def state_of(inspect: Mapping[str, Any]) -> ContainerState:
         labels=dict(config.get("Labels") or {}),
         device_requests=list(host.get("DeviceRequests") or []),
         memory_limit=int(host.get("Memory") or 0),
+    )
+
+
+def state_of_listed(entry: Mapping[str, Any]) -> ContainerState:
+    """An entry of the engine's container list as a :class:`ContainerState` (a list gives
+    no exit code: see :func:`state_of` for a container's whole record)."""
+    names = entry.get("Names") or [""]
+    return ContainerState(
+        id=str(entry.get("Id") or ""),
+        name=str(names[0]).lstrip("/"),
+        image=str(entry.get("Image") or ""),
+        image_id=str(entry.get("ImageID") or ""),
+        running=entry.get("State") == "running",
+        status=str(entry.get("State") or ""),
+        labels=dict(entry.get("Labels") or {}),
+        description=str(entry.get("Status") or ""),
     )
 
 
@@ -126,13 +138,13 @@ class DockerBackend:
     # --- images -------------------------------------------------------------------------
 
     async def image(self, ref: str) -> dict[str, Any] | None:
-        return await self.engine.image_inspect(ref)
+        return await images.inspect(self.engine, ref)
 
     async def images(self) -> list[dict[str, Any]]:
-        return list(await self.engine.list_images())
+        return list(await images.list_all(self.engine))
 
     async def pull(self, ref: str, log: Log, on_event: OnEvent | None = None) -> None:
-        await self.engine.pull(ref, log, on_event)
+        await images.pull(self.engine, ref, log, on_event)
 
     async def obtain_image(
         self, ref: str, policy: str, log: Log, on_event: OnEvent | None = None
@@ -145,35 +157,27 @@ class DockerBackend:
     # --- place and create, files in, start ----------------------------------------------
 
     async def create(self, plan: ContainerPlan) -> str:
-        return await self.engine.create_container(
-            plan.create_args, plan.host_config, plan.raw_host_config
+        return await containers.create(
+            self.engine, plan.create_args, plan.host_config, plan.raw_host_config
         )
 
     async def put_files(self, container_id: str, path: str, tar: bytes) -> None:
-        await self.engine.put_archive(container_id, path, tar)
+        await containers.put_archive(self.engine, container_id, path, tar)
 
     async def start(self, container_id: str) -> None:
-        try:
-            await self.engine.start(container_id)
-        except EngineError as e:
-            # Only here is the engine's wording known: the seam's callers get a type.
-            if type(e) is EngineError and _PORT_TAKEN in str(e):
-                raise PortTaken(str(e)) from None
-            if type(e) is EngineError and _ADDRESS_TAKEN in str(e):
-                raise AddressTaken(str(e)) from None
-            raise
+        await containers.start(self.engine, container_id)
 
     # --- a running container ------------------------------------------------------------
 
     async def inspect(self, container_id: str) -> ContainerState | None:
-        found = await self.engine.inspect(container_id)
+        found = await containers.inspect(self.engine, container_id)
         return None if found is None else state_of(found)
 
     async def signal(self, container_id: str, signal: str) -> bool:
-        return await self.engine.kill(container_id, signal=signal)
+        return await containers.kill(self.engine, container_id, signal=signal)
 
     async def remove(self, container_id: str) -> None:
-        await self.engine.remove(container_id)
+        await containers.remove(self.engine, container_id)
 
     def remove_soon(self, container_id: str) -> None:
         self.engine.remove_soon(container_id)
@@ -182,13 +186,14 @@ class DockerBackend:
         await self.engine.drain()
 
     async def logs(self, container_id: str, tail: int = 20) -> str:
-        return await self.engine.logs(container_id, tail=tail)
+        return await containers.logs(self.engine, container_id, tail=tail)
 
     async def stats(self, container_id: str) -> dict[str, Any] | None:
-        return await self.engine.stats(container_id)
+        return await containers.stats(self.engine, container_id)
 
-    async def containers(self, label_filter: Mapping[str, Any]) -> list[dict[str, Any]]:
-        return list(await self.engine.list_containers(dict(label_filter)))
+    async def containers(self, label_filter: Mapping[str, Any]) -> list[ContainerState]:
+        listed = await containers.list_matching(self.engine, dict(label_filter))
+        return [state_of_listed(entry) for entry in listed]
 
     def exits(self) -> ExitEvents:
         return self.engine.exit_watcher()
@@ -199,10 +204,10 @@ class DockerBackend:
     # --- address and ports --------------------------------------------------------------
 
     async def kernel_network(self, name: str) -> KernelNetwork:
-        return await self.engine.ensure_network(name)
+        return await self.engine.kernel_networks.ensure(name)
 
     async def routable(self, network: str) -> bool:
-        return await self.engine.routable(network)
+        return await self.engine.kernel_networks.routable(network)
 
     def kernel_host(self) -> str:
         return endpoint.kernel_host(self.engine.endpoint) if self.engine.remote else ""
@@ -213,7 +218,7 @@ class DockerBackend:
     # --- volumes and the injected runtime -----------------------------------------------
 
     async def ensure_volume(self, name: str, labels: Mapping[str, str]) -> bool:
-        return await self.engine.ensure_volume(name, dict(labels))
+        return await volumes.ensure(self.engine, name, dict(labels))
 
     async def project_volumes(self, sizes: bool = False) -> list[ProjectVolume]:
         return await volumes.project_volumes(self.engine, sizes=sizes)

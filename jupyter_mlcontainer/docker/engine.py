@@ -1,21 +1,22 @@
 """The one door to the Docker engine.
 
-Every Docker call of the package goes through :class:`Engine`: it runs the blocking SDK call
-on a background executor (never on the event loop) and turns SDK errors into the package's
-own exceptions, whose messages say what to do. Nothing here assumes that the engine runs on
-this machine: it may be a remote ``DOCKER_HOST`` or a docker context.
+Every Docker call of the package goes through :meth:`Engine.call`: it runs the blocking SDK
+call on a background executor (never on the event loop) and turns SDK errors into the
+package's own typed exceptions (``NotFound``, ``Conflict``, ``PortTaken``...), whose messages
+say what to do. Nothing here assumes that the engine runs on this machine: it may be a remote
+``DOCKER_HOST`` or a docker context.
+
+:class:`Engine` is the transport (client, executors, errors, the engine's own info, the exit
+watcher, background removals); the verbs live by area beside it: ``containers.py``,
+``images.py``, ``volumes.py``, ``networks.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
-import io
 import logging
 import os
-import socket
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -29,22 +30,22 @@ import docker.errors
 import requests.exceptions
 
 from ..core import labels
-from ..core.backend import BackendKind, KernelNetwork
+from ..core.backend import BackendKind
 from ..core.exceptions import (
+    AddressTaken,
+    CommandNotFound,
+    Conflict,
     EngineError,
     EngineUnavailableError,
     GPUUnavailableError,
     ImageNotFoundError,
-    ImagePullError,
-    InvalidReferenceError,
     NetworkGoneError,
+    NotFound,
+    PortTaken,
     without_repeats,
 )
 from ..core.gpus import GPUSupport
-from ..core.labels import owner_labels
-from ..core.progress import PullProgress
-from ..core.reference import check_reference
-from . import endpoint, leases, networks
+from . import containers, endpoint, leases, networks
 from .events import ExitWatcher
 
 T = TypeVar("T")
@@ -58,6 +59,9 @@ _NO_GPU_MARKERS = (
     "unresolvable CDI devices",
     "nvidia-container-cli",
 )
+#: A start refused because a host port it publishes is in use: by another container (Docker's
+#: own allocator), or by a process of the host (the userland proxy, rootlesskit, Podman).
+_PORT_TAKEN = ("port is already allocated", "bind: address already in use")
 
 
 def _engine_unavailable(where: str, error: Exception) -> EngineUnavailableError:
@@ -93,7 +97,26 @@ def _explain_api_error(error: docker.errors.APIError, what: str, where: str = ""
     if isinstance(error, docker.errors.NotFound) and text.startswith("network "):
         return NetworkGoneError(f"The Docker engine{where} could not {what}: {text}")
     msg = f"The Docker engine{where} refused to {what}: {text}"
-    return EngineError(msg)
+    return _typed(error.status_code, text)(msg)
+
+
+def _typed(status: int | None, text: str) -> type[EngineError]:
+    """The type of a refusal: what is in use (a port, an address), missing, or in the way."""
+    if any(marker in text for marker in _PORT_TAKEN):
+        return PortTaken
+    # The address a container asks for on its network: Docker's words (capitalised, unlike a
+    # host port's above), then Podman's.
+    if "Address already in use" in text or (
+        "requested ip address" in text and "already allocated" in text
+    ):
+        return AddressTaken
+    if "executable file not found" in text or ("exec:" in text and "no such file" in text):
+        return CommandNotFound
+    if status == 404:
+        return NotFound
+    if status == 409:
+        return Conflict
+    return EngineError
 
 
 #: Which engine answers the Docker API (the seam's name for it).
@@ -147,7 +170,7 @@ class Engine:
             max_workers=max_workers, thread_name_prefix="mlc-docker"
         )
         # Pulls can take minutes each: their own threads, so they never hold up a kernel.
-        self._pull_executor = ThreadPoolExecutor(
+        self.pull_executor = ThreadPoolExecutor(
             max_workers=PULL_WORKERS, thread_name_prefix="mlc-docker-pull"
         )
         self._client: docker.APIClient | None = None
@@ -156,9 +179,8 @@ class Engine:
         self._info: tuple[float, dict[str, Any]] | None = None
         self._watcher: ExitWatcher | None = None
         self._pending: set[Future[None]] = set()
-        self._networks: dict[str, KernelNetwork] = {}
-        self._network_lock = threading.Lock()
-        self._routable: dict[str, bool] = {}
+        #: The kernels' networks as this process found them (docker/networks.py).
+        self.kernel_networks = networks.KernelNetworks(self)
         self._endpoint: endpoint.Endpoint | None = None
         self._kind: EngineKind | None = None
 
@@ -284,7 +306,7 @@ class Engine:
             except docker.errors.APIError as e:
                 error = _explain_api_error(e, what, self._where())
                 if isinstance(error, NetworkGoneError):
-                    self.forget_network()  # looked up (and made) again at the next start
+                    self.kernel_networks.forget()  # looked up (made) again at the next start
                 raise error from None
             except (requests.exceptions.ConnectionError, ConnectionError) as e:
                 raise _engine_unavailable(self.address, e) from None
@@ -320,135 +342,12 @@ class Engine:
             self._kind = await self.call("read the engine's version", _read_kind)
         return self._kind
 
-    # --- images ---------------------------------------------------------------------
+    # --- exits and background removals -------------------------------------------------
 
-    async def image_inspect(self, ref: str) -> dict[str, Any] | None:
-        """The image's inspect data, or None when the engine does not have it."""
-
-        def inspect(api: docker.APIClient) -> dict[str, Any] | None:
-            try:
-                return api.inspect_image(ref)  # type: ignore[no-any-return]
-            except docker.errors.ImageNotFound:
-                return None
-
-        return await self.call(f"inspect image {ref!r}", inspect)
-
-    async def pull(
-        self,
-        ref: str,
-        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = log,
-        on_event: Callable[[dict[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
-        """Pull ``ref``, logging progress every few seconds; return the image's inspect data."""
-        try:
-            check_reference(ref)
-        except ValueError as e:
-            raise InvalidReferenceError(str(e)) from None
-        progress = PullProgress(ref)
-
-        def pull(api: docker.APIClient) -> dict[str, Any]:
-            repository, tag = docker.utils.parse_repository_tag(ref)
-            logger.info("Pulling image %s", ref)
-            try:
-                stream = api.pull(repository, tag=tag or "latest", stream=True, decode=True)
-                for event in stream:
-                    if "error" in event:
-                        raise ImagePullError(_pull_failed(ref, str(event["error"])))
-                    if on_event is not None:
-                        on_event(event)
-                    line = progress.feed(event)
-                    if line:
-                        logger.info("%s", line)
-            except docker.errors.APIError as e:
-                raise ImagePullError(_pull_failed(ref, str(e.explanation or e))) from e
-            logger.info("Pulled image %s (%s)", ref, progress.digest or "no digest reported")
-            return api.inspect_image(ref)  # type: ignore[no-any-return]
-
-        return await self.call(f"pull image {ref!r}", pull, executor=self._pull_executor)
-
-    # --- containers -----------------------------------------------------------------
-
-    async def create_container(
-        self,
-        create_args: dict[str, Any],
-        host_config: dict[str, Any],
-        raw_host_config: dict[str, Any] | None = None,
-    ) -> str:
-        def create(api: docker.APIClient) -> str:
-            leases.hold()  # before anything exists that a crash could leave behind
-            hc = api.create_host_config(**host_config)
-            hc.update(raw_host_config or {})
-            created = api.create_container(host_config=hc, **create_args)
-            for warning in created.get("Warnings") or []:
-                log.warning("Docker: %s", warning)
-            return str(created["Id"])
-
-        created = asyncio.ensure_future(
-            self.call(f"create a container of image {create_args.get('image')!r}", create)
-        )
-        try:
-            return await asyncio.shield(created)
-        except asyncio.CancelledError:
-            # The engine goes on creating it: remove it once it exists, or nobody would.
-            with contextlib.suppress(Exception):
-                await self.remove(await created)
-            raise
-
-    async def put_archive(self, container_id: str, path: str, data: bytes) -> None:
-        def put(api: docker.APIClient) -> None:
-            if not api.put_archive(container_id, path, io.BytesIO(data).getvalue()):
-                msg = f"The engine did not accept files for {path} in container {container_id[:12]}"
-                raise EngineError(msg)
-
-        await self.call(f"copy the kernel's files to {path} in the container", put)
-
-    async def start(self, container_id: str) -> None:
-        await self.call("start the kernel's container", lambda api: api.start(container_id))
-
-    async def inspect(self, container_id: str) -> dict[str, Any] | None:
-        """The container's inspect data, or None when it is gone."""
-
-        def inspect(api: docker.APIClient) -> dict[str, Any] | None:
-            try:
-                return api.inspect_container(container_id)  # type: ignore[no-any-return]
-            except docker.errors.NotFound:
-                return None
-
-        return await self.call("inspect the kernel's container", inspect)
-
-    async def kill(self, container_id: str, signal: str = "SIGKILL") -> bool:
-        """Send ``signal``; False when the container is gone or not running (not an error)."""
-
-        def kill(api: docker.APIClient) -> bool:
-            try:
-                api.kill(container_id, signal=signal)
-            except docker.errors.NotFound:
-                return False
-            except docker.errors.APIError as e:
-                if e.status_code == 409:  # not running
-                    return False
-                raise
-            return True
-
-        return await self.call(f"send {signal} to the kernel's container", kill)
-
-    async def remove(self, container_id: str) -> None:
-        """Remove the container, running or not; already gone is fine."""
-
-        await self.call("remove the kernel's container", self._remove, container_id)
+    def forget_exit(self, container_id: str) -> None:
+        """The container is gone: the exit watcher (when it runs) need not remember it."""
         if self._watcher is not None:
             self._watcher.forget(container_id)
-
-    @staticmethod
-    def _remove(api: docker.APIClient, container_id: str) -> None:
-        try:
-            api.remove_container(container_id, force=True, v=True)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as e:
-            if e.status_code == 409 and "already in progress" in str(e.explanation):
-                return
-            raise
 
     def remove_soon(self, container_id: str) -> None:
         """Remove the container in the background; errors are logged.
@@ -459,11 +358,10 @@ class Engine:
 
         def remove() -> None:
             try:
-                self._remove(self._api(), container_id)
+                containers.remove_now(self._api(), container_id)
             except Exception as e:
                 log.warning("Could not remove kernel container %s: %s", container_id[:12], e)
-            if self._watcher is not None:
-                self._watcher.forget(container_id)
+            self.forget_exit(container_id)
 
         future = self._executor.submit(remove)
         self._pending.add(future)
@@ -478,246 +376,3 @@ class Engine:
     def drain_blocking(self, timeout: float = 30) -> None:
         """:meth:`drain` for code without an event loop."""
         futures.wait(list(self._pending), timeout=timeout)
-
-    async def logs(self, container_id: str, tail: int = 20) -> str:
-        """The last ``tail`` lines of the container's output ('' when it is gone)."""
-
-        def logs(api: docker.APIClient) -> str:
-            try:
-                raw = api.logs(container_id, stdout=True, stderr=True, tail=tail)
-            except docker.errors.APIError as e:
-                if _gone(e):
-                    return ""
-                raise
-            return bytes(raw).decode("utf-8", errors="replace")
-
-        return await self.call("read the kernel container's log", logs)
-
-    async def run(
-        self,
-        image: str,
-        command: list[str],
-        *,
-        labels: dict[str, str],
-        mounts: list[Any] | None = None,
-        user: str | None = None,
-        archive: tuple[str, bytes] | None = None,
-        timeout: float = 300,
-        cap_add: list[str] | None = None,
-    ) -> tuple[int, str]:
-        """Run a short-lived helper container to completion; return (exit code, output).
-
-        No network; the image's entrypoint is bypassed; ``archive`` (path, tar) is unpacked
-        into the container before it starts; the container is always removed.
-        """
-
-        def run(api: docker.APIClient) -> tuple[int, str]:
-            host_config = api.create_host_config(
-                network_mode="none",
-                mounts=mounts or [],
-                init=True,
-                cap_drop=["ALL"],
-                cap_add=cap_add or None,
-                security_opt=["no-new-privileges:true"],
-            )
-            leases.hold()
-            created = api.create_container(
-                image,
-                command=command,
-                entrypoint=[],
-                user=user,
-                labels={**owner_labels(), **labels},
-                host_config=host_config,
-                detach=True,
-            )
-            container_id = created["Id"]
-            try:
-                if archive is not None:
-                    api.put_archive(container_id, archive[0], archive[1])
-                api.start(container_id)
-                try:
-                    result = api.wait(container_id, timeout=timeout)
-                except requests.exceptions.ReadTimeout as e:
-                    msg = f"The helper container of image {image!r} ran longer than {timeout:.0f} s"
-                    raise EngineError(msg) from e
-                output = bytes(api.logs(container_id, stdout=True, stderr=True)).decode(
-                    errors="replace"
-                )
-                return int(result.get("StatusCode", -1)), output
-            finally:
-                self._remove(api, container_id)
-
-        return await self.call(f"run a helper container of image {image!r}", run)
-
-    async def ensure_network(self, name: str) -> KernelNetwork:
-        """The bridge network ``name`` kernels join, made (inter-container traffic off, a
-        fixed subnet) unless it exists; see docker/networks.py.
-
-        Kept between kernels and servers (like an image): later starts only look it up. Its
-        subnet is fixed at creation (one the engine picked as free), which is what lets a
-        kernel keep its address across restarts. Containers name it by its id.
-        """
-        cached = self._networks.get(name)
-        if cached is not None:
-            return cached
-
-        def ensure(api: docker.APIClient) -> KernelNetwork:
-            with self._network_lock:  # this process's concurrent first starts make one
-                return networks.ensure(api, name)
-
-        found = await self.call(f"create the kernels' network {name!r}", ensure)
-        self._networks[name] = found
-        return found
-
-    def forget_network(self, name: str | None = None) -> None:
-        """Look ``name`` (None: every network) up again at the next start: it was removed or
-        repaired."""
-        if name is None:
-            self._networks.clear()
-        else:
-            self._networks.pop(name, None)
-        self._routable.clear()
-
-    async def routable(self, network: str) -> bool:
-        """Whether this process reaches containers on ``network`` by their own address: the
-        engine is on this machine (a local socket, not Docker Desktop's VM) and the network's
-        gateway is one of this machine's addresses. Cached per network."""
-        if network in self._routable:
-            return self._routable[network]
-        scheme = self.endpoint.scheme
-        reachable = False
-        if scheme in ("unix", "http+unix", "") and sys.platform.startswith("linux"):
-
-            def gateways(api: docker.APIClient) -> list[str]:
-                if "Docker Desktop" in str(api.info().get("OperatingSystem", "")):
-                    return []
-                configs = (api.inspect_network(network).get("IPAM") or {}).get("Config") or []
-                return [str(c["Gateway"]) for c in configs if c.get("Gateway")]
-
-            found = await self.call(f"inspect the kernels' network {network!r}", gateways)
-            reachable = any(_local_address(gateway) for gateway in found)
-        self._routable[network] = reachable
-        return reachable
-
-    async def ensure_volume(self, name: str, volume_labels: dict[str, str]) -> bool:
-        """Create named volume ``name`` unless it exists; True when it was made now (it is
-        empty). Asked every time: a volume pruned meanwhile is made again, labelled."""
-
-        def ensure(api: docker.APIClient) -> bool:
-            try:
-                api.inspect_volume(name)
-                return False
-            except docker.errors.NotFound:
-                api.create_volume(name, labels=volume_labels)  # idempotent if made meanwhile
-                return True
-
-        return await self.call(f"create volume {name!r}", ensure)
-
-    async def list_volumes(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
-        def volumes(api: docker.APIClient) -> list[dict[str, Any]]:
-            return list(api.volumes(filters=filters).get("Volumes") or [])
-
-        return await self.call("list volumes", volumes)
-
-    async def volume_sizes(self) -> dict[str, int]:
-        """Bytes used by each volume (the engine's `system df`; slow on big engines)."""
-
-        def sizes(api: docker.APIClient) -> dict[str, int]:
-            return {
-                v["Name"]: int((v.get("UsageData") or {}).get("Size") or 0)
-                for v in api.df().get("Volumes") or []
-            }
-
-        return await self.call("measure volumes", sizes)
-
-    async def remove_volume(self, name: str) -> bool:
-        """Remove volume ``name``; False when a container still uses it (409)."""
-
-        def remove(api: docker.APIClient) -> bool:
-            try:
-                api.remove_volume(name)
-            except docker.errors.NotFound:
-                return True
-            except docker.errors.APIError as e:
-                if e.status_code == 409:
-                    return False
-                raise
-            return True
-
-        return await self.call(f"remove volume {name!r}", remove)
-
-    async def volume_labels(self, name: str) -> dict[str, str] | None:
-        """The volume's labels ({} when it has none), or None when there is no such volume."""
-
-        def labels_of(api: docker.APIClient) -> dict[str, str] | None:
-            try:
-                return dict(api.inspect_volume(name).get("Labels") or {})
-            except docker.errors.NotFound:
-                return None
-
-        return await self.call(f"inspect volume {name!r}", labels_of)
-
-    async def volume_exists(self, name: str) -> bool:
-        def exists(api: docker.APIClient) -> bool:
-            try:
-                api.inspect_volume(name)
-            except docker.errors.NotFound:
-                return False
-            return True
-
-        return await self.call(f"inspect volume {name!r}", exists)
-
-    async def create_volume(self, name: str, labels: dict[str, str]) -> None:
-        await self.call(
-            f"create volume {name!r}", lambda api: api.create_volume(name, labels=labels)
-        )
-
-    async def stats(self, container_id: str) -> dict[str, Any] | None:
-        """One sample of the container's resource use (None when it is gone)."""
-
-        def stats(api: docker.APIClient) -> dict[str, Any] | None:
-            try:
-                return api.stats(container_id, stream=False, one_shot=True)  # type: ignore[no-any-return]
-            except docker.errors.APIError as e:
-                if _gone(e):
-                    return None
-                raise
-            except ValueError:  # an empty body: the engine tore the container down meanwhile
-                return None
-
-        return await self.call("read the kernel container's resource use", stats)
-
-    async def list_images(self) -> list[dict[str, Any]]:
-        return await self.call("list images", lambda api: list(api.images()))
-
-    async def list_containers(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
-        return await self.call(
-            "list containers", lambda api: list(api.containers(all=True, filters=filters))
-        )
-
-
-def _pull_failed(ref: str, reason: str) -> str:
-    # Plain text: it is read in terminals and in JupyterLab's error dialogs alike.
-    return (
-        f"Could not pull image {ref!r}: {without_repeats(reason).strip().rstrip('.')}. Check the "
-        "image name and tag ('docker images' lists the engine's own), run 'docker login "
-        "REGISTRY' if the registry is private, or build or load the image onto the engine first."
-    )
-
-
-def _local_address(address: str) -> bool:
-    """Whether ``address`` is one of this machine's own (binding to it works)."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind((address.split("/")[0], 0))
-    except OSError:
-        return False
-    return True
-
-
-def _gone(error: docker.errors.APIError) -> bool:
-    """The container no longer exists, or the engine is removing it (409 "marked for
-    removal", "removal in progress", "dead"): either way there is nothing to read."""
-    if isinstance(error, docker.errors.NotFound):
-        return True
-    return bool(error.status_code == 409)

@@ -1,26 +1,107 @@
-"""Image operations shared by the CLI, the provisioner and the server extension."""
+"""Images on an engine: inspect, list, pull (on the engine's own pull threads), obtain as a
+pull policy says, and probe (what Python an image has)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import docker
+import docker.errors
+import docker.utils
 
 from ..agent import program
 from ..core import labels
-from ..core.exceptions import ImageNotFoundError, ImageProbeError
+from ..core.exceptions import (
+    ImageNotFoundError,
+    ImageProbeError,
+    ImagePullError,
+    InvalidReferenceError,
+    without_repeats,
+)
 from ..core.probe import ImageProbe
-from .engine import Engine
+from ..core.progress import PullProgress
+from ..core.reference import check_reference
+from . import containers
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+    Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 #: Exit codes of a command that could not be executed (tini/sh: not found, not executable).
 _NOT_RUNNABLE = {126, 127}
+log = logging.getLogger(__name__)
+
+
+async def inspect(engine: Engine, ref: str) -> dict[str, Any] | None:
+    """The image's inspect data, or None when the engine does not have it."""
+
+    def inspected(api: docker.APIClient) -> dict[str, Any] | None:
+        try:
+            return api.inspect_image(ref)  # type: ignore[no-any-return]
+        except docker.errors.ImageNotFound:
+            return None
+
+    return await engine.call(f"inspect image {ref!r}", inspected)
+
+
+async def list_all(engine: Engine) -> list[dict[str, Any]]:
+    """The engine's images (its list entries)."""
+    return await engine.call("list images", lambda api: list(api.images()))
+
+
+async def pull(
+    engine: Engine,
+    ref: str,
+    logger: Logger = log,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Pull ``ref``, logging progress every few seconds; return the image's inspect data.
+    Runs on the engine's pull threads, so that a long pull never holds up a kernel."""
+    try:
+        check_reference(ref)
+    except ValueError as e:
+        raise InvalidReferenceError(str(e)) from None
+    progress = PullProgress(ref)
+
+    def pulled(api: docker.APIClient) -> dict[str, Any]:
+        repository, tag = docker.utils.parse_repository_tag(ref)
+        logger.info("Pulling image %s", ref)
+        try:
+            stream = api.pull(repository, tag=tag or "latest", stream=True, decode=True)
+            for event in stream:
+                if "error" in event:
+                    raise ImagePullError(_pull_failed(ref, str(event["error"])))
+                if on_event is not None:
+                    on_event(event)
+                line = progress.feed(event)
+                if line:
+                    logger.info("%s", line)
+        except docker.errors.APIError as e:
+            raise ImagePullError(_pull_failed(ref, str(e.explanation or e))) from e
+        logger.info("Pulled image %s (%s)", ref, progress.digest or "no digest reported")
+        return api.inspect_image(ref)  # type: ignore[no-any-return]
+
+    return await engine.call(f"pull image {ref!r}", pulled, executor=engine.pull_executor)
+
+
+def _pull_failed(ref: str, reason: str) -> str:
+    # Plain text: it is read in terminals and in JupyterLab's error dialogs alike.
+    return (
+        f"Could not pull image {ref!r}: {without_repeats(reason).strip().rstrip('.')}. Check the "
+        "image name and tag ('docker images' lists the engine's own), run 'docker login "
+        "REGISTRY' if the registry is private, or build or load the image onto the engine first."
+    )
 
 
 async def probe_image(engine: Engine, image: str) -> ImageProbe:
     """Run the probe in a throw-away container of ``image`` (``python3``, then ``python``)."""
     outputs = []
     for python in ("python3", "python"):
-        code, output = await engine.run(
+        code, output = await containers.run(
+            engine,
             image,
             [python, "-c", program("probe")],
             labels={labels.MANAGED: "true", labels.PURPOSE: "probe"},
@@ -50,13 +131,13 @@ async def obtain_image(
     engine: Engine,
     image: str,
     policy: str,
-    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    log: Logger,
     on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """The image's inspect data, pulling it as ``policy`` (missing/always/never) says."""
     if policy == "always":
-        return await engine.pull(image, log, on_event)
-    data = await engine.image_inspect(image)
+        return await pull(engine, image, log, on_event)
+    data = await inspect(engine, image)
     if data is not None:
         return data
     if policy == "never":
@@ -67,4 +148,4 @@ async def obtain_image(
         )
         raise ImageNotFoundError(msg)
     log.info("Image %s is not on the engine: pulling it", image)
-    return await engine.pull(image, log, on_event)
+    return await pull(engine, image, log, on_event)

@@ -7,7 +7,8 @@ mlc-kernels is ambiguous"). So: one creation at a time per process, the network 
 by its id, and when several of ours share the name anyway (made by other processes at the same
 moment), every process agrees on the oldest and removes the others that no container uses.
 
-Blocking functions of a ``docker.APIClient``; :class:`~.engine.Engine` runs them off the loop.
+Blocking functions of a ``docker.APIClient``, which :class:`~.engine.Engine` runs off the
+loop; :class:`KernelNetworks` is what one engine's kernels ask (each network looked up once).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import random
+import socket
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -197,5 +201,76 @@ async def settle_duplicates(engine: Engine, repair: bool = False) -> list[tuple[
 
     result = await engine.call("list the project's networks", check)
     if repair:
-        engine.forget_network()
+        engine.kernel_networks.forget()
     return result
+
+
+class KernelNetworks:
+    """One engine's kernels' networks as this process found them: each looked up (and made)
+    once, and whether this process reaches containers on it by their own address."""
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+        self._found: dict[str, KernelNetwork] = {}
+        self._lock = threading.Lock()
+        self._routable: dict[str, bool] = {}
+
+    async def ensure(self, name: str) -> KernelNetwork:
+        """The bridge network ``name`` kernels join, made (inter-container traffic off, a
+        fixed subnet) unless it exists; see :func:`ensure`.
+
+        Kept between kernels and servers (like an image): later starts only look it up. Its
+        subnet is fixed at creation (one the engine picked as free), which is what lets a
+        kernel keep its address across restarts. Containers name it by its id.
+        """
+        cached = self._found.get(name)
+        if cached is not None:
+            return cached
+
+        def made(api: docker.APIClient) -> KernelNetwork:
+            with self._lock:  # this process's concurrent first starts make one
+                return ensure(api, name)
+
+        found = await self._engine.call(f"create the kernels' network {name!r}", made)
+        self._found[name] = found
+        return found
+
+    def forget(self, name: str | None = None) -> None:
+        """Look ``name`` (None: every network) up again at the next start: it was removed or
+        repaired."""
+        if name is None:
+            self._found.clear()
+        else:
+            self._found.pop(name, None)
+        self._routable.clear()
+
+    async def routable(self, network: str) -> bool:
+        """Whether this process reaches containers on ``network`` by their own address: the
+        engine is on this machine (a local socket, not Docker Desktop's VM) and the network's
+        gateway is one of this machine's addresses. Cached per network."""
+        if network in self._routable:
+            return self._routable[network]
+        scheme = self._engine.endpoint.scheme
+        reachable = False
+        if scheme in ("unix", "http+unix", "") and sys.platform.startswith("linux"):
+
+            def gateways(api: docker.APIClient) -> list[str]:
+                if "Docker Desktop" in str(api.info().get("OperatingSystem", "")):
+                    return []
+                configs = (api.inspect_network(network).get("IPAM") or {}).get("Config") or []
+                return [str(c["Gateway"]) for c in configs if c.get("Gateway")]
+
+            found = await self._engine.call(f"inspect the kernels' network {network!r}", gateways)
+            reachable = any(_local_address(gateway) for gateway in found)
+        self._routable[network] = reachable
+        return reachable
+
+
+def _local_address(address: str) -> bool:
+    """Whether ``address`` is one of this machine's own (binding to it works)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((address.split("/")[0], 0))
+    except OSError:
+        return False
+    return True

@@ -28,6 +28,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from docker.types import Mount
 
@@ -38,7 +39,10 @@ from ..core import labels as lbl
 from ..core.exceptions import KernelStartError
 from ..core.probe import ImageProbe
 from ..core.runtime import DEFAULT_PACKAGES
-from .engine import Engine
+from . import containers, volumes
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 _SEAL_SUFFIX = "-sealed"
 #: The unprivileged user who fills and compiles runtimes (``nobody``).
@@ -256,17 +260,17 @@ async def ensure_runtime(
     volume = volume_name(target, packages)
     lock = _locks.setdefault(volume, asyncio.Lock())
     async with lock:
-        sealed = await engine.volume_labels(volume + _SEAL_SUFFIX)
+        sealed = await volumes.labels_of(engine, volume + _SEAL_SUFFIX)
         if sealed is not None and sealed.get(lbl.RUNTIME_DIGEST):
             return volume, sealed[lbl.RUNTIME_DIGEST]
         if sealed is not None:  # sealed by a version that recorded no digest: rebuild
-            await engine.remove_volume(volume + _SEAL_SUFFIX)
+            await volumes.remove(engine, volume + _SEAL_SUFFIX)
         built = await _build_on_host(
             target, packages, wheelhouse, cache_dir or default_cache_dir(), log
         )
         archive = await asyncio.get_running_loop().run_in_executor(None, _tar_directory, built)
         runtime_labels = {lbl.MANAGED: "true", lbl.RUNTIME: volume, lbl.VERSION: __version__}
-        await engine.create_volume(volume, runtime_labels)
+        await volumes.create(engine, volume, runtime_labels)
         check = (
             "import compileall, sys\n"
             f"compileall.compile_dir({RUNTIME_DIR!r}, quiet=1, workers=0)\n"
@@ -275,7 +279,8 @@ async def ensure_runtime(
             f"{program('digest')}\n"
             f"print('runtime ok', ipykernel.__version__, tree_digest({RUNTIME_DIR!r}))\n"
         )
-        code, output = await engine.run(
+        code, output = await containers.run(
+            engine,
             image,
             [probe.python, "-c", check],
             labels=runtime_labels,
@@ -293,7 +298,8 @@ async def ensure_runtime(
             )
             raise KernelStartError(msg)
         digest = last.split()[-1]
-        await engine.create_volume(
+        await volumes.create(
+            engine,
             volume + _SEAL_SUFFIX,
             {**runtime_labels, lbl.RUNTIME_SEAL: "true", lbl.RUNTIME_DIGEST: digest},
         )
@@ -303,5 +309,5 @@ async def ensure_runtime(
 
 async def discard_runtime(engine: Engine, volume: str) -> None:
     """Forget a runtime whose files no longer match its seal: the next start rebuilds it."""
-    await engine.remove_volume(volume + _SEAL_SUFFIX)
-    await engine.remove_volume(volume)  # kept (a 409) while another kernel still mounts it
+    await volumes.remove(engine, volume + _SEAL_SUFFIX)
+    await volumes.remove(engine, volume)  # kept (a 409) while another kernel still mounts it

@@ -9,8 +9,12 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .engine import Engine
+from . import containers
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 #: Docker mounts each container's hostname, hosts and resolv.conf files from
 #: /var/lib/docker/containers/<id>/: the id in this process's mount table names its container.
@@ -43,7 +47,7 @@ async def own_path_map(engine: Engine) -> dict[str, str]:
         return {}
     key = f"{engine.base_url}:{container_id}"
     if key not in _discovered:
-        state = await engine.inspect(container_id)
+        state = await containers.inspect(engine, container_id)
         mounts = (state or {}).get("Mounts") or []
         _discovered[key] = {
             str(m["Destination"]): str(m["Source"])

@@ -1,24 +1,99 @@
-"""The project's volumes on an engine: users' HOME volumes and injected kernel runtimes.
-
-What exists, how big, and which are no longer needed (for ``doctor`` and ``prune``).
+"""Volumes on an engine: the verbs (ensure, create, inspect, list, measure, remove), and the
+project's own volumes (users' HOME volumes and injected kernel runtimes): what exists, how
+big, and which are no longer needed (for ``doctor`` and ``prune``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
+import docker
+import docker.errors
 from docker.types import Mount
 
 from ..core import labels
 from ..core.backend import ProjectVolume, families
 from ..core.exceptions import KernelStartError
-from .engine import Engine
+from . import containers
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+async def ensure(engine: Engine, name: str, volume_labels: dict[str, str]) -> bool:
+    """Create named volume ``name`` unless it exists; True when it was made now (it is
+    empty). Asked every time: a volume pruned meanwhile is made again, labelled."""
+
+    def made(api: docker.APIClient) -> bool:
+        try:
+            api.inspect_volume(name)
+            return False
+        except docker.errors.NotFound:
+            api.create_volume(name, labels=volume_labels)  # idempotent if made meanwhile
+            return True
+
+    return await engine.call(f"create volume {name!r}", made)
+
+
+async def create(engine: Engine, name: str, volume_labels: dict[str, str]) -> None:
+    await engine.call(
+        f"create volume {name!r}", lambda api: api.create_volume(name, labels=volume_labels)
+    )
+
+
+async def list_matching(engine: Engine, filters: dict[str, Any]) -> list[dict[str, Any]]:
+    def listed(api: docker.APIClient) -> list[dict[str, Any]]:
+        return list(api.volumes(filters=filters).get("Volumes") or [])
+
+    return await engine.call("list volumes", listed)
+
+
+async def measure(engine: Engine) -> dict[str, int]:
+    """Bytes used by each volume (the engine's `system df`; slow on big engines)."""
+
+    def measured(api: docker.APIClient) -> dict[str, int]:
+        return {
+            v["Name"]: int((v.get("UsageData") or {}).get("Size") or 0)
+            for v in api.df().get("Volumes") or []
+        }
+
+    return await engine.call("measure volumes", measured)
+
+
+async def remove(engine: Engine, name: str) -> bool:
+    """Remove volume ``name``; False when a container still uses it (409)."""
+
+    def removed(api: docker.APIClient) -> bool:
+        try:
+            api.remove_volume(name)
+        except docker.errors.NotFound:
+            return True
+        except docker.errors.APIError as e:
+            if e.status_code == 409:
+                return False
+            raise
+        return True
+
+    return await engine.call(f"remove volume {name!r}", removed)
+
+
+async def labels_of(engine: Engine, name: str) -> dict[str, str] | None:
+    """The volume's labels ({} when it has none), or None when there is no such volume."""
+
+    def inspected(api: docker.APIClient) -> dict[str, str] | None:
+        try:
+            return dict(api.inspect_volume(name).get("Labels") or {})
+        except docker.errors.NotFound:
+            return None
+
+    return await engine.call(f"inspect volume {name!r}", inspected)
 
 
 async def project_volumes(engine: Engine, sizes: bool = False) -> list[ProjectVolume]:
     """Every volume of this project on ``engine``, with sizes when asked (slower)."""
-    found = await engine.list_volumes({"label": [f"{labels.MANAGED}=true"]})
-    measured = await engine.volume_sizes() if sizes else {}
+    found = await list_matching(engine, {"label": [f"{labels.MANAGED}=true"]})
+    measured = await measure(engine) if sizes else {}
     out = []
     for volume in found:
         own = volume.get("Labels") or {}
@@ -51,7 +126,7 @@ async def prune(
     for volume in await project_volumes(engine):
         if not everything and volume.needed(wanted):
             continue
-        if dry_run or await engine.remove_volume(volume.name):
+        if dry_run or await remove(engine, volume.name):
             removed.append(volume.name)
         else:
             in_use.append(volume.name)
@@ -74,7 +149,7 @@ async def give_home_to_user(
     """Make HOME volume ``volume`` writable by the kernel's ``uid`` when it is this project's
     HOME volume of that uid (made by an older version, or by hand as root): its files are
     given to the user. Any other volume is refused with what to run instead."""
-    own = await engine.volume_labels(volume)
+    own = await labels_of(engine, volume)
     ours = (
         own is not None
         and own.get(labels.MANAGED) == "true"
@@ -89,7 +164,8 @@ async def give_home_to_user(
             f"to uid {uid}, or set persistent_home to false for this kernel."
         )
         raise KernelStartError(msg)
-    code, output = await engine.run(
+    code, output = await containers.run(
+        engine,
         image,
         [python, "-c", _GIVE_HOME, str(uid), str(gid)],
         labels={labels.PURPOSE: "home-repair"},

@@ -21,6 +21,7 @@ from ..core import kernelspec
 from ..core.backend import random_address
 from ..core.exceptions import (
     AddressTaken,
+    CommandNotFound,
     EngineError,
     ImageNotFoundError,
     KernelStartError,
@@ -212,8 +213,15 @@ async def _start_container(
             await backend.start(container_id)
         except (NetworkGoneError, PortTaken, AddressTaken):
             raise  # the layers above recover from these
+        except CommandNotFound as e:
+            msg = (
+                f"The image {p.image!r} cannot run the kernel command: {e}. The image needs "
+                f"Python at '{p.python}' (set the provisioner's `python` to its interpreter) "
+                "and ipykernel."
+            )
+            raise KernelStartError(msg) from None
         except EngineError as e:
-            raise KernelStartError(_start_refused(p, e)) from None
+            raise KernelStartError(str(e)) from None
         p.run.running = True
         reach.reach_started(p, launch)
         await wait_until_up(p)
@@ -222,17 +230,6 @@ async def _start_container(
     except BaseException:
         await discard_container(p)
         raise
-
-
-def _start_refused(p: MLContainerProvisioner, error: EngineError) -> str:
-    text = str(error)
-    if "executable file not found" in text or "no such file or directory" in text:
-        return (
-            f"The image {p.image!r} cannot run the kernel command: {text}. The image needs "
-            f"Python at '{p.python}' (set the provisioner's `python` to its interpreter) and "
-            "ipykernel."
-        )
-    return text
 
 
 async def probe_for_runtime(p: MLContainerProvisioner) -> ImageProbe | None:

@@ -19,7 +19,7 @@ from tornado import web
 
 from ..core import kernelspec as ks
 from ..core import labels
-from ..core.backend import Backend, families
+from ..core.backend import Backend, ContainerState, families
 from ..core.exceptions import MLContainerError
 from ..kernel.answers import as_http_error
 from ..kernel.install import AddRequest, add_container_kernelspec, api_words
@@ -228,17 +228,17 @@ class KernelsHandler(_Handler):
         for provisioner in kernels.values():
             if provisioner.container_id:
                 by_backend.setdefault(provisioner.backend, []).append(provisioner.container_id)
-        containers: dict[str, Mapping[str, Any]] = {}
+        containers: dict[str, ContainerState] = {}
         for backend, ids in by_backend.items():
             listed = await backend.containers(labels.managed_filter() | {"id": ids})
-            containers.update((c["Id"], c) for c in listed)
+            containers.update((c.id, c) for c in listed)
         out = []
         for kernel_id, provisioner in kernels.items():
             summary = _summary(kernel_id, provisioner)
             container = containers.get(provisioner.container_id or "")
             if container is not None:
-                summary["state"] = container.get("State")
-                summary["status"] = container.get("Status")
+                summary["state"] = container.status
+                summary["status"] = container.description
             else:
                 summary["state"] = "starting" if provisioner.container_id is None else "gone"
             out.append(summary)
