@@ -20,8 +20,10 @@ from jupyter_mlcontainer.core.backend import Backend, ContainerState
 from jupyter_mlcontainer.core.exceptions import (
     AddressTaken,
     CommandNotFound,
+    ConfigurationError,
     Conflict,
     EngineError,
+    EngineUnavailableError,
     ImageNotFoundError,
     NetworkGoneError,
     NotFound,
@@ -54,6 +56,41 @@ def test_every_verb_of_the_seam_with_the_same_parameters():
             assert inspect.iscoroutinefunction(have) == inspect.iscoroutinefunction(wanted), name
             expected = list(inspect.signature(wanted).parameters)
             assert list(inspect.signature(have).parameters) == expected, name
+
+
+def test_connecting_asks_nothing_of_the_engine(monkeypatch):
+    """connect() names a backend; only a verb finds out that its address leads nowhere, so
+    that doctor, list and the server extension can report it instead of failing to start."""
+    monkeypatch.setenv("DOCKER_CONTEXT", "no-such-context")
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    backend = seam.connect(None)
+    assert isinstance(backend, DockerBackend)
+    assert seam.connect(None) == backend and hash(seam.connect(None)) == hash(backend)
+    with pytest.raises(EngineUnavailableError, match="no-such-context"):
+        _ = backend.remote
+
+
+def test_a_backend_that_lacks_a_verb_is_refused_by_name(monkeypatch):
+    class Partial:
+        capabilities = seam.Capabilities()
+
+        @classmethod
+        def for_url(cls, address: str | None) -> Partial:
+            return cls()
+
+        @classmethod
+        def known(cls) -> list[Partial]:
+            return []
+
+    monkeypatch.setitem(seam.BUILT_IN, "partial", f"{__name__}:Partial")
+    monkeypatch.setitem(globals(), "Partial", Partial)
+    seam._factory.cache_clear()
+    try:
+        with pytest.raises(ConfigurationError, match=r"lacks .*create"):
+            seam.connect(None, kind="partial")
+    finally:
+        seam._factory.cache_clear()
+    assert seam.missing_verbs(DockerBackend) == []
 
 
 def test_state_of_an_inspect_record():

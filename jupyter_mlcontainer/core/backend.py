@@ -18,6 +18,7 @@ Backends are found by name through the ``jupyter_mlcontainer.backends`` entry po
 
 from __future__ import annotations
 
+import functools
 import importlib
 import ipaddress
 import logging
@@ -322,16 +323,16 @@ def connect(address: str | None = None, kind: str = "docker") -> Backend:
     A backend is a class with ``for_url(address)`` (shared instances) and ``known()``.
     """
     factory = _factory(kind)
-    backend: Any = factory.for_url(address or None)
-    if type(backend) not in _CHECKED:
-        if not isinstance(backend, Backend):  # a plugin that lost a verb
-            msg = f"The backend {kind!r} ({factory!r}) does not provide every verb of Backend."
-            raise ConfigurationError(msg)
-        _CHECKED.add(type(backend))
-    return backend  # type: ignore[no-any-return]
+    backend: Backend = factory.for_url(address or None)
+    return backend
 
 
-_CHECKED: set[type] = set()
+def missing_verbs(cls: type) -> list[str]:
+    """The verbs of :class:`Backend` that ``cls`` lacks. Looked up on the class, never on an
+    instance: a property such as ``remote`` would ask the backend (``isinstance`` with a
+    runtime-checkable protocol does, before Python 3.12)."""
+    verbs = [name for name in dir(Backend) if not name.startswith("_")]
+    return [name for name in verbs if not hasattr(cls, name)]
 
 
 def known() -> list[Backend]:
@@ -347,12 +348,21 @@ def available() -> list[str]:
     return sorted({*BUILT_IN, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))})
 
 
+@functools.cache
 def _factory(kind: str) -> Any:
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == kind:
-            return ep.load()
-    if kind in BUILT_IN:
+    """The backend class named ``kind``, checked once per process (entry points are scanned
+    once: ``connect`` runs on every poll of every kernel)."""
+    found = next(
+        (ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == kind), None
+    )
+    if found is None and kind in BUILT_IN:
         module, _, name = BUILT_IN[kind].partition(":")
-        return getattr(importlib.import_module(module), name)
-    msg = f"No backend {kind!r}: the installed ones are {', '.join(available())}."
-    raise ConfigurationError(msg)
+        found = getattr(importlib.import_module(module), name)
+    if found is None:
+        msg = f"No backend {kind!r}: the installed ones are {', '.join(available())}."
+        raise ConfigurationError(msg)
+    missing = missing_verbs(found) + [m for m in ("for_url", "known") if not hasattr(found, m)]
+    if missing:  # a plugin that lost a verb
+        msg = f"The backend {kind!r} ({found!r}) lacks {', '.join(missing)} (see Backend)."
+        raise ConfigurationError(msg)
+    return found

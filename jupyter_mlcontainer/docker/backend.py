@@ -10,9 +10,8 @@ SDK errors turned into the typed ones of ``core/exceptions.py``), or of the engi
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from ..core.backend import (
     Backend,
@@ -77,20 +76,15 @@ class DockerBackend:
 
     capabilities = Capabilities(signals=True, scheduled=False, gpu_requests="device")
 
-    _instances: ClassVar[dict[int, DockerBackend]] = {}
-    _lock: ClassVar[threading.Lock] = threading.Lock()
-
     def __init__(self, engine: Engine):
         self.engine = engine
 
     @classmethod
     def for_url(cls, address: str | None = None) -> DockerBackend:
-        engine = Engine.for_url(address or None)
-        with cls._lock:
-            backend = cls._instances.get(id(engine))
-            if backend is None or backend.engine is not engine:  # a fork starts afresh
-                backend = cls._instances[id(engine)] = cls(engine)
-            return backend
+        """The backend of the shared engine at ``address``: a view of it (equal to, and
+        hashed like, every other view of that engine), so nothing more to share or to
+        forget after a fork."""
+        return cls(Engine.for_url(address or None))
 
     @classmethod
     def known(cls) -> list[DockerBackend]:

@@ -45,20 +45,20 @@ async def wait_until_up(p: MLContainerProvisioner) -> None:
 
 async def record_exit(p: MLContainerProvisioner, state: ContainerState | None) -> ContainerExit:
     """Why the container ended (None: it is gone), with its last log lines."""
-    stopping = p.run.stopping
     if state is None:
         exit_ = ContainerExit(
             name=p.container.name or "",
             image=p.image,
             exit_code=-1,
             error="the container was removed from outside Jupyter",
-            requested=stopping,
+            requested=p.run.stopping,
         )
     else:
         try:
             tail = await p.backend.logs(state.id, tail=p.log_tail)
         except EngineUnavailableError:  # the backend is going away: the reason matters more
             tail = ""
+        stopping = p.run.stopping  # after the logs: a stop may have been asked meanwhile
         exit_ = dataclasses.replace(
             ContainerExit.from_state(state, tail),
             requested=stopping,

@@ -148,14 +148,14 @@ async def _start_with_free_ports(
         try:
             await _start_container(p, launch, probe)
             return
-        except PortTaken:
+        except PortTaken as e:
             if attempt == PORT_RETRIES:
-                raise
+                raise KernelStartError(str(e)) from None
             p.log.info("Kernel %s: a host port was taken meanwhile", p.kernel_id)
             launch = dataclasses.replace(launch, connection_info=reach.fresh_ports(p))
-        except AddressTaken:
+        except AddressTaken as e:
             if attempt == PORT_RETRIES or not launch.address:
-                raise
+                raise KernelStartError(str(e)) from None
             p.log.warning(
                 "Kernel %s: its address %s is taken; it gets another (open notebooks "
                 "reconnect to it when reloaded)",
