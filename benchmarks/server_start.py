@@ -235,6 +235,9 @@ async def main_async(args: argparse.Namespace) -> int:
     finally:
         server.stop()
     print(table(times))
+    if args.json:
+        medians = {name: statistics.median(values) for name, values in times.items()}
+        args.json.write_text(json.dumps(medians, indent=2))
     return 0
 
 
@@ -243,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="later starts to measure")
     parser.add_argument("--gap", type=float, default=3.0, help="seconds between starts")
     parser.add_argument("--image", default="mlcontainer/python:3.11")
+    parser.add_argument("--json", type=Path, help="also write the medians (seconds) here")
     return asyncio.run(main_async(parser.parse_args(argv)))
 
 

@@ -32,7 +32,7 @@ from jupyter_mlcontainer.core.exceptions import (
 from jupyter_mlcontainer.core.plan import ContainerPlan
 from jupyter_mlcontainer.docker import containers
 from jupyter_mlcontainer.docker.backend import DockerBackend, state_of
-from jupyter_mlcontainer.docker.engine import _explain_api_error
+from jupyter_mlcontainer.docker.engine import Engine, _explain_api_error
 
 from .conftest import IMAGE, eventually
 
@@ -63,6 +63,7 @@ def test_connecting_asks_nothing_of_the_engine(monkeypatch):
     that doctor, list and the server extension can report it instead of failing to start."""
     monkeypatch.setenv("DOCKER_CONTEXT", "no-such-context")
     monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setattr(Engine, "_instances", {})  # not the engine other tests resolved
     backend = seam.connect(None)
     assert isinstance(backend, DockerBackend)
     assert seam.connect(None) == backend and hash(seam.connect(None)) == hash(backend)
@@ -219,7 +220,8 @@ async def _created(
 async def test_connect_gives_the_shared_docker_backend(docker_backend):
     backend, _ = docker_backend
     connected = seam.connect()
-    assert connected is backend is DockerBackend.for_url(None)
+    assert connected == backend == DockerBackend.for_url(None)
+    assert connected.engine is backend.engine  # one shared engine: its pool, its executor
     assert isinstance(connected, Backend)
     assert backend in seam.known()
     assert (await backend.kind()).product in ("Docker", "Podman")
