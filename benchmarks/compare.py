@@ -47,9 +47,9 @@ def worktree(rev: str, where: Path) -> Path:
     return where
 
 
-def run(tree: Path, script: str, args: list[str], out: Path) -> dict[str, Any]:
+def run(side: str, tree: Path, script: str, args: list[str], out: Path) -> dict[str, Any]:
     command = [sys.executable, str(ROOT / "benchmarks" / script), *args, "--json", str(out)]
-    print(f"==> {tree.name}: {script} {' '.join(args)}", flush=True)
+    print(f"==> {side}: {script} {' '.join(args)}", flush=True)
     env = {**os.environ, "PYTHONPATH": str(tree)}
     subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text())  # type: ignore[no-any-return]
@@ -85,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for repeat in range(args.repeats):
             for side, tree in trees.items():
-                server = run(tree, "server_start.py", ["--rounds", "3"], work / f"s{side}{repeat}")
-                kernels = run(tree, "kernels.py", kernel_args, work / f"k{side}{repeat}")
+                server = run(
+                    side, tree, "server_start.py", ["--rounds", "3"], work / f"s{side}{repeat}"
+                )
+                kernels = run(side, tree, "kernels.py", kernel_args, work / f"k{side}{repeat}")
                 found[side].append(ratios(kernels, server))
     finally:
         for tree in trees.values():

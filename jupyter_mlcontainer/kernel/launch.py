@@ -43,18 +43,18 @@ async def prepare_launch(p: MLContainerProvisioner, kwargs: dict[str, Any]) -> K
         )
     uid, gid = kernel_user(p.cwd, p.uid, p.gid)
     p.policy.check_user(uid, gid)  # before anything exists on the backend
-    p.run.kernel_host = reach.remote_kernel_host(p, server_root(p))
     backend = p.backend
+    host_memory = 0
+    if p.mem_limit is None:  # the policy's default applies: it may be a share of this
+        host_memory = await backend.memory_total(max_age=FACTS_MAX_AGE)
+    mem_limit = p.policy.memory_limit(p.mem_limit, host_memory)  # may refuse
+    p.run.kernel_host = reach.remote_kernel_host(p, server_root(p))
     backend.exits()  # subscribe to exits before there is anything to miss
     if p.pull_policy == "always":
         await backend.pull(p.image, p.log)
     await join_kernel_network(p)
     publish = await reach.publishes_ports(p)
     request = await resolve_gpus(p)
-    host_memory = 0
-    if p.mem_limit is None:  # the policy's default applies: it may be a share of this
-        host_memory = await backend.memory_total(max_age=FACTS_MAX_AGE)
-    mem_limit = p.policy.memory_limit(p.mem_limit, host_memory)  # may refuse
     if p.run.ipc_dir is not None and os.getuid() == 0:
         os.chown(p.run.ipc_dir, uid, gid)
     #: The notebook this kernel serves, as the server sees it (for the save hook).

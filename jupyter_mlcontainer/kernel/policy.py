@@ -221,7 +221,16 @@ class MLContainerPolicy(Configurable):
             )
 
     def memory_limit(self, asked: str | int | None, host_bytes: int) -> str | int | None:
-        """The limit a kernel gets: its own, else :attr:`default_memory` of this host."""
+        """The limit a kernel gets: its own (refused above :attr:`max_memory`), else
+        :attr:`default_memory` of this host. The one place the policy meets ``mem_limit``."""
+        if self.max_memory is not None:
+            limit = parse_bytes(self.max_memory)
+            if asked is None or parse_bytes(asked) > limit:
+                self._refuse(
+                    "max_memory",
+                    f"mem_limit {asked}",
+                    f"set mem_limit to {self.max_memory} or less",
+                )
         if asked is not None or not self.default_memory:
             return asked
         if self.default_memory.endswith("%"):
@@ -280,15 +289,7 @@ class MLContainerPolicy(Configurable):
             )
 
     def _check_resources(self, settings: Any) -> None:
-        if self.max_memory is not None:
-            limit = parse_bytes(self.max_memory)
-            asked = settings.mem_limit
-            if asked is None or parse_bytes(asked) > limit:
-                self._refuse(
-                    "max_memory",
-                    f"mem_limit {asked}",
-                    f"set mem_limit to {self.max_memory} or less",
-                )
+        """CPUs and GPUs (memory: :meth:`memory_limit`, where its default is decided too)."""
         if self.max_cpus is not None and (settings.cpus is None or settings.cpus > self.max_cpus):
             self._refuse(
                 "max_cpus", f"cpus {settings.cpus}", f"set cpus to {self.max_cpus:g} or less"
