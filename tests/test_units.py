@@ -23,6 +23,7 @@ from jupyter_mlcontainer.core.gpus import (
 )
 from jupyter_mlcontainer.core.progress import PullProgress
 from jupyter_mlcontainer.core.reference import check_reference
+from jupyter_mlcontainer.docker.backend import state_of
 from jupyter_mlcontainer.docker.containers import _gone
 from jupyter_mlcontainer.kernel.provisioner import MLContainerProvisioner
 
@@ -71,20 +72,20 @@ def _exit(**state):
         "State": {"ExitCode": 0, "OOMKilled": False, "Error": "", **state},
         "HostConfig": {"Memory": 256 * 2**20},
     }
-    return data
+    return state_of(data)
 
 
 def test_oom_reason_names_the_limit():
-    exit_ = ContainerExit.from_inspect(_exit(ExitCode=137, OOMKilled=True))
+    exit_ = ContainerExit.from_state(_exit(ExitCode=137, OOMKilled=True))
     assert "out-of-memory" in exit_.reason and "256 MiB" in exit_.reason
     assert "Raise mem_limit" in exit_.message()
 
 
 def test_reasons_for_signals_and_codes():
-    assert "SIGKILL" in ContainerExit.from_inspect(_exit(ExitCode=137)).reason
-    assert "SIGSEGV" in ContainerExit.from_inspect(_exit(ExitCode=139)).reason
-    assert ContainerExit.from_inspect(_exit(ExitCode=3)).reason == "exited with code 3"
-    missing = ContainerExit.from_inspect(
+    assert "SIGKILL" in ContainerExit.from_state(_exit(ExitCode=137)).reason
+    assert "SIGSEGV" in ContainerExit.from_state(_exit(ExitCode=139)).reason
+    assert ContainerExit.from_state(_exit(ExitCode=3)).reason == "exited with code 3"
+    missing = ContainerExit.from_state(
         _exit(ExitCode=1), "/usr/bin/python3: No module named ipykernel_launcher\n"
     )
     text = missing.message()

@@ -9,7 +9,7 @@ import re
 import signal
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .backend import ContainerState
@@ -59,20 +59,6 @@ class ContainerExit:
     requested: bool = False
     #: When the Docker engine stopped or restarted, taking the container with it ("08:44:23").
     engine_stopped_at: str = ""
-
-    @classmethod
-    def from_inspect(cls, data: dict[str, Any], log_tail: str = "") -> ContainerExit:
-        state = data.get("State") or {}
-        host = data.get("HostConfig") or {}
-        return cls(
-            name=str(data.get("Name", "")).lstrip("/"),
-            image=str((data.get("Config") or {}).get("Image", "")),
-            exit_code=int(state.get("ExitCode") or 0),
-            oom_killed=bool(state.get("OOMKilled")),
-            mem_limit=int(host.get("Memory") or 0),
-            error=str(state.get("Error") or ""),
-            log_tail=log_tail,
-        )
 
     @classmethod
     def from_state(cls, state: ContainerState, log_tail: str = "") -> ContainerExit:

@@ -88,7 +88,7 @@ class DockerBackend:
 
     @classmethod
     def known(cls) -> list[DockerBackend]:
-        return [cls.for_url(engine.base_url) for engine in Engine.known()]
+        return [cls(engine) for engine in Engine.known()]
 
     def __hash__(self) -> int:
         return hash(self.engine)

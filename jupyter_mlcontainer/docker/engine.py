@@ -119,11 +119,7 @@ def _typed(status: int | None, text: str) -> type[EngineError]:
     return EngineError
 
 
-#: Which engine answers the Docker API (the seam's name for it).
-EngineKind = BackendKind
-
-
-def _read_kind(api: docker.APIClient) -> EngineKind:
+def _read_kind(api: docker.APIClient) -> BackendKind:
     version = api.version()
     for component in version.get("Components") or []:
         if "Podman" in str(component.get("Name")):
@@ -131,10 +127,10 @@ def _read_kind(api: docker.APIClient) -> EngineKind:
             # Only Podman's own API says whether it runs rootless.
             reply = api.get(f"{api.base_url}/v{number}/libpod/info")
             security = (reply.json().get("host") or {}).get("security") or {} if reply.ok else {}
-            return EngineKind("Podman", number, bool(security.get("rootless")))
+            return BackendKind("Podman", number, bool(security.get("rootless")))
     options = api.info().get("SecurityOptions") or []
     rootless = any("name=rootless" in str(option) for option in options)
-    return EngineKind("Docker", str(version.get("Version") or ""), rootless)
+    return BackendKind("Docker", str(version.get("Version") or ""), rootless)
 
 
 def _forget_inherited_event_loop() -> None:
@@ -182,7 +178,7 @@ class Engine:
         #: The kernels' networks as this process found them (docker/networks.py).
         self.kernel_networks = networks.KernelNetworks(self)
         self._endpoint: endpoint.Endpoint | None = None
-        self._kind: EngineKind | None = None
+        self._kind: BackendKind | None = None
 
     @classmethod
     def for_url(cls, base_url: str | None = None) -> Engine:
@@ -336,7 +332,7 @@ class Engine:
             return GPUSupport.for_podman(kind.version)
         return GPUSupport.from_info(await self.info(max_age=max_age))
 
-    async def kind(self) -> EngineKind:
+    async def kind(self) -> BackendKind:
         """Docker or Podman, rootful or rootless (cached: it does not change while it runs)."""
         if self._kind is None:
             self._kind = await self.call("read the engine's version", _read_kind)

@@ -13,9 +13,7 @@ loop; :class:`KernelNetworks` is what one engine's kernels ask (each network loo
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import random
 import socket
 import sys
 import threading
@@ -180,13 +178,6 @@ def duplicates(api: docker.APIClient) -> list[Duplicates]:
 def _repair(api: docker.APIClient, found: Duplicates) -> list[str]:
     """Remove the duplicates that no container uses; returns the ids still in use."""
     return [other for other in found.others if not _remove_unused(api, other)]
-
-
-def random_address(subnet: str) -> str:
-    """A random host address of ``subnet`` past its gateway (the engine's own picks start at
-    the bottom, so a kernel's address stays free while it restarts)."""
-    network = ipaddress.ip_network(subnet)
-    return str(network.network_address + random.randrange(2, network.num_addresses - 1))  # noqa: S311
 
 
 async def settle_duplicates(engine: Engine, repair: bool = False) -> list[tuple[str, list[str]]]:

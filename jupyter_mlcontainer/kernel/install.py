@@ -81,11 +81,7 @@ class AddRequest(HasTraits):
     @classmethod
     def from_fields(cls, values: Mapping[str, Any]) -> AddRequest:
         """A request from values by field name (:func:`add_fields`; None: not given)."""
-        fields = {field.name: field for field in add_fields()}
-        unknown = sorted(set(values) - set(fields))
-        if unknown:
-            msg = f"unknown fields: {', '.join(unknown)}"
-            raise ValueError(msg)
+        fields = _known(values, add_fields())
         given = {name: value for name, value in values.items() if value is not None}
         try:
             return cls(
@@ -101,12 +97,23 @@ class AddRequest(HasTraits):
         """The REST API's request: a JSON object with the fields the API offers. Raises
         ValueError, which says what is wrong, for an unknown field or a value of the wrong
         type (its other checks are :func:`validate`'s, as for the CLI)."""
-        fields = {field.name: field for field in add_fields() if field.rest}
-        unknown = sorted(set(body) - set(fields))
-        if unknown:
-            msg = f"unknown fields: {', '.join(unknown)}"
-            raise ValueError(msg)
+        fields = _known(body, [field for field in add_fields() if field.rest])
         return cls.from_fields({name: fields[name].from_json(v) for name, v in body.items()})
+
+
+def _known(values: Mapping[str, Any], offered: list[AddField]) -> dict[str, AddField]:
+    """The fields offered, by name; ValueError naming any of ``values`` not among them."""
+    fields = {field.name: field for field in offered}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        msg = f"unknown fields: {', '.join(unknown)}"
+        raise ValueError(msg)
+    return fields
+
+
+def cli_option(name: str) -> str:
+    """The CLI's option for a field: ``--mem-limit`` for ``mem_limit``."""
+    return "--" + name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -132,7 +139,7 @@ class AddField:
     @property
     def option(self) -> str:
         """The CLI's option: ``--mem-limit`` for ``mem_limit``."""
-        return "--" + self.name.replace("_", "-")
+        return cli_option(self.name)
 
     @property
     def help(self) -> str:
@@ -280,7 +287,7 @@ def recorded_settings(request: AddRequest, image_labels: Mapping[str, str]) -> d
 
 def cli_words(name: str, value: str) -> str:
     """How a user of the CLI sets a setting: ``--gpus auto``."""
-    return f"--{name.replace('_', '-')} {value}"
+    return f"{cli_option(name)} {value}"
 
 
 def api_words(name: str, value: str) -> str:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from jupyter_client.multikernelmanager import MultiKernelManager
-
 from ..core import gpus as gpu
 from ..core import kernelspec, labels
 from ..core.exceptions import GPUUnavailableError
@@ -170,7 +168,6 @@ def working_dir(p: MLContainerProvisioner, cwd: str | None) -> str:
 
 def server_root(p: MLContainerProvisioner) -> str:
     """The directory a server's kernels mount (its root_dir), or '' outside a server."""
-    multikernel_manager = getattr(p.parent, "parent", None)
-    if not isinstance(multikernel_manager, MultiKernelManager):
+    if not p.in_a_server:
         return ""
-    return str(getattr(multikernel_manager, "root_dir", "") or "")
+    return str(getattr(getattr(p.parent, "parent", None), "root_dir", "") or "")
