@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -220,6 +221,44 @@ async def test_other_network_modes(kernelspec, notebook_dir, docker_api, network
         out, reply = await execute(kc, "print(6 * 7)")
         assert out.strip() == "42"
     await assert_removed(docker_api, km.kernel_id)
+
+
+async def test_a_port_taken_on_the_host_network_gets_fresh_ports(
+    kernelspec, notebook_dir, policy, monkeypatch
+):
+    """On the host's network a chosen port can be taken between its choice and the kernel's
+    bind (another process, or an outgoing connection's ephemeral port). The race is forced:
+    the port cache hands out a port this test holds. The kernel's bootstrap refuses it with
+    its own exit code, and the start goes on with fresh ports."""
+    from jupyter_client.connect import LocalPortCache
+
+    policy(allowed_networks=["bridge", "host", "none"])
+    holder = socket.socket()
+    holder.bind(("0.0.0.0", 0))  # what a kernel on the host's network binds
+    holder.listen()
+    taken = holder.getsockname()[1]
+    real = LocalPortCache.find_available_port
+    handed: list[int] = []
+
+    def first_one_taken(self: LocalPortCache, ip: str) -> int:
+        port = taken if not handed else real(self, ip)
+        handed.append(port)
+        return port
+
+    monkeypatch.setattr(LocalPortCache, "find_available_port", first_one_taken)
+    try:
+        async with running_kernel(kernelspec(network="host"), notebook_dir) as (km, kc):
+            out, _ = await execute(kc, "print(6 * 7)")
+            assert out.strip() == "42"
+            ports = [km.connection_info[f"{n}_port"] for n in PORT_KINDS]
+            assert taken not in ports and taken == handed[0]
+            exit_ = km.provisioner.run.launches
+            assert exit_ == 2, f"one refused start, then one with fresh ports: {exit_} starts"
+    finally:
+        holder.close()
+
+
+PORT_KINDS = ("shell", "iopub", "stdin", "control", "hb")
 
 
 async def test_graceful_shutdown_lets_the_kernel_exit(kernelspec, notebook_dir, docker_api):

@@ -8,7 +8,8 @@ library only (Python 3.6+; the supervisor needs 3.9+). In order:
    own packages always win);
 2. a persistent HOME must be writable by the kernel's user;
 3. the container announces its address to the host (when the server connects to it);
-4. the connection file is written from the environment (0600, in a temporary file);
+4. the connection file is written from the environment (0600, in a temporary file), and
+   its TCP ports must be free (on the host's network one may be taken meanwhile);
 5. the lease watchdog listens: any byte renews the lease; without renewals for the timeout
    (the Jupyter process stopped or was killed) it stops the kernel; a control connection that
    proves it knows the kernel's key commands the supervisor;
@@ -19,6 +20,7 @@ Any step that refuses exits with a code of its own (``*_EXIT`` in the protocol),
 server recognises and acts on.
 """
 
+import errno
 import hashlib
 import hmac
 import os
@@ -51,6 +53,8 @@ from .protocol import (
     KILL,
     LEASE_EXPIRED,
     NONCE_BYTES,
+    PORT_TAKEN,
+    PORT_TAKEN_EXIT,
     RUNTIME_MISMATCH,
     RUNTIME_MISMATCH_EXIT,
     START,
@@ -111,11 +115,12 @@ def announce() -> None:
             return
 
 
-def write_connection_file() -> None:
-    """The connection file from the environment, 0600 in a temporary file; argv names it."""
+def write_connection_file() -> str:
+    """The connection file from the environment, 0600 in a temporary file; argv names it.
+    Returns its content ("" when there is none)."""
     connection = os.environ.pop(ENV_CONNECTION, "")
     if not connection:
-        return
+        return ""
     import tempfile
 
     try:
@@ -126,6 +131,35 @@ def write_connection_file() -> None:
     os.write(fd, connection.encode())
     os.close(fd)
     sys.argv = [path if a == CONTAINER_CONNECTION_FILE else a for a in sys.argv]
+    return connection
+
+
+def bind(server: socket.socket, where: Tuple[str, int]) -> None:
+    """Bind; a port taken meanwhile (on the host's network, another process may take a port
+    between its choice and this bind) ends the start with PORT_TAKEN_EXIT: the server picks
+    fresh ports and tries again."""
+    try:
+        server.bind(where)
+    except OSError as e:
+        if e.errno != errno.EADDRINUSE:
+            raise
+        say("%s: %s:%d" % (PORT_TAKEN, where[0], where[1]))
+        os._exit(PORT_TAKEN_EXIT)
+
+
+def check_ports(connection: str) -> None:
+    """Each TCP port of the connection file can be bound (else PORT_TAKEN_EXIT), so that a
+    port taken meanwhile is not a crash deep inside the kernel."""
+    import json
+
+    info = json.loads(connection) if connection else {}
+    if info.get("transport", "tcp") != "tcp":
+        return
+    for name in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"):
+        if info.get(name):
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as zmq binds
+                bind(probe, (info.get("ip") or "0.0.0.0", int(info[name])))  # noqa: S104
 
 
 def kernel_key() -> bytes:
@@ -151,7 +185,7 @@ def listen(address: str) -> socket.socket:
         host, _, port = where.rpartition(":")
         server = socket.socket()
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind((host, int(port)))
+        bind(server, (host, int(port)))
     server.listen(8)
     return server
 
@@ -283,7 +317,7 @@ def main() -> None:
             announce()
         except OSError:
             pass
-    write_connection_file()
+    check_ports(write_connection_file())
     lease = os.environ.pop(ENV_LEASE, "")
     timeout = float(os.environ.pop(ENV_LEASE_TIMEOUT, "0") or 0)
     supervised = os.environ.pop(ENV_SUPERVISE, "")

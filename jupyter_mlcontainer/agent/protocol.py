@@ -36,6 +36,11 @@ RUNTIME_MISMATCH_EXIT = 97
 #: HOME is a volume its user may not write (given to the user by the server, if it is ours).
 HOME_NOT_WRITABLE = "jupyter-mlcontainer: the kernel's HOME volume is not writable by its user"
 HOME_NOT_WRITABLE_EXIT = 96
+#: A port the kernel was given is taken in its network namespace (the host's, for
+#: ``network: host``: another process took it between its choice and the kernel's bind).
+#: The server picks fresh ports and starts the kernel again.
+PORT_TAKEN = "jupyter-mlcontainer: a port chosen for the kernel is taken"
+PORT_TAKEN_EXIT = 98
 #: What the watchdog prints when the lease ran out.
 LEASE_EXPIRED = "jupyter-mlcontainer: no Jupyter process renewed this kernel's lease"
 

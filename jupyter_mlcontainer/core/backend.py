@@ -34,6 +34,7 @@ from .plan import home_volume_name
 
 if TYPE_CHECKING:
     from .gpus import GPUSupport
+    from .ledger import GPUDevice, GPUHolder
     from .plan import ContainerPlan
     from .probe import ImageProbe
 
@@ -192,7 +193,20 @@ class Backend(Protocol):
     async def memory_total(self, max_age: float = 60) -> int:
         """Bytes of memory where kernels run (0 when unknown)."""
 
-    async def gpu_support(self, max_age: float = 60) -> GPUSupport: ...
+    async def gpu_support(self, max_age: float = 60, try_image: str = "") -> GPUSupport:
+        """What the backend can do for GPUs. With ``try_image``, a backend that says nothing
+        of GPUs is asked once to start a container with a GPU request (the NVIDIA hook alone,
+        without a configured runtime, runs such containers): the answer is cached."""
+
+    async def gpu_inventory(
+        self, command: str, probe_image: str, max_age: float = 60
+    ) -> tuple[GPUDevice, ...]:
+        """The GPUs where kernels run, for the GPU ledger (core/ledger.py): ``command``
+        (nvidia-smi) asked :data:`~.ledger.INVENTORY_QUERY`, here for a local backend, in a
+        probe container from ``probe_image`` for a remote one; () when there are none."""
+
+    async def gpu_holders(self) -> list[GPUHolder]:
+        """The live containers of ours that hold GPUs (the ledger's state)."""
 
     # --- images -------------------------------------------------------------------------
 

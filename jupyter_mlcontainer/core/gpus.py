@@ -108,6 +108,9 @@ class GPUSupport:
     #: The engine would accept a GPU request and start the container without the GPU
     #: (Podman before 5.4: its Docker-compatible API ignores device requests): what, or "".
     ignores_requests: str = ""
+    #: The engine ran a container with a GPU request although its ``info`` names no GPU
+    #: runtime (the NVIDIA hook without `nvidia-ctk runtime configure`): tried, not read.
+    device_requests: bool = False
 
     @classmethod
     def for_podman(cls, version: str) -> GPUSupport:
@@ -135,7 +138,7 @@ class GPUSupport:
 
     @property
     def available(self) -> bool:
-        return self.nvidia_runtime or bool(self.cdi_devices)
+        return self.nvidia_runtime or bool(self.cdi_devices) or self.device_requests
 
     def describe(self) -> str:
         if self.ignores_requests:
@@ -144,6 +147,8 @@ class GPUSupport:
             return "CDI devices " + ", ".join(self.cdi_devices)
         if self.nvidia_runtime:
             return "NVIDIA runtime"
+        if self.device_requests:
+            return "GPU requests (the NVIDIA Container Toolkit's hook; no runtime registered)"
         return "no GPU support (no NVIDIA runtime, no CDI GPU devices)"
 
 

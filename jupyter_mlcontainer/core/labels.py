@@ -33,6 +33,12 @@ RUNTIME_SEAL = f"{PREFIX}.runtime-sealed"
 #: The digest of a runtime's files when it was sealed (on the seal volume).
 RUNTIME_DIGEST = f"{PREFIX}.runtime-digest"
 PURPOSE = f"{PREFIX}.purpose"
+#: The GPUs a kernel's container holds (UUIDs, comma-separated): the GPU ledger's state
+#: (core/ledger.py) is the set of live containers with this label.
+GPUS = f"{PREFIX}.gpus"
+#: Who a kernel's GPUs are held for, as the ledger names holders (else OWNER: this process's
+#: own user).
+USER = f"{PREFIX}.user"
 #: The fixed subnet of the kernels' network (kernels pick their addresses on it).
 SUBNET = f"{PREFIX}.subnet"
 #: A user's HOME volume: whose (uid) and for which image (the reference it was made for).
@@ -86,3 +92,8 @@ def managed_filter(**extra: str) -> dict[str, list[str]]:
     """A ``filters`` argument for the engine's container list: our containers only."""
     wanted = [f"{MANAGED}=true"] + [f"{key}={value}" for key, value in extra.items()]
     return {"label": wanted}
+
+
+def managed_filter_has(label: str) -> dict[str, list[str]]:
+    """Our containers that carry ``label`` (with any value)."""
+    return {"label": [f"{MANAGED}=true", label]}

@@ -351,9 +351,12 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
             watched=watched,
         ),
         "name": launch.container_name or f"mlc-{launch.kernel_id}",
-        "labels": labels.kernel_labels(
-            launch.kernel_id, launch.kernel_name, launch.network, pooled=launch.pooled
-        ),
+        "labels": {
+            **labels.kernel_labels(
+                launch.kernel_id, launch.kernel_name, launch.network, pooled=launch.pooled
+            ),
+            **({labels.GPUS: ",".join(launch.gpus.ids)} if launch.gpus.mode == "ids" else {}),
+        },
         "environment": env,
         "working_dir": working_dir,
         "user": f"{uid}:{gid}",

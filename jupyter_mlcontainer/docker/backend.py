@@ -25,9 +25,10 @@ from ..core.backend import (
     ProjectVolume,
 )
 from ..core.gpus import GPUSupport
+from ..core.ledger import GPUDevice, GPUHolder
 from ..core.plan import ContainerPlan
 from ..core.probe import ImageProbe
-from . import containers, endpoint, images, networks, reaper, runtime, sibling, volumes
+from . import containers, endpoint, gpus, images, networks, reaper, runtime, sibling, volumes
 from .engine import Engine
 from .events import engine_stopped_at
 
@@ -126,8 +127,16 @@ class DockerBackend:
     async def memory_total(self, max_age: float = 60) -> int:
         return int((await self.engine.info(max_age=max_age)).get("MemTotal") or 0)
 
-    async def gpu_support(self, max_age: float = 60) -> GPUSupport:
-        return await self.engine.gpu_support(max_age=max_age)
+    async def gpu_support(self, max_age: float = 60, try_image: str = "") -> GPUSupport:
+        return await gpus.gpu_support(self.engine, max_age, try_image)
+
+    async def gpu_inventory(
+        self, command: str, probe_image: str, max_age: float = 60
+    ) -> tuple[GPUDevice, ...]:
+        return await gpus.inventory(self.engine, command, probe_image, max_age)
+
+    async def gpu_holders(self) -> list[GPUHolder]:
+        return await gpus.holders(self.engine)
 
     # --- images -------------------------------------------------------------------------
 

@@ -171,6 +171,7 @@ async def run(
     archive: tuple[str, bytes] | None = None,
     timeout: float = 300,
     cap_add: list[str] | None = None,
+    device_requests: list[Any] | None = None,
 ) -> tuple[int, str]:
     """Run a short-lived helper container to completion; return (exit code, output).
 
@@ -186,6 +187,7 @@ async def run(
             cap_drop=["ALL"],
             cap_add=cap_add or None,
             security_opt=["no-new-privileges:true"],
+            device_requests=device_requests or None,
         )
         leases.hold()
         created = api.create_container(

@@ -44,7 +44,6 @@ from ..core.exceptions import (
     PortTaken,
     without_repeats,
 )
-from ..core.gpus import GPUSupport
 from . import containers, endpoint, leases, networks
 from .events import ExitWatcher
 
@@ -323,14 +322,6 @@ class Engine:
 
     async def version(self) -> dict[str, Any]:
         return await self.call("read the engine's version", lambda api: api.version())
-
-    async def gpu_support(self, max_age: float = 60) -> GPUSupport:
-        """What the engine can do for GPUs (Podman says nothing in ``info``: its version
-        decides, see core/gpus.py)."""
-        kind = await self.kind()
-        if kind.podman:
-            return GPUSupport.for_podman(kind.version)
-        return GPUSupport.from_info(await self.info(max_age=max_age))
 
     async def kind(self) -> BackendKind:
         """Docker or Podman, rootful or rootless (cached: it does not change while it runs)."""

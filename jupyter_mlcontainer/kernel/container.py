@@ -33,6 +33,8 @@ class KernelContainer:
     renewal: LeaseRenewal | None = None
     #: The GPUs it was given, and what the engine offered when they were resolved.
     granted_gpus: GPURequest | None = None
+    #: The granted GPUs are the ledger's choice (confirmed once the container exists).
+    ledger_gpus: bool = False
     gpu_support: GPUSupport | None = None
     #: The image it runs (id, digests), learnt after the start, for records.
     image_details: dict[str, Any] | None = None

@@ -14,16 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import gpus as gpu
 from ..core import kernelspec, labels
-from ..core.exceptions import GPUUnavailableError
 from ..core.plan import KernelLaunch, home_volume_name, parse_mount, select_env
 from . import reach
+from .grant import FACTS_MAX_AGE, resolve_gpus
 from .identity import kernel_user
 
 if TYPE_CHECKING:
     from .provisioner import MLContainerProvisioner
-
-#: Seconds a backend's facts (GPUs, memory) are trusted before asking again (shared by kernels).
-FACTS_MAX_AGE = 60.0
 
 
 async def prepare_launch(p: MLContainerProvisioner, kwargs: dict[str, Any]) -> KernelLaunch:
@@ -103,33 +100,6 @@ async def join_kernel_network(p: MLContainerProvisioner) -> None:
     p.run.network = None
     if p.network == "bridge" and p.bridge_network:
         p.run.network = await p.backend.kernel_network(p.bridge_network)
-
-
-async def resolve_gpus(p: MLContainerProvisioner) -> gpu.GPURequest:
-    """The kernelspec's ``gpus`` against what the backend offers (``auto``: GPUs if any)."""
-    request = p.gpu_request
-    if request.mode == "none":
-        p.container.granted_gpus = request
-        return request
-    if p.container.gpu_support is None:
-        p.container.gpu_support = await p.backend.gpu_support(max_age=FACTS_MAX_AGE)
-    support = p.container.gpu_support
-    if support.ignores_requests and request.explicit:
-        msg = (
-            f"GPUs were requested but the engine is {support.ignores_requests}; "
-            "or set gpus='none' (or 'auto') to run this kernel on the CPU."
-        )
-        raise GPUUnavailableError(msg)
-    resolved = gpu.resolve(request, support)
-    if request.mode == "auto" and resolved.mode == "none":
-        p.log.warning(
-            "Kernel %s runs on the CPU: the Docker engine has %s. Install the NVIDIA "
-            "Container Toolkit for GPUs, or set gpus='none' to silence this warning.",
-            p.kernel_id,
-            support.describe(),
-        )
-    p.container.granted_gpus = resolved
-    return resolved
 
 
 async def ensure_home_volume(

@@ -136,6 +136,25 @@ class MLContainerPolicy(Configurable):
         are refused while this is set.""",
     ).tag(config=True)
 
+    gpu_sharing = Int(
+        1,
+        min=0,
+        help="""How many kernels may hold one GPU at a time. 1 (the default): a GPU is a
+        kernel's alone until it ends. N: up to N kernels per GPU, the least used first. 0: no
+        ledger, Docker picks the devices (a count is then always the *first* GPUs, and every
+        kernel lands on GPU 0). With the ledger, ``auto`` is one free GPU (the CPU when none is
+        free), a count is that many free GPUs by UUID, and a kernel that asks for more than
+        is free is refused with who holds what.""",
+    ).tag(config=True)
+
+    gpu_inventory_command = Unicode(
+        "nvidia-smi",
+        help="""The program that lists the host's GPUs for the ledger (asked
+        ``--query-gpu=index,uuid,name,memory.total --format=csv,noheader``): run here for a
+        local engine, in a probe container for a remote one. Not found, or no GPU listed: no
+        ledger, and GPU requests go to the engine as they are.""",
+    ).tag(config=True)
+
     allow_runtime_packages = Bool(
         False,
         help="""Let kernelspecs change ``runtime_packages`` (what the injected runtime installs

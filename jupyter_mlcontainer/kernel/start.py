@@ -8,7 +8,10 @@ heartbeat. Around it, each recovery is one layer that knows its own cause:
 - the image has no ipykernel (``inject_runtime: auto``): a sealed runtime is injected;
 - the injected runtime changed after it was sealed: it is rebuilt;
 - the user's HOME volume is not writable by them: it is given to them when it is ours;
-- a chosen host port or address was taken meanwhile (concurrent starts): fresh ones.
+- a chosen host port or address was taken meanwhile (concurrent starts, or another process
+  on the host's network): fresh ones;
+- a GPU the ledger chose was taken by another server's kernel created a moment earlier: the
+  ledger chooses again.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-from ..agent.protocol import HOME_NOT_WRITABLE_EXIT, RUNTIME_MISMATCH_EXIT
+from ..agent.protocol import HOME_NOT_WRITABLE_EXIT, PORT_TAKEN_EXIT, RUNTIME_MISMATCH_EXIT
 from ..core import kernelspec
 from ..core.backend import random_address
 from ..core.exceptions import (
@@ -33,6 +36,7 @@ from ..core.probe import ImageProbe
 from . import launch as launches
 from . import reach
 from .exits import discard_container, wait_until_up
+from .grant import GPUsTakenMeanwhile, confirm_gpus, resolve_gpus
 
 if TYPE_CHECKING:
     from .provisioner import MLContainerProvisioner
@@ -141,18 +145,25 @@ async def _start_with_writable_home(
 async def _start_with_free_ports(
     p: MLContainerProvisioner, launch: KernelLaunch, probe: ImageProbe | None
 ) -> None:
-    """Start; when the backend finds a chosen host port taken meanwhile (ports are picked
-    free, then published by the engine a moment later, so concurrent starts can race), pick
-    fresh ports (or a fresh address) and try again."""
+    """Start; when a chosen host port was taken meanwhile (ports are picked free, then
+    published by the backend or bound by the kernel on the host's network a moment later, so
+    concurrent starts and other processes can race), pick fresh ports (or a fresh address)
+    and try again."""
     for attempt in range(PORT_RETRIES + 1):
         try:
             await _start_container(p, launch, probe)
             return
-        except PortTaken as e:
+        except (PortTaken, KernelStartError) as e:
+            taken_inside = p.last_exit is not None and p.last_exit.exit_code == PORT_TAKEN_EXIT
+            if isinstance(e, KernelStartError) and not taken_inside:
+                raise
             if attempt == PORT_RETRIES:
-                raise KernelStartError(str(e)) from None
+                raise e if isinstance(e, KernelStartError) else KernelStartError(str(e)) from None
             p.log.info("Kernel %s: a host port was taken meanwhile", p.kernel_id)
-            launch = dataclasses.replace(launch, connection_info=reach.fresh_ports(p))
+            p.container.lease_port = None
+            launch = dataclasses.replace(
+                launch, connection_info=reach.fresh_ports(p), lease=reach.lease_address(p)
+            )
         except AddressTaken as e:
             if attempt == PORT_RETRIES or not launch.address:
                 raise KernelStartError(str(e)) from None
@@ -164,6 +175,12 @@ async def _start_with_free_ports(
             )
             p.container.pinned_ip = random_address(_subnet(p))
             launch = dataclasses.replace(launch, address=p.container.pinned_ip)
+        except GPUsTakenMeanwhile:
+            if attempt == PORT_RETRIES:
+                msg = "Other kernels took every GPU this kernel was given, again and again."
+                raise KernelStartError(msg) from None
+            p.log.info("Kernel %s: its GPUs were taken meanwhile; choosing again", p.kernel_id)
+            launch = dataclasses.replace(launch, gpus=await resolve_gpus(p))
 
 
 async def _start_container(
@@ -173,6 +190,7 @@ async def _start_container(
     backend = p.backend
     p.run.launches += 1
     p.run.exit_code = None
+    p.last_exit = None  # what the layers above read is this attempt's exit, never an older one
     runtime_volume, runtime_digest = None, ""
     if probe is not None:
         runtime_volume, runtime_digest = await backend.ensure_runtime(
@@ -207,6 +225,7 @@ async def _start_container(
         f", injected runtime {runtime_volume}" if runtime_volume else "",
     )
     try:
+        await confirm_gpus(p, container_id, launch.gpus)
         if plan.archive:
             await backend.put_files(container_id, plan.archive_path, plan.archive)
         try:

@@ -1,0 +1,88 @@
+"""Which GPUs a kernel gets: its ``gpus`` setting against what the backend offers, and, where
+the host's GPUs can be listed, the GPU ledger's choice of concrete devices (core/ledger.py).
+
+The ledger's choice is made before the container exists and confirmed right after it was
+created (:func:`confirm_gpus`): when another server chose the same GPU at the same moment,
+the container created first keeps it and this kernel chooses again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..core import gpus as gpu
+from ..core import ledger
+from ..core.exceptions import GPUUnavailableError
+
+if TYPE_CHECKING:
+    from .provisioner import MLContainerProvisioner
+
+#: Seconds a backend's facts (GPUs, memory) are trusted before asking again (shared by kernels).
+FACTS_MAX_AGE = 60.0
+
+
+class GPUsTakenMeanwhile(Exception):
+    """Another server's kernel, created a moment earlier, holds a GPU this one was given."""
+
+
+async def resolve_gpus(p: MLContainerProvisioner) -> gpu.GPURequest:
+    """The kernelspec's ``gpus`` against what the backend offers: with the ledger, concrete
+    free GPUs by UUID (``auto``: one free GPU, else the CPU); without it (no inventory, or
+    ``gpu_sharing: 0``), ``auto`` is every GPU when the backend has any."""
+    request = p.gpu_request
+    p.container.ledger_gpus = False
+    if request.mode == "none":
+        p.container.granted_gpus = request
+        return request
+    backend = p.backend
+    support = await backend.gpu_support(max_age=FACTS_MAX_AGE)
+    if support.ignores_requests and request.explicit:
+        msg = (
+            f"GPUs were requested but the engine is {support.ignores_requests}; "
+            "or set gpus='none' (or 'auto') to run this kernel on the CPU."
+        )
+        raise GPUUnavailableError(msg)
+    sharing = p.policy.gpu_sharing
+    inventory: tuple[ledger.GPUDevice, ...] = ()
+    if sharing > 0 and not support.ignores_requests:
+        inventory = await backend.gpu_inventory(
+            p.policy.gpu_inventory_command, p.image, max_age=FACTS_MAX_AGE
+        )
+        if inventory and not support.available:  # GPUs here: does the engine pass them on?
+            support = await backend.gpu_support(max_age=FACTS_MAX_AGE, try_image=p.image)
+    p.container.gpu_support = support
+    if inventory and support.available:
+        holders = await backend.gpu_holders()
+        resolved = ledger.allocate(request, inventory, holders, sharing)
+        p.container.ledger_gpus = resolved.mode == "ids"
+        if request.mode == "auto" and resolved.mode == "none":
+            p.log.warning(
+                "Kernel %s runs on the CPU: all %d GPUs are in use (%s).",
+                p.kernel_id,
+                len(inventory),
+                ledger.describe_holders(holders),
+            )
+    else:
+        resolved = gpu.resolve(request, support)
+        if request.mode == "auto" and resolved.mode == "none":
+            p.log.warning(
+                "Kernel %s runs on the CPU: the Docker engine has %s. Install the NVIDIA "
+                "Container Toolkit for GPUs, or set gpus='none' to silence this warning.",
+                p.kernel_id,
+                support.describe(),
+            )
+    p.container.granted_gpus = resolved
+    return resolved
+
+
+async def confirm_gpus(
+    p: MLContainerProvisioner, container_id: str, granted: gpu.GPURequest
+) -> None:
+    """Right after the container was created: its ledger GPUs are still its own (no
+    container created earlier holds them up to the sharing limit), else
+    :class:`GPUsTakenMeanwhile`."""
+    if not p.container.ledger_gpus or granted.mode != "ids":
+        return
+    holders = await p.backend.gpu_holders()
+    if ledger.lost_gpus(container_id, granted.ids, holders, p.policy.gpu_sharing):
+        raise GPUsTakenMeanwhile
