@@ -27,7 +27,7 @@ from jupyter_mlcontainer.docker import containers
 from jupyter_mlcontainer.docker.engine import Engine
 
 from . import leftovers
-from .engines import SecondEngine
+from .engines import SecondEngine, SimulatedGpuEngine
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
@@ -182,6 +182,13 @@ def serving(engine: Any) -> Any:
 def second_engine(docker_api: Any) -> Any:
     """A second Docker engine with the test image, to stop and restart (tests/engines.py)."""
     yield from serving(SecondEngine())
+
+
+@pytest.fixture(scope="session")
+def gpu_engine(docker_api: Any) -> Any:
+    """SIMULATED GPUs: an engine that accepts GPU requests, and a stand-in nvidia-smi that
+    lists four GPUs (tests/engines.py)."""
+    yield from serving(SimulatedGpuEngine())
 
 
 def push(api: Any, image: str, remote: str) -> str:

@@ -85,6 +85,12 @@ class OwnEngine:
 
 
 class SecondEngine(OwnEngine):
+    #: Its bridge's address (each engine of the session has a subnet of its own).
+    bridge_address = "10.231.7.1/24"
+    cgroup_parent = "mlc-second-engine"
+    #: What its daemon finds on its PATH before the host's (None: the host's PATH).
+    extra_path: Path | None = None
+
     def __init__(self) -> None:
         binary = shutil.which("dockerd")
         if binary is None:
@@ -97,12 +103,15 @@ class SecondEngine(OwnEngine):
         self.bridge = f"mlc-e2-{self.root.name[-6:]}"
         for cmd in (
             ["ip", "link", "add", self.bridge, "type", "bridge"],
-            ["ip", "addr", "add", "10.231.7.1/24", "dev", self.bridge],
+            ["ip", "addr", "add", self.bridge_address, "dev", self.bridge],
             ["ip", "link", "set", self.bridge, "up"],
         ):
             subprocess.run(cmd, check=True, capture_output=True)
 
     def start(self, timeout: float = 60) -> None:
+        env = dict(os.environ)
+        if self.extra_path is not None:
+            env["PATH"] = f"{self.extra_path}:{env.get('PATH', '')}"
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [
@@ -114,10 +123,11 @@ class SecondEngine(OwnEngine):
                     f"--bridge={self.bridge}",
                     "--iptables=false",
                     "--ip6tables=false",
-                    "--cgroup-parent=mlc-second-engine",
+                    f"--cgroup-parent={self.cgroup_parent}",
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env=env,
             )
         self.wait_until_up(
             lambda: self.proc.poll() is not None, "the second engine did not start", timeout
@@ -151,6 +161,41 @@ class SecondEngine(OwnEngine):
         subprocess.run(["umount", "-R", str(self.root / "exec")], capture_output=True, check=False)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+#: The simulated host's GPUs, as ``nvidia-smi --query-gpu=index,uuid,name,memory.total
+#: --format=csv,noheader`` lists them.
+SIMULATED_GPUS = [f"GPU-5171a7ed-0000-4000-8000-00000000000{n}" for n in range(4)]
+
+
+class SimulatedGpuEngine(SecondEngine):
+    """SIMULATED GPUs: a second engine whose daemon finds a stand-in
+    ``nvidia-container-runtime-hook`` (it only exits 0) on its PATH, so Docker registers its
+    NVIDIA device driver, accepts GPU requests and passes ``NVIDIA_VISIBLE_DEVICES`` to the
+    container, with no GPU and no registered ``nvidia`` runtime; and a stand-in ``nvidia-smi``
+    (:attr:`nvidia_smi`) that lists four GPUs as the real one answers the ledger's query. It
+    proves the plumbing (requests, the ledger, labels), not the hardware."""
+
+    bridge_address = "10.231.8.1/24"
+    cgroup_parent = "mlc-gpu-engine"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.extra_path = self.root / "bin"
+        self.extra_path.mkdir()
+        hook = self.extra_path / "nvidia-container-runtime-hook"
+        hook.write_text(
+            "#!/bin/sh\n# SIMULATED: a stand-in for the NVIDIA hook\ncat >/dev/null\nexit 0\n"
+        )
+        lines = "".join(
+            f"{n}, {uuid}, Simulated GPU, 81559 MiB\\n" for n, uuid in enumerate(SIMULATED_GPUS)
+        )
+        self.nvidia_smi = self.extra_path / "nvidia-smi"
+        self.nvidia_smi.write_text(
+            f"#!/bin/sh\n# SIMULATED: the GPUs of a host that has none\nprintf '{lines}'\n"
+        )
+        for tool in (hook, self.nvidia_smi):
+            tool.chmod(0o755)
 
 
 class RemoteEngine(OwnEngine):
@@ -356,6 +401,9 @@ class RootlessPodman(OwnEngine):
         return self.as_user("podman", "load")
 
     def start(self, timeout: float = 60) -> None:
+        env = dict(os.environ)
+        if self.extra_path is not None:
+            env["PATH"] = f"{self.extra_path}:{env.get('PATH', '')}"
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.as_user("podman", "system", "service", "--time=0", self.url),
@@ -408,6 +456,9 @@ class RootfulPodman(OwnEngine):
         return self.podman("load")
 
     def start(self, timeout: float = 60) -> None:
+        env = dict(os.environ)
+        if self.extra_path is not None:
+            env["PATH"] = f"{self.extra_path}:{env.get('PATH', '')}"
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.podman("system", "service", "--time=0", self.url),

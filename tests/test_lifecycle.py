@@ -250,7 +250,7 @@ async def test_a_port_taken_on_the_host_network_gets_fresh_ports(
         async with running_kernel(kernelspec(network="host"), notebook_dir) as (km, kc):
             out, _ = await execute(kc, "print(6 * 7)")
             assert out.strip() == "42"
-            ports = [km.connection_info[f"{n}_port"] for n in PORT_KINDS]
+            ports = [km.get_connection_info()[f"{n}_port"] for n in PORT_KINDS]
             assert taken not in ports and taken == handed[0]
             exit_ = km.provisioner.run.launches
             assert exit_ == 2, f"one refused start, then one with fresh ports: {exit_} starts"

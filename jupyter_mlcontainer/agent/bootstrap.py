@@ -115,12 +115,11 @@ def announce() -> None:
             return
 
 
-def write_connection_file() -> str:
-    """The connection file from the environment, 0600 in a temporary file; argv names it.
-    Returns its content ("" when there is none)."""
+def write_connection_file() -> None:
+    """The connection file from the environment, 0600 in a temporary file; argv names it."""
     connection = os.environ.pop(ENV_CONNECTION, "")
     if not connection:
-        return ""
+        return
     import tempfile
 
     try:
@@ -131,7 +130,6 @@ def write_connection_file() -> str:
     os.write(fd, connection.encode())
     os.close(fd)
     sys.argv = [path if a == CONTAINER_CONNECTION_FILE else a for a in sys.argv]
-    return connection
 
 
 def bind(server: socket.socket, where: Tuple[str, int]) -> None:
@@ -147,12 +145,10 @@ def bind(server: socket.socket, where: Tuple[str, int]) -> None:
         os._exit(PORT_TAKEN_EXIT)
 
 
-def check_ports(connection: str) -> None:
+def check_ports() -> None:
     """Each TCP port of the connection file can be bound (else PORT_TAKEN_EXIT), so that a
     port taken meanwhile is not a crash deep inside the kernel."""
-    import json
-
-    info = json.loads(connection) if connection else {}
+    info = connection_info()
     if info.get("transport", "tcp") != "tcp":
         return
     for name in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"):
@@ -162,15 +158,20 @@ def check_ports(connection: str) -> None:
                 bind(probe, (info.get("ip") or "0.0.0.0", int(info[name])))  # noqa: S104
 
 
-def kernel_key() -> bytes:
-    """The kernel's HMAC key, from its connection file (b"" when there is none)."""
+def connection_info() -> Dict[str, Any]:
+    """The kernel's connection file (argv's ``-f``), {} when there is none."""
     import json
 
     try:
         with open(sys.argv[sys.argv.index("-f") + 1]) as f:
-            return str(json.load(f).get("key", "")).encode()
+            return dict(json.load(f))
     except (ValueError, OSError, IndexError):
-        return b""
+        return {}
+
+
+def kernel_key() -> bytes:
+    """The kernel's HMAC key, from its connection file (b"" when there is none)."""
+    return str(connection_info().get("key", "")).encode()
 
 
 def listen(address: str) -> socket.socket:
@@ -317,7 +318,8 @@ def main() -> None:
             announce()
         except OSError:
             pass
-    check_ports(write_connection_file())
+    write_connection_file()
+    check_ports()
     lease = os.environ.pop(ENV_LEASE, "")
     timeout = float(os.environ.pop(ENV_LEASE_TIMEOUT, "0") or 0)
     supervised = os.environ.pop(ENV_SUPERVISE, "")

@@ -154,7 +154,12 @@ async def _start_with_free_ports(
             await _start_container(p, launch, probe)
             return
         except (PortTaken, KernelStartError) as e:
-            taken_inside = p.last_exit is not None and p.last_exit.exit_code == PORT_TAKEN_EXIT
+            exit_ = p.last_exit  # this attempt's container's, never an earlier one's
+            taken_inside = (
+                exit_ is not None
+                and exit_.exit_code == PORT_TAKEN_EXIT
+                and exit_.name == p.container.name
+            )
             if isinstance(e, KernelStartError) and not taken_inside:
                 raise
             if attempt == PORT_RETRIES:
@@ -190,7 +195,6 @@ async def _start_container(
     backend = p.backend
     p.run.launches += 1
     p.run.exit_code = None
-    p.last_exit = None  # what the layers above read is this attempt's exit, never an older one
     runtime_volume, runtime_digest = None, ""
     if probe is not None:
         runtime_volume, runtime_digest = await backend.ensure_runtime(

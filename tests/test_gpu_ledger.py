@@ -1,0 +1,154 @@
+"""The GPU ledger on an engine with SIMULATED GPUs (tests/engines.py ``SimulatedGpuEngine``: a
+stand-in NVIDIA hook on its daemon's PATH, a stand-in nvidia-smi listing four GPUs). It proves
+our plumbing — GPU requests by UUID, the ledger's labels, busy GPUs refused with who holds
+them, a killed server's GPUs freed with its lease — not the hardware (the ``gpu`` marker's
+test does that on a machine with a GPU)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from typing import Any
+
+import pytest
+from jupyter_client import AsyncKernelManager
+
+from jupyter_mlcontainer.core import backend as backends
+from jupyter_mlcontainer.core import labels
+from jupyter_mlcontainer.core.ledger import GPUsBusyError
+
+from .conftest import IMAGE, execute, start_fails
+from .engines import SIMULATED_GPUS
+from .servers import Server
+
+pytestmark = pytest.mark.engine
+
+VISIBLE = "import os; print(os.environ.get('NVIDIA_VISIBLE_DEVICES'))"
+
+
+@pytest.fixture
+def gpu_kernelspec(kernelspec, gpu_engine, policy):
+    """Kernelspecs on the simulated GPU engine, with the ledger reading its inventory."""
+    policy(
+        allowed_engines=[gpu_engine.url],
+        allowed_networks=["bridge", "host", "none"],
+        gpu_inventory_command=str(gpu_engine.nvidia_smi),
+    )
+
+    def make(name: str = "gpu", **config: Any) -> str:
+        return kernelspec(name, docker_host=gpu_engine.url, network="host", **config)
+
+    return make
+
+
+@contextlib.asynccontextmanager
+async def kernels(name: str, cwd: Any, n: int):
+    """``n`` kernels of ``name`` started at once; their (manager, client) pairs."""
+    managers = [AsyncKernelManager(kernel_name=name) for _ in range(n)]
+    clients = []
+    try:
+        await asyncio.gather(*(km.start_kernel(cwd=str(cwd)) for km in managers))
+        for km in managers:
+            kc = km.client()
+            kc.start_channels()
+            clients.append(kc)
+            await kc.wait_for_ready(timeout=60)
+        yield list(zip(managers, clients, strict=True))
+    finally:
+        for kc in clients:
+            kc.stop_channels()
+        await asyncio.gather(
+            *(km.shutdown_kernel(now=True) for km in managers if km.has_kernel),
+            return_exceptions=True,
+        )
+
+
+async def visible(kc: Any) -> str:
+    out, reply = await execute(kc, VISIBLE)
+    assert reply["status"] == "ok", out
+    return out.strip()
+
+
+async def test_gpu_support_is_tried_not_read_from_the_runtime_list(gpu_engine, docker_api):
+    simulated = backends.connect(gpu_engine.url)
+    assert "nvidia" not in (await simulated.info()).get("Runtimes", {})
+    assert not (await simulated.gpu_support()).available  # what `docker info` says
+    tried = await simulated.gpu_support(try_image=IMAGE)
+    assert tried.available and tried.device_requests and "hook" in tried.describe()
+    # The suite's own engine has no hook: the same try says no.
+    assert not (await backends.connect(None).gpu_support(try_image=IMAGE)).available
+
+
+async def test_four_kernels_get_four_gpus_and_a_fifth_is_told_who_holds_them(
+    gpu_kernelspec, notebook_dir, gpu_engine
+):
+    name = gpu_kernelspec(gpus=1)
+    async with kernels(name, notebook_dir, 4) as started:  # at once: the ledger's race too
+        seen = [await visible(kc) for _, kc in started]
+        assert sorted(seen) == SIMULATED_GPUS, "four kernels, four different GPUs"
+        for km, _ in started:
+            container = gpu_engine.api().inspect_container(km.provisioner.container_id)
+            granted = container["Config"]["Labels"][labels.GPUS]
+            requests = container["HostConfig"]["DeviceRequests"]
+            assert requests[0]["DeviceIDs"] == [granted]
+        _, message = await start_fails(name, notebook_dir, GPUsBusyError)
+        assert "all 4 GPUs of this host are in use: root ×4" in message
+        assert "gpus='none'" in message
+        # `auto` falls back to the CPU while none is free.
+        async with kernels(gpu_kernelspec("auto", gpus="auto"), notebook_dir, 1) as [(_, kc)]:
+            assert await visible(kc) == "void"
+        # One ends: its GPU goes to the next kernel.
+        freed = seen[0]
+        await started[0][0].shutdown_kernel(now=True)
+        async with kernels(name, notebook_dir, 1) as [(_, kc)]:
+            assert await visible(kc) == freed
+
+
+async def test_shared_gpus_take_up_to_n_kernels_each(
+    gpu_kernelspec, notebook_dir, policy, gpu_engine
+):
+    policy(
+        allowed_engines=[gpu_engine.url],
+        allowed_networks=["bridge", "host", "none"],
+        gpu_inventory_command=str(gpu_engine.nvidia_smi),
+        gpu_sharing=2,
+    )
+    name = gpu_kernelspec(gpus="all")
+    async with kernels(name, notebook_dir, 2) as started:
+        assert [await visible(kc) for _, kc in started] == [",".join(SIMULATED_GPUS)] * 2
+        _, message = await start_fails(name, notebook_dir, GPUsBusyError)
+        assert "(2 kernels each): root ×8" in message
+
+
+def test_a_killed_servers_gpus_come_back_with_its_lease(
+    gpu_kernelspec, notebook_dir, tmp_path, gpu_engine
+):
+    name = gpu_kernelspec(gpus="all")
+    server = Server(
+        notebook_dir,
+        tmp_path / "runtime",
+        tmp_path / "server.log",
+        "--MLContainerProvisioner.lease_timeout=3",
+    )
+    try:
+        _, kc = server.start_kernel(name)
+        kc.stop_channels()
+        with pytest.raises(GPUsBusyError):
+            asyncio.run(AsyncKernelManager(kernel_name=name).start_kernel(cwd=str(notebook_dir)))
+        server.stop(signal.SIGKILL)  # no cleanup: its kernel holds every GPU, on its own
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                km = AsyncKernelManager(kernel_name=name)
+                asyncio.run(km.start_kernel(cwd=str(notebook_dir)))
+                break
+            except GPUsBusyError:
+                assert time.monotonic() < deadline, "the killed server's GPUs never came back"
+                time.sleep(0.5)
+        asyncio.run(km.shutdown_kernel(now=True))
+    finally:
+        server.close()
+        for container in gpu_engine.containers():
+            gpu_engine.api().remove_container(container["Id"], force=True)
