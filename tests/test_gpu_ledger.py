@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import signal
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -152,3 +156,41 @@ def test_a_killed_servers_gpus_come_back_with_its_lease(
         server.close()
         for container in gpu_engine.containers():
             gpu_engine.api().remove_container(container["Id"], force=True)
+
+
+@pytest.fixture
+def jp_server_config(jp_server_config, gpu_engine):
+    """This module's servers use the simulated GPU engine."""
+    extension = {**jp_server_config.get("MLContainerExtension", {}), "docker_host": gpu_engine.url}
+    return {**jp_server_config, "MLContainerExtension": extension}
+
+
+async def test_the_rest_api_and_doctor_show_each_gpu_with_its_holder(
+    gpu_kernelspec, jp_fetch, gpu_engine
+):
+    name = gpu_kernelspec(gpus=1)
+    response = await jp_fetch("api", "kernels", method="POST", body=json.dumps({"name": name}))
+    kernel_id = json.loads(response.body)["id"]
+    try:
+        table = json.loads((await jp_fetch("mlcontainer", "gpus")).body)
+        assert table["ledger"] is True and table["sharing"] == 1
+        assert [g["uuid"] for g in table["gpus"]] == SIMULATED_GPUS
+        held = [g for g in table["gpus"] if g["holders"]]
+        assert [h["kernel_id"] for h in held[0]["holders"]] == [kernel_id]
+        assert held[0]["holders"][0]["user"] == "root" and held[0]["free"] is False
+        assert sum(g["free"] for g in table["gpus"]) == 3
+
+        doctor = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "jupyter_mlcontainer.cli", "doctor"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DOCKER_HOST": gpu_engine.url},
+            timeout=120,
+        )
+        rows = [line for line in doctor.stdout.splitlines() if line.startswith("gpu ")]
+        assert len(rows) == 4, doctor.stdout
+        busy = [row for row in rows if "held by root ×1" in row]
+        assert len(busy) == 1 and held[0]["uuid"] in busy[0], doctor.stdout
+    finally:
+        await jp_fetch("api", "kernels", kernel_id, method="DELETE")

@@ -3,6 +3,7 @@ kernel's image and the volumes, each with what to do when it is wrong."""
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,6 +16,8 @@ from ..core.diagnostics import human_size
 from ..core.exceptions import MLContainerError
 from ..core.gpus import GPURequest, GPUSupport
 from ..core.kernelspec import InstalledSpec, installed_provisioners, installed_specs
+from ..kernel.grant import gpu_table
+from ..kernel.policy import MLContainerPolicy
 from ..kernel.settings import requested_gpus
 from .base import Command
 
@@ -29,6 +32,24 @@ class DoctorApp(Command):
         ok = self.run(self.doctor())
         if not ok:
             self.exit(1)
+
+    async def _gpu_holders(self, backend: Backend, report: Callable[[str, str, str], None]) -> None:
+        """Each GPU of the host with who holds it (the GPU ledger)."""
+        images = [s.image for s in installed_specs() if s.is_container and s.image]
+        table = await gpu_table(
+            backend, MLContainerPolicy.for_kernel(self), images[0] if images else ""
+        )
+        each = "" if table["sharing"] == 1 else f", up to {table['sharing']} kernels each"
+        for gpu in table["gpus"]:
+            holders = collections.Counter(h["user"] for h in gpu["holders"])
+            held = ", ".join(f"{user} ×{n}" for user, n in sorted(holders.items()))
+            report(
+                f"gpu {gpu['index']}",
+                "ok" if gpu["free"] else "busy",
+                f"{gpu['uuid']} ({gpu['name']}, {human_size(gpu['memory_total'])}): "
+                + (f"held by {held}" if held else "free")
+                + each,
+            )
 
     async def doctor(self) -> bool:
         rows: list[tuple[str, str, str]] = []
@@ -102,6 +123,7 @@ class DoctorApp(Command):
                     else " — kernels run on the CPU; install the NVIDIA Container Toolkit for GPUs"
                 ),
             )
+            await self._gpu_holders(backend, report)
         if ks.PROVISIONER_NAME in installed_provisioners():
             report(
                 "provisioner",

@@ -8,13 +8,16 @@ the container created first keeps it and this kernel chooses again.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from ..core import gpus as gpu
 from ..core import ledger
 from ..core.exceptions import GPUUnavailableError
 
 if TYPE_CHECKING:
+    from ..core.backend import Backend
+    from .policy import MLContainerPolicy
     from .provisioner import MLContainerProvisioner
 
 #: Seconds a backend's facts (GPUs, memory) are trusted before asking again (shared by kernels).
@@ -86,3 +89,40 @@ async def confirm_gpus(
     holders = await p.backend.gpu_holders()
     if ledger.lost_gpus(container_id, granted.ids, holders, p.policy.gpu_sharing):
         raise GPUsTakenMeanwhile
+
+
+async def gpu_table(
+    backend: Backend, policy: MLContainerPolicy, probe_image: str = "", own: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The host's GPUs and who holds each, for the REST API, the sidebar and ``doctor``.
+    Kernel ids are shown for ``own`` kernels only (another user's ids are theirs to know)."""
+    support = await backend.gpu_support(max_age=FACTS_MAX_AGE)
+    inventory: tuple[ledger.GPUDevice, ...] = ()
+    if policy.gpu_sharing > 0:
+        inventory = await backend.gpu_inventory(
+            policy.gpu_inventory_command, probe_image, max_age=FACTS_MAX_AGE
+        )
+        if inventory and not support.available and probe_image:
+            support = await backend.gpu_support(max_age=FACTS_MAX_AGE, try_image=probe_image)
+    holders = await backend.gpu_holders() if inventory else []
+    mine = set(own)
+    gpus = []
+    for device in inventory:
+        held = [h for h in holders if device.uuid in h.uuids]
+        gpus.append(
+            {
+                **device.to_dict(),
+                "holders": [
+                    {"user": h.user, "kernel_id": h.kernel_id if h.kernel_id in mine else None}
+                    for h in held
+                ],
+                "free": len(held) < policy.gpu_sharing,
+            }
+        )
+    return {
+        "support": support.describe(),
+        "available": support.available,
+        "ledger": bool(inventory) and support.available,
+        "sharing": policy.gpu_sharing,
+        "gpus": gpus,
+    }

@@ -22,7 +22,9 @@ from ..core import labels
 from ..core.backend import Backend, ContainerState, families
 from ..core.exceptions import MLContainerError
 from ..kernel.answers import as_http_error
+from ..kernel.grant import gpu_table
 from ..kernel.install import AddRequest, add_container_kernelspec, api_words
+from ..kernel.policy import MLContainerPolicy
 from ..kernel.provisioner import MLContainerProvisioner
 from .pulls import PullTracker
 from .user import kernel_uids
@@ -245,6 +247,20 @@ class KernelsHandler(_Handler):
         self.finish({"kernels": out})
 
 
+class GpusHandler(_Handler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """The GPUs where this server's kernels run, with who holds each (the GPU ledger):
+        users by name, kernel ids only for this server's own kernels."""
+        policy = MLContainerPolicy.for_kernel(self.serverapp)
+        images = [s.image for s in ks.installed_specs() if s.is_container and s.image]
+        table = await gpu_table(
+            self.backend, policy, images[0] if images else "", _container_kernels(self)
+        )
+        self.finish(table)
+
+
 class KernelHandler(_Handler):
     #: The last CPU sample of each container: (monotonic time, total CPU nanoseconds).
     _previous_cpu: dict[str, tuple[float, float]] = {}
@@ -434,6 +450,7 @@ default_handlers = [
     (r"/mlcontainer/engine", EngineHandler),
     (r"/mlcontainer/images", ImagesHandler),
     (r"/mlcontainer/images/pull", PullsHandler),
+    (r"/mlcontainer/gpus", GpusHandler),
     (r"/mlcontainer/kernels", KernelsHandler),
     (rf"/mlcontainer/kernels/{_KERNEL_ID}", KernelHandler),
     (r"/mlcontainer/kernelspecs", KernelspecsHandler),

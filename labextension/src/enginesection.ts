@@ -1,6 +1,7 @@
 /** The sidebar's engine section: which engine, reachable or not, and its GPU support. */
 import { el, message } from './dom';
-import type { IEngineStatus } from './request';
+import { gpuLine } from './format';
+import type { IEngineStatus, IGpuTable } from './request';
 import { Result, Section } from './section';
 
 export class EngineSection extends Section {
@@ -8,7 +9,7 @@ export class EngineSection extends Section {
     super('engine', 'Engine');
   }
 
-  render(engine: Result<IEngineStatus>): void {
+  render(engine: Result<IEngineStatus>, gpus?: Result<IGpuTable>): void {
     const box = this.body.node;
     box.textContent = '';
     if ('error' in engine) {
@@ -38,5 +39,26 @@ export class EngineSection extends Section {
         `GPUs: ${status.gpus?.description ?? '–'}`
       )
     );
+    if (gpus && 'value' in gpus && gpus.value.gpus.length) {
+      box.appendChild(gpuList(gpus.value));
+    }
   }
+}
+
+/** Each GPU of the host with who holds it: "GPU 0 · H200 · 141 GiB — alice ×2". */
+function gpuList(table: IGpuTable): HTMLElement {
+  const list = el('ul', 'jp-mlcontainer-gpus');
+  list.setAttribute('aria-label', 'GPUs and who holds them');
+  for (const gpu of table.gpus) {
+    const item = el(
+      'li',
+      gpu.free ? 'jp-mlcontainer-gpu-free' : 'jp-mlcontainer-gpu-busy'
+    );
+    item.textContent = gpuLine(gpu);
+    item.title =
+      `${gpu.uuid}` +
+      (table.sharing > 1 ? ` (up to ${table.sharing} kernels each)` : '');
+    list.appendChild(item);
+  }
+  return list;
 }

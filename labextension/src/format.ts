@@ -2,7 +2,7 @@
  * Pure formatting helpers: what the widgets show, computed from the REST API's answers.
  * No DOM and no requests here, so each function is unit-tested on its own.
  */
-import type { IKernelContainer } from './request';
+import type { IGpu, IKernelContainer } from './request';
 
 export function formatBytes(bytes: number | null | undefined): string {
   if (bytes === null || bytes === undefined) {
@@ -72,6 +72,20 @@ const PROBE_LABELS: [string, string][] = [
 ];
 
 /** What the image probe found inside: `Python 3.11.2 · PyTorch 2.6.0 · Debian …`. */
+/** One GPU and who holds it: "GPU 0 · H200 · 141 GiB — alice ×2, bob ×1" (or "— free"). */
+export function gpuLine(gpu: IGpu): string {
+  const counts = new Map<string, number>();
+  for (const holder of gpu.holders) {
+    counts.set(holder.user, (counts.get(holder.user) ?? 0) + 1);
+  }
+  const held = [...counts]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([user, n]) => `${user} ×${n}`)
+    .join(', ');
+  const size = gpu.memory_total ? ` · ${formatBytes(gpu.memory_total)}` : '';
+  return `GPU ${gpu.index} · ${gpu.name}${size} — ${held || 'free'}`;
+}
+
 export function probeSummary(probe: Record<string, string> | null): string {
   if (!probe) {
     return 'not probed (kernelspec not made by `jupyter mlcontainer add`)';

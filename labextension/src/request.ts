@@ -65,6 +65,27 @@ export interface IEngineStatus {
   gpus?: { available: boolean; description: string };
 }
 
+/** One GPU of the engine's host and who holds it (the GPU ledger). */
+export interface IGpu {
+  index: string;
+  uuid: string;
+  name: string;
+  memory_total: number;
+  /** Users by name; kernel ids only for this server's own kernels. */
+  holders: { user: string; kernel_id: string | null }[];
+  free: boolean;
+}
+
+export interface IGpuTable {
+  support: string;
+  available: boolean;
+  /** Whether GPUs are handed out by the ledger (the host's GPUs could be listed). */
+  ledger: boolean;
+  /** Kernels per GPU (1: exclusive). */
+  sharing: number;
+  gpus: IGpu[];
+}
+
 export interface IKernelImage {
   kernelspec: string;
   display_name: string;
@@ -144,6 +165,10 @@ export const PULL_SCHEMA =
 
 export function getEngine(): Promise<IEngineStatus> {
   return requestAPI<IEngineStatus>('engine');
+}
+
+export function getGpus(): Promise<IGpuTable> {
+  return requestAPI<IGpuTable>('gpus');
 }
 
 export function getImages(): Promise<IImages> {

@@ -22,6 +22,7 @@ import { COMMAND_NEW } from './newkernel';
 import { PoolSection } from './poolsection';
 import {
   getEngine,
+  getGpus,
   getImages,
   getPool,
   IKernelContainer,
@@ -125,7 +126,7 @@ export class ContainersPanel extends SidePanel {
     }
   }
 
-  /** Four calls, whatever the number of kernels; logs only of kernels whose log is open. */
+  /** Five calls, whatever the number of kernels; logs only of kernels whose log is open. */
   async refresh(): Promise<void> {
     if (
       this.volumeList !== null &&
@@ -134,8 +135,9 @@ export class ContainersPanel extends SidePanel {
     ) {
       void this.refreshVolumes();
     }
-    const [engine, images, kernels, pool] = await Promise.all([
+    const [engine, gpus, images, kernels, pool] = await Promise.all([
       settle(getEngine()),
+      settle(getGpus()),
       settle(getImages()),
       settle(listKernels()),
       settle(getPool())
@@ -144,7 +146,7 @@ export class ContainersPanel extends SidePanel {
     if (this.isDisposed) {
       return;
     }
-    this.engine.render(engine);
+    this.engine.render(engine, gpus);
     this.kernels.render(kernels);
     this.lastKernels = kernels;
     this.pool.render(pool);

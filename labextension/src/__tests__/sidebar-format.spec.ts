@@ -1,5 +1,6 @@
 import {
   asksForGpus,
+  gpuLine,
   gpuWarning,
   ISessionRef,
   kernelDetail,
@@ -97,5 +98,29 @@ describe('gpuWarning', () => {
     expect(gpuWarning('none', without)).toBe('');
     expect(gpuWarning('all', null)).toBe('');
     expect(gpuWarning('all', { reachable: false })).toBe('');
+  });
+});
+
+describe('gpuLine', () => {
+  const gpu = {
+    index: '0',
+    uuid: 'GPU-aaaa',
+    name: 'NVIDIA H200',
+    memory_total: 141 * 2 ** 30,
+    holders: [] as { user: string; kernel_id: string | null }[],
+    free: true
+  };
+  it('says a GPU is free', () => {
+    expect(gpuLine(gpu)).toBe('GPU 0 · NVIDIA H200 · 141.0 GiB — free');
+  });
+  it('names its holders with their counts, by name', () => {
+    const holders = [
+      { user: 'bob', kernel_id: null },
+      { user: 'alice', kernel_id: 'k1' },
+      { user: 'alice', kernel_id: null }
+    ];
+    expect(gpuLine({ ...gpu, memory_total: 0, holders, free: false })).toBe(
+      'GPU 0 · NVIDIA H200 — alice ×2, bob ×1'
+    );
   });
 });
