@@ -23,7 +23,7 @@ from jupyter_mlcontainer.core import backend as backends
 from jupyter_mlcontainer.core import labels
 from jupyter_mlcontainer.core.ledger import GPUsBusyError
 
-from .conftest import IMAGE, execute, start_fails
+from .conftest import IMAGE, eventually, execute, start_fails
 from .engines import SIMULATED_GPUS
 from .servers import Server
 
@@ -194,3 +194,50 @@ async def test_the_rest_api_and_doctor_show_each_gpu_with_its_holder(
         assert len(busy) == 1 and held[0]["uuid"] in busy[0], doctor.stdout
     finally:
         await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+
+
+async def test_an_idle_gpu_kernel_is_warned_then_shut_down_and_its_gpu_freed(
+    gpu_kernelspec, jp_fetch, jp_serverapp
+):
+    reclaimer = jp_serverapp.web_app.settings["mlcontainer"]["reclaimer"]
+    reclaimer.gpu_idle_timeout, reclaimer.gpu_idle_warning = 6.0, 4.0  # as configured
+    reclaimer.start()
+
+    async def start(name: str) -> str:
+        body = json.dumps({"name": name})
+        return json.loads((await jp_fetch("api", "kernels", method="POST", body=body)).body)["id"]
+
+    async def detail(kernel_id: str) -> dict[str, Any]:
+        return json.loads((await jp_fetch("mlcontainer", "kernels", kernel_id)).body)
+
+    async def running() -> list[str]:
+        return [k["id"] for k in json.loads((await jp_fetch("api", "kernels")).body)]
+
+    gpu_kernel = await start(gpu_kernelspec(gpus=1))
+    cpu_kernel = await start(gpu_kernelspec("cpu", gpus="none"))
+    try:
+        assert (await detail(gpu_kernel))["reclaim_in"] is None  # not yet within the warning
+        warned = await eventually(
+            lambda: _reclaim_in(detail, gpu_kernel), "the notebook is warned", timeout=30
+        )
+        assert 0 <= warned[0] <= 4.0
+        assert (await detail(cpu_kernel))["reclaim_in"] is None  # holds no GPU
+        await eventually(
+            lambda: _gone(running, gpu_kernel), "the idle GPU kernel shut down", timeout=30
+        )
+        table = json.loads((await jp_fetch("mlcontainer", "gpus")).body)
+        assert all(g["free"] for g in table["gpus"]), table
+        assert cpu_kernel in await running()  # a kernel without GPUs is left alone
+    finally:
+        await reclaimer.stop()
+        for kernel_id in await running():
+            await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+
+
+async def _reclaim_in(detail: Any, kernel_id: str) -> tuple[float] | None:
+    left = (await detail(kernel_id))["reclaim_in"]
+    return None if left is None else (left,)
+
+
+async def _gone(running: Any, kernel_id: str) -> bool:
+    return kernel_id not in await running()

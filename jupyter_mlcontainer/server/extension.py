@@ -16,6 +16,7 @@ from ..kernel.pool import MLContainerPool
 from ..kernel.provisioner import MLContainerProvisioner
 from .handlers import default_handlers
 from .pulls import SCHEMA_PATH, PullTracker
+from .reclaim import GpuReclaimer
 
 
 class MLContainerExtension(ExtensionApp):
@@ -51,7 +52,7 @@ class MLContainerExtension(ExtensionApp):
         image reference, id and digests in its metadata (``jupyter_mlcontainer.environment``).""",
     ).tag(config=True)
 
-    classes = [MLContainerPool]
+    classes = [MLContainerPool, GpuReclaimer]
 
     def initialize_settings(self) -> None:
         backend = backends.connect(self.docker_host or None)
@@ -65,8 +66,20 @@ class MLContainerExtension(ExtensionApp):
         if event_logger is not None:
             event_logger.register_event_schema(SCHEMA_PATH)
         self.pulls = PullTracker(backend, event_logger, self.log)
+        self.reclaimer = GpuReclaimer(
+            kernel_manager=self.serverapp.kernel_manager if self.serverapp else None,
+            parent=self,
+            log=self.log,
+        )
         self.settings.update(
-            {"mlcontainer": {"backend": backend, "pulls": self.pulls, "pool": self.pool}}
+            {
+                "mlcontainer": {
+                    "backend": backend,
+                    "pulls": self.pulls,
+                    "pool": self.pool,
+                    "reclaimer": self.reclaimer,
+                }
+            }
         )
         if self.record_environment and self.serverapp is not None:
             self.serverapp.contents_manager.register_pre_save_hook(self._record_environment)
@@ -82,6 +95,7 @@ class MLContainerExtension(ExtensionApp):
                 self._background.append(
                     asyncio.ensure_future(self._quietly(each.reap_orphans(self.log)))
                 )
+        self.reclaimer.start()
         if self.prepull:
             self._background.append(asyncio.ensure_future(self._quietly(self._prepull(backend))))
         if self.pool.size > 0 and self.pool.prefill:
@@ -113,6 +127,7 @@ class MLContainerExtension(ExtensionApp):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.pulls.stop()
+        await self.reclaimer.stop()
         await self.pool.stop()
         await self._shut_down_container_kernels()
         if self.reap_orphans:

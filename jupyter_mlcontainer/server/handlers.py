@@ -27,6 +27,7 @@ from ..kernel.install import AddRequest, add_container_kernelspec, api_words
 from ..kernel.policy import MLContainerPolicy
 from ..kernel.provisioner import MLContainerProvisioner
 from .pulls import PullTracker
+from .reclaim import GpuReclaimer
 from .user import kernel_uids
 
 AUTH_RESOURCE = "mlcontainer"
@@ -49,6 +50,10 @@ class _Handler(APIHandler):
     @property
     def backend(self) -> Backend:
         return self.settings["mlcontainer"]["backend"]  # type: ignore[no-any-return]
+
+    @property
+    def reclaimer(self) -> GpuReclaimer | None:
+        return self.settings["mlcontainer"].get("reclaimer")  # type: ignore[no-any-return]
 
     @property
     def pulls(self) -> PullTracker:
@@ -179,7 +184,9 @@ def _container_kernel(handler: APIHandler, kernel_id: str) -> MLContainerProvisi
     return provisioner
 
 
-def _summary(kernel_id: str, provisioner: MLContainerProvisioner) -> dict[str, Any]:
+def _summary(
+    kernel_id: str, provisioner: MLContainerProvisioner, reclaimer: GpuReclaimer | None = None
+) -> dict[str, Any]:
     last = provisioner.last_exit
     granted = provisioner.granted_gpus
     spec = provisioner.kernel_spec.to_dict() if provisioner.kernel_spec else {}
@@ -199,6 +206,7 @@ def _summary(kernel_id: str, provisioner: MLContainerProvisioner) -> dict[str, A
         "gpus_granted": granted.describe() if granted is not None else None,
         "mem_limit": provisioner.mem_limit,
         # A stop or restart that Jupyter asked for is an end, not a death: not reported.
+        "reclaim_in": reclaimer.reclaim_in(kernel_id) if reclaimer is not None else None,
         "last_exit": None
         if last is None or last.requested
         else {"exit_code": last.exit_code, "reason": last.reason, "message": last.message()},
@@ -236,7 +244,7 @@ class KernelsHandler(_Handler):
             containers.update((c.id, c) for c in listed)
         out = []
         for kernel_id, provisioner in kernels.items():
-            summary = _summary(kernel_id, provisioner)
+            summary = _summary(kernel_id, provisioner, self.reclaimer)
             container = containers.get(provisioner.container_id or "")
             if container is not None:
                 summary["state"] = container.status
@@ -280,7 +288,7 @@ class KernelHandler(_Handler):
             raise web.HTTPError(400, "tail must be a number of lines: 0 or more")
         provisioner = _container_kernel(self, kernel_id)
         self._prune_cpu_samples()
-        out = _summary(kernel_id, provisioner)
+        out = _summary(kernel_id, provisioner, self.reclaimer)
         container_id = provisioner.container_id
         backend = provisioner.backend
         state = await backend.inspect(container_id) if container_id else None

@@ -86,6 +86,13 @@ export function gpuLine(gpu: IGpu): string {
   return `GPU ${gpu.index} · ${gpu.name}${size} — ${held || 'free'}`;
 }
 
+/** The idle-GPU warning: "Idle with its GPUs: shut down in 4:05 unless you run a cell". */
+export function reclaimWarning(seconds: number): string {
+  const left = Math.max(0, Math.round(seconds));
+  const clock = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, '0')}`;
+  return `Idle with its GPUs: shut down in ${clock} to free them, unless you run a cell`;
+}
+
 export function probeSummary(probe: Record<string, string> | null): string {
   if (!probe) {
     return 'not probed (kernelspec not made by `jupyter mlcontainer add`)';

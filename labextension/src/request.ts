@@ -126,6 +126,11 @@ export interface IKernelContainer {
   source: string | null;
   gpus_requested: unknown;
   gpus_granted: string | null;
+  /**
+   * Seconds until the server shuts this kernel down for holding GPUs idle
+   * (GpuReclaimer.gpu_idle_timeout), once within its warning; else null.
+   */
+  reclaim_in?: number | null;
   mem_limit: string | null;
   /** The container's state: running, exited, … ("starting" before it exists, "gone" after). */
   state?: string;

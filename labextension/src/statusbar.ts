@@ -1,13 +1,14 @@
 /** The status-bar item: the active notebook's container kernel at a glance. */
 import { ISessionContext } from '@jupyterlab/apputils';
 import { INotebookTracker } from '@jupyterlab/notebook';
+import { Notification } from '@jupyterlab/apputils';
 import { Kernel, KernelSpec } from '@jupyterlab/services';
 import { Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
 import { showKernelDetails } from './details';
 import { el, errorText, message } from './dom';
-import { gpuSummary, kernelImageName } from './format';
+import { gpuSummary, kernelImageName, reclaimWarning } from './format';
 import { ApiError, getKernel, IKernelContainer } from './request';
 
 const POLL_MS = 5000;
@@ -148,6 +149,26 @@ export class ContainerStatus extends Widget {
     );
     const state = this.info.state ?? this.watched?.kernelDisplayStatus ?? '';
     this.node.appendChild(el('span', 'jp-mlcontainer-status-state', state));
+    this.warnOfReclaim(this.info);
+  }
+
+  /** A kernel about to be shut down for holding GPUs idle: say so, once as a notification. */
+  private warnOfReclaim(info: IKernelContainer): void {
+    if (info.reclaim_in === null || info.reclaim_in === undefined) {
+      this.warned.delete(info.kernel_id);
+      return;
+    }
+    const text = reclaimWarning(info.reclaim_in);
+    this.node.appendChild(
+      message('span', 'jp-mlcontainer-status-error', `⚠ ${text}`)
+    );
+    this.node.title = `Container kernel: ${text}`;
+    if (!this.warned.has(info.kernel_id)) {
+      this.warned.add(info.kernel_id);
+      Notification.warning(`This notebook's kernel: ${text}.`, {
+        autoClose: false
+      });
+    }
   }
 
   private async showDetails(): Promise<void> {
@@ -161,6 +182,8 @@ export class ContainerStatus extends Widget {
   private watched: ISessionContext | null = null;
   private info: IKernelContainer | null = null;
   private error = '';
+  /** Kernels whose idle-GPU warning was shown as a notification. */
+  private warned = new Set<string>();
   /** The id of a kernel the server no longer has (404): shown as no kernel. */
   private gone = '';
 }

@@ -1,6 +1,7 @@
 import {
   asksForGpus,
   gpuLine,
+  reclaimWarning,
   gpuWarning,
   ISessionRef,
   kernelDetail,
@@ -122,5 +123,14 @@ describe('gpuLine', () => {
     expect(gpuLine({ ...gpu, memory_total: 0, holders, free: false })).toBe(
       'GPU 0 · NVIDIA H200 — alice ×2, bob ×1'
     );
+  });
+});
+
+describe('reclaimWarning', () => {
+  it('counts down in minutes and seconds, never below zero', () => {
+    expect(reclaimWarning(245.4)).toBe(
+      'Idle with its GPUs: shut down in 4:05 to free them, unless you run a cell'
+    );
+    expect(reclaimWarning(-3)).toContain('shut down in 0:00');
   });
 });
