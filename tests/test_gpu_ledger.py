@@ -22,6 +22,7 @@ from jupyter_client import AsyncKernelManager
 from jupyter_mlcontainer.core import backend as backends
 from jupyter_mlcontainer.core import labels
 from jupyter_mlcontainer.core.ledger import GPUsBusyError
+from jupyter_mlcontainer.kernel.policy import QuotaExceededError
 
 from .conftest import IMAGE, eventually, execute, start_fails
 from .engines import SIMULATED_GPUS
@@ -241,3 +242,19 @@ async def _reclaim_in(detail: Any, kernel_id: str) -> tuple[float] | None:
 
 async def _gone(running: Any, kernel_id: str) -> bool:
     return kernel_id not in await running()
+
+
+async def test_a_gpu_quota_refuses_more_gpus_but_not_a_cpu_kernel(
+    gpu_kernelspec, notebook_dir, gpu_engine, policy
+):
+    policy(
+        allowed_engines=[gpu_engine.url],
+        allowed_networks=["bridge", "host", "none"],
+        gpu_inventory_command=str(gpu_engine.nvidia_smi),
+        quotas={"*": {"gpus": 1}},
+    )
+    async with kernels(gpu_kernelspec(gpus=1), notebook_dir, 1):
+        _, message = await start_fails(gpu_kernelspec(gpus=1), notebook_dir, QuotaExceededError)
+        assert "root may hold 1 GPU at once (1 held by 1 kernel(s)" in message
+        async with kernels(gpu_kernelspec("cpu", gpus="none"), notebook_dir, 1):
+            pass

@@ -94,6 +94,8 @@ class ContainerState:
     error: str = ""
     started_at: str = ""
     finished_at: str = ""
+    #: When it was created (ISO 8601 with nanoseconds: sortable); "" from a list.
+    created: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     #: GPUs the container was given, as the backend records them (for the REST API).
     device_requests: Sequence[Mapping[str, Any]] = ()

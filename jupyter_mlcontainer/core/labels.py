@@ -36,9 +36,11 @@ PURPOSE = f"{PREFIX}.purpose"
 #: The GPUs a kernel's container holds (UUIDs, comma-separated): the GPU ledger's state
 #: (core/ledger.py) is the set of live containers with this label.
 GPUS = f"{PREFIX}.gpus"
-#: Who a kernel's GPUs are held for, as the ledger names holders (else OWNER: this process's
-#: own user).
+#: Whom a kernel is for, as the ledger names holders and quotas count (else OWNER: this
+#: process's own user).
 USER = f"{PREFIX}.user"
+#: A kernel's memory limit in bytes (quotas add them up).
+MEMORY = f"{PREFIX}.memory"
 #: The fixed subnet of the kernels' network (kernels pick their addresses on it).
 SUBNET = f"{PREFIX}.subnet"
 #: A user's HOME volume: whose (uid) and for which image (the reference it was made for).
@@ -51,6 +53,11 @@ HOME_IMAGE = f"{PREFIX}.home-image"
 def server_instance_id() -> str:
     """A random id for this process, the same for every kernel it starts."""
     return uuid.uuid4().hex
+
+
+def process_owner() -> str:
+    """The user this process runs as (its uid when it has no name)."""
+    return _owner()
 
 
 def _owner() -> str:

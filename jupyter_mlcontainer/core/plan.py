@@ -41,6 +41,7 @@ from ..agent.protocol import (
 from . import labels
 from .gpus import GPURequest, GPUSupport, device_requests
 from .reference import repository, split_registry
+from .sizes import parse_bytes
 
 _LAUNCHERS = {"ipykernel_launcher", "ipykernel"}
 
@@ -75,6 +76,8 @@ class KernelLaunch:
     bridge_network: str = KERNEL_NETWORK
     uid: int | None = None
     gid: int | None = None
+    #: Whom the kernel is for (labels the container for the GPU ledger and quotas).
+    user: str = ""
     gpus: GPURequest = field(default_factory=lambda: GPURequest("none"))
     gpu_support: GPUSupport = field(default_factory=GPUSupport)
     python: str = "python3"
@@ -356,6 +359,10 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
                 launch.kernel_id, launch.kernel_name, launch.network, pooled=launch.pooled
             ),
             **({labels.GPUS: ",".join(launch.gpus.ids)} if launch.gpus.mode == "ids" else {}),
+            **({labels.USER: launch.user} if launch.user else {}),
+            **(
+                {labels.MEMORY: str(int(parse_bytes(launch.mem_limit)))} if launch.mem_limit else {}
+            ),
         },
         "environment": env,
         "working_dir": working_dir,

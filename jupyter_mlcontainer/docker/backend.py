@@ -50,6 +50,7 @@ def state_of(inspect: Mapping[str, Any]) -> ContainerState:
         error=str(state.get("Error") or ""),
         started_at=str(state.get("StartedAt") or ""),
         finished_at=str(state.get("FinishedAt") or ""),
+        created=str(inspect.get("Created") or ""),
         labels=dict(config.get("Labels") or {}),
         device_requests=list(host.get("DeviceRequests") or []),
         memory_limit=int(host.get("Memory") or 0),

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from tornado import web
 
 from ..core import exceptions as ex
-from .policy import PolicyError
+from ..core.ledger import GPUsBusyError
+from .policy import PolicyError, QuotaExceededError
 
 #: Status and reason per error class; the most specific class in an error's MRO wins.
 ANSWERS: dict[type[ex.MLContainerError], tuple[int, str]] = {
@@ -31,6 +32,8 @@ ANSWERS: dict[type[ex.MLContainerError], tuple[int, str]] = {
     ex.ImageProbeError: (500, "Kernel image unusable"),
     ex.InvalidReferenceError: (400, "Invalid image reference"),
     PolicyError: (500, "Not allowed by the admin policy"),
+    QuotaExceededError: (500, "Over the admin's quota"),
+    GPUsBusyError: (500, "All GPUs are in use"),
 }
 
 

@@ -18,6 +18,7 @@ from ..core.plan import KernelLaunch, home_volume_name, parse_mount, select_env
 from . import reach
 from .grant import FACTS_MAX_AGE, resolve_gpus
 from .identity import kernel_user
+from .quota import check_quota, kernel_user_name
 
 if TYPE_CHECKING:
     from .provisioner import MLContainerProvisioner
@@ -62,7 +63,7 @@ async def prepare_launch(p: MLContainerProvisioner, kwargs: dict[str, Any]) -> K
         settings["bridge_network"] = p.run.network.id
     if not p.path_map:  # a server in a container: its own mounts say where things are
         settings["path_map"] = await backend.own_path_map()
-    return KernelLaunch(
+    launch = KernelLaunch(
         **settings,
         kernel_id=str(p.kernel_id),
         kernel_name=getattr(p.parent, "kernel_name", "") or "",
@@ -92,7 +93,10 @@ async def prepare_launch(p: MLContainerProvisioner, kwargs: dict[str, Any]) -> K
         pooled=p.fills_a_pool,
         supervise=p.restart_in_container,
         userns=await user_namespace(p),
+        user=kernel_user_name(p),
     )
+    await check_quota(p, launch)  # before anything exists on the backend
+    return launch
 
 
 async def join_kernel_network(p: MLContainerProvisioner) -> None:

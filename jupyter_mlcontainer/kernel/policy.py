@@ -16,11 +16,12 @@ import fnmatch
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from jupyter_core.paths import jupyter_config_path
-from traitlets import Bool, Float, Int, List, Unicode, default
+from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, default, validate
 from traitlets.config import Config, Configurable
 
 from ..core.exceptions import ConfigurationError
@@ -40,6 +41,14 @@ _REQUIREMENT = re.compile(
 
 class PolicyError(ConfigurationError):
     """A kernelspec asks for something the admin policy does not allow."""
+
+
+class QuotaExceededError(PolicyError):
+    """The user already holds what the admin's quota allows (kernels, GPUs or memory)."""
+
+
+#: What a quota limits, and how its value reads.
+QUOTA_KEYS = ("kernels", "gpus", "memory")
 
 
 class MLContainerPolicy(Configurable):
@@ -135,6 +144,60 @@ class MLContainerPolicy(Configurable):
         help="""The most GPUs a kernel may ask for; ``all`` and ``auto`` count as every GPU and
         are refused while this is set.""",
     ).tag(config=True)
+
+    quotas = Dict(
+        key_trait=Unicode(),
+        value_trait=Dict(),
+        help="""The most each user may hold at once, across every server that uses the same
+        backend: ``{"*": {"kernels": 4, "gpus": 2, "memory": "64g"}, "alice": {"gpus": 4},
+        "@ml-team": {"gpus": 3}}``. A user's limit is their own entry's, else the highest of
+        their system groups' (``@group``), else ``*``'s; a limit not set anywhere is none.
+        The user is the one the gateway verified, else whoever runs the server. Counted from
+        the backend's kernel containers (their labels), so a crashed server's kernels count
+        until they end; a start over the quota is refused with what the user holds.""",
+    ).tag(config=True)
+
+    @validate("quotas")
+    def _check_quotas(self, proposal: Any) -> dict[str, dict[str, Any]]:
+        quotas: dict[str, dict[str, Any]] = proposal["value"]
+        for who, limits in quotas.items():
+            unknown = sorted(set(limits) - set(QUOTA_KEYS))
+            if unknown:
+                msg = (
+                    f"MLContainerPolicy.quotas[{who!r}] has {', '.join(unknown)}: a quota "
+                    f'limits {", ".join(QUOTA_KEYS)} (e.g. {{"kernels": 4, "gpus": 2, '
+                    '"memory": "64g"}).'
+                )
+                raise TraitError(msg)
+            for key in ("kernels", "gpus"):
+                if key in limits and (not isinstance(limits[key], int) or limits[key] < 0):
+                    msg = f"MLContainerPolicy.quotas[{who!r}][{key!r}] must be a whole number >= 0."
+                    raise TraitError(msg)
+            if "memory" in limits:
+                try:
+                    parse_bytes(limits["memory"])
+                except (TypeError, ValueError) as e:
+                    msg = f"MLContainerPolicy.quotas[{who!r}]['memory']: {e}"
+                    raise TraitError(msg) from None
+        return quotas
+
+    def quota_for(self, user: str, groups: Sequence[str] = ()) -> dict[str, int]:
+        """The user's limits (bytes for memory); a key absent is no limit."""
+        found: dict[str, int] = {}
+        own = self.quotas.get(user, {})
+        shared = [self.quotas[f"@{g}"] for g in groups if f"@{g}" in self.quotas]
+        anyone = self.quotas.get("*", {})
+        for key in QUOTA_KEYS:
+            if key in own:
+                value = own[key]
+            elif any(key in q for q in shared):
+                value = max(parse_bytes(q[key]) for q in shared if key in q)
+            elif key in anyone:
+                value = anyone[key]
+            else:
+                continue
+            found[key] = int(parse_bytes(value))
+        return found
 
     gpu_sharing = Int(
         1,

@@ -84,6 +84,10 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
     pool_key = ""
     #: The notebook this kernel serves, as the server sees it (for the save hook).
     session_path: str | None = None
+    #: Whom the kernel is for, as a gateway verified them (its kernel manager sets it; never
+    #: the kernelspec or the client). "": whoever runs this process. Names the kernel's
+    #: GPUs' holder and counts against that user's quota.
+    user_name = ""
     #: Learning the running container's image details (after the start).
     details_task: asyncio.Future[None] | None = None
 

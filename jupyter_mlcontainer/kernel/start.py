@@ -37,6 +37,7 @@ from . import launch as launches
 from . import reach
 from .exits import discard_container, wait_until_up
 from .grant import GPUsTakenMeanwhile, confirm_gpus, resolve_gpus
+from .quota import check_quota
 
 if TYPE_CHECKING:
     from .provisioner import MLContainerProvisioner
@@ -230,6 +231,7 @@ async def _start_container(
     )
     try:
         await confirm_gpus(p, container_id, launch.gpus)
+        await check_quota(p, launch, container_id)
         if plan.archive:
             await backend.put_files(container_id, plan.archive_path, plan.archive)
         try:
