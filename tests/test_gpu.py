@@ -4,14 +4,16 @@ the engine has them (``gpu``), and a GPU-less engine is explained (``no_gpu``)."
 from __future__ import annotations
 
 import logging
+import subprocess
 
 import pytest
 from jupyter_client import AsyncKernelManager
 
 from jupyter_mlcontainer.core.exceptions import GPUUnavailableError
+from jupyter_mlcontainer.core.ledger import GPUsBusyError
 from jupyter_mlcontainer.docker import containers
 
-from .conftest import containers_of, execute, running_kernel
+from .conftest import containers_of, execute, running_kernel, start_fails
 
 pytestmark = pytest.mark.engine
 
@@ -72,13 +74,46 @@ async def test_auto_falls_back_to_cpu_with_a_warning(kernelspec, notebook_dir, d
 @pytest.mark.gpu
 @pytest.mark.parametrize("gpus", ["all", "auto", 1])
 async def test_a_gpu_kernel_sees_its_devices(kernelspec, notebook_dir, docker_api, gpus):
+    """On a GPU host the ledger reads nvidia-smi and hands out GPUs by UUID: the kernel sees
+    exactly those (``auto`` and ``1``: one GPU; ``all``: every GPU of the host)."""
+    inventory = subprocess.run(
+        ["nvidia-smi", "--query-gpu=uuid", "--format=csv,noheader"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     async with running_kernel(kernelspec(gpus=gpus), notebook_dir) as (km, kc):
         info = docker_api.inspect_container(km.provisioner.container_id)
-        assert info["HostConfig"]["DeviceRequests"]
+        granted = info["HostConfig"]["DeviceRequests"][0]["DeviceIDs"]
+        assert granted == (inventory if gpus == "all" else granted[:1])
+        assert set(granted) <= set(inventory)
         out, _ = await execute(
             kc,
-            "import glob, os; print(len(glob.glob('/dev/nvidia[0-9]*')), os.environ['JUPYTER_MLCONTAINER_GPUS'])",
+            "import glob, os; print(len(glob.glob('/dev/nvidia[0-9]*')), "
+            "os.environ['NVIDIA_VISIBLE_DEVICES'])",
         )
-        devices, granted = out.split(maxsplit=1)
-        assert int(devices) >= 1
-        assert granted.strip() == ("1 GPU" if gpus == 1 else "all GPUs")
+        devices, visible = out.split()
+        assert int(devices) == len(granted)
+        assert visible.split(",") == granted
+
+
+@pytest.mark.gpu
+async def test_two_gpu_kernels_get_different_gpus_or_a_clear_refusal(kernelspec, notebook_dir):
+    """The real-GPU counterpart of tests/test_gpu_ledger.py: two kernels asking one GPU each
+    never share one; on a one-GPU host the second is told who holds it."""
+    count = len(
+        subprocess.run(
+            ["nvidia-smi", "--query-gpu=uuid", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    )
+    name = kernelspec(gpus=1)
+    async with running_kernel(name, notebook_dir) as (first, _):
+        if count == 1:
+            _, message = await start_fails(name, notebook_dir, GPUsBusyError)
+            assert "this host's one GPU is in use" in message
+            return
+        async with running_kernel(name, notebook_dir) as (second, _):
+            assert first.provisioner.granted_gpus.ids != second.provisioner.granted_gpus.ids

@@ -189,6 +189,8 @@ async def test_the_rest_api_and_doctor_show_each_gpu_with_its_holder(
             env={**os.environ, "DOCKER_HOST": gpu_engine.url},
             timeout=120,
         )
+        support = next(line for line in doctor.stdout.splitlines() if line.startswith("gpus"))
+        assert "hook" in support and " ok " in f" {support} ", doctor.stdout  # tried, not read
         rows = [line for line in doctor.stdout.splitlines() if line.startswith("gpu ")]
         assert len(rows) == 4, doctor.stdout
         busy = [row for row in rows if "held by root ×1" in row]

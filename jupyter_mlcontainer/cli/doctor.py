@@ -112,7 +112,9 @@ class DoctorApp(Command):
                 f"{info.get('Images')} images",
             )
             problems += await self._networks(backend, report)
-            support = await backend.gpu_support()
+            images = [s.image for s in installed_specs() if s.is_container and s.image]
+            # Tried with a GPU request (an image of a kernelspec), not read from `docker info`.
+            support = await backend.gpu_support(try_image=images[0] if images else "")
             report(
                 "gpus",
                 "ok" if support.available else "none",

@@ -106,8 +106,9 @@ def _busy(
     per = "" if sharing == 1 else f" ({sharing} kernels each)"
     who = describe_holders(holders) or "nobody"
     n = len(inventory)
+    where = f"all {n} GPUs of this host are in use" if n != 1 else "this host's one GPU is in use"
     msg = (
-        f"{asked}, but all {n} GPU{'s' if n != 1 else ''} of this host are in use{per}: {who}. "
+        f"{asked}, but {where}{per}: {who}. "
         "Stop a GPU kernel you no longer need, wait for one to end, or start this kernel "
         "with gpus='none' (or 'auto', which falls back to the CPU)."
     )

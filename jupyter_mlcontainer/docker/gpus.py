@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING
 from docker.types import DeviceRequest
 
 from ..core import labels
-from ..core.exceptions import CommandNotFound, EngineError, GPUUnavailableError
+from ..core.exceptions import (
+    CommandNotFound,
+    EngineError,
+    GPUUnavailableError,
+    ImageNotFoundError,
+)
 from ..core.gpus import GPUSupport
 from ..core.ledger import INVENTORY_QUERY, GPUDevice, GPUHolder, parse_inventory
 from . import containers
@@ -41,11 +46,16 @@ async def gpu_support(engine: Engine, max_age: float, try_image: str) -> GPUSupp
     if support.available or not try_image:
         return support
     if engine.address not in _TRIED:
-        _TRIED[engine.address] = await _accepts_gpu_requests(engine, try_image)
+        accepted = await _accepts_gpu_requests(engine, try_image)
+        if accepted is None:
+            return support
+        _TRIED[engine.address] = accepted
     return GPUSupport(device_requests=True) if _TRIED[engine.address] else support
 
 
-async def _accepts_gpu_requests(engine: Engine, image: str) -> bool:
+async def _accepts_gpu_requests(engine: Engine, image: str) -> bool | None:
+    """Whether a container with a GPU request runs (None: it could not be tried, the image
+    is not on the engine)."""
     try:
         await containers.run(
             engine,
@@ -59,6 +69,8 @@ async def _accepts_gpu_requests(engine: Engine, image: str) -> bool:
         return False
     except CommandNotFound:
         return True  # the device request was accepted; the image just has no `true`
+    except ImageNotFoundError:
+        return None
     return True
 
 
