@@ -401,9 +401,6 @@ class RootlessPodman(OwnEngine):
         return self.as_user("podman", "load")
 
     def start(self, timeout: float = 60) -> None:
-        env = dict(os.environ)
-        if self.extra_path is not None:
-            env["PATH"] = f"{self.extra_path}:{env.get('PATH', '')}"
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.as_user("podman", "system", "service", "--time=0", self.url),
@@ -456,9 +453,6 @@ class RootfulPodman(OwnEngine):
         return self.podman("load")
 
     def start(self, timeout: float = 60) -> None:
-        env = dict(os.environ)
-        if self.extra_path is not None:
-            env["PATH"] = f"{self.extra_path}:{env.get('PATH', '')}"
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.podman("system", "service", "--time=0", self.url),

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -191,7 +192,7 @@ async def test_the_rest_api_and_doctor_show_each_gpu_with_its_holder(
         )
         support = next(line for line in doctor.stdout.splitlines() if line.startswith("gpus"))
         assert "hook" in support and " ok " in f" {support} ", doctor.stdout  # tried, not read
-        rows = [line for line in doctor.stdout.splitlines() if line.startswith("gpu ")]
+        rows = [line for line in doctor.stdout.splitlines() if re.match(r"gpu \d ", line)]
         assert len(rows) == 4, doctor.stdout
         busy = [row for row in rows if "held by root ×1" in row]
         assert len(busy) == 1 and held[0]["uuid"] in busy[0], doctor.stdout

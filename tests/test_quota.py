@@ -61,7 +61,7 @@ async def test_memory_quota_adds_up_the_kernels_limits(kernelspec, notebook_dir,
     name = kernelspec(mem_limit="768m")
     async with running_kernel(name, notebook_dir):
         _, message = await start_fails(name, notebook_dir, QuotaExceededError)
-        assert "1.0 GiB of kernel memory at once (768.0 MiB held by 1 kernel(s)" in message
+        assert "1 GiB of kernel memory at once (768 MiB held by 1 kernel(s)" in message
         async with running_kernel(kernelspec("small", mem_limit="200m"), notebook_dir):
             pass
 
