@@ -1,0 +1,305 @@
+"""Gateway mode against a real server: users from a tokens file, each sees and drives only
+their own kernels, which run as their uid (jupyter_mlcontainer/server/gateway/)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_client.session import Session
+from tornado.escape import json_decode
+from tornado.httpclient import HTTPClientError
+
+from jupyter_mlcontainer.core.tokens import (
+    TokensFileError,
+    hash_token,
+    line_for,
+    parse_line,
+    read_tokens,
+)
+from jupyter_mlcontainer.server.gateway import TokenFileIdentityProvider
+
+from .conftest import assert_removed, containers_of
+
+GATEWAY = "jupyter_mlcontainer.server.gateway"
+#: name -> (token, options): uids that no system account needs to have.
+USERS = {
+    "alice": ("alice-token-1234", "uid=4501"),
+    "bob": ("bob-token-5678", "uid=4502:4602"),
+    "root-admin": ("admin-token-9012", "uid=4503 admin"),
+}
+
+
+def write_tokens(path: Path, users: dict[str, tuple[str, str]], mode: int = 0o600) -> Path:
+    lines = ["# the gateway's users"]
+    lines += [f"{name} {hash_token(token)} {options}" for name, (token, options) in users.items()]
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(mode)
+    return path
+
+
+@pytest.fixture
+def tokens_file(tmp_path: Path) -> Path:
+    return write_tokens(tmp_path / "gateway-tokens", USERS)
+
+
+@pytest.fixture
+def jp_server_config(notebook_dir: Path, tokens_file: Path) -> dict[str, Any]:
+    """A gateway: this package's extension, identity provider, kernel manager, authorizer."""
+    return {
+        "ServerApp": {
+            "root_dir": str(notebook_dir),
+            "jpserver_extensions": {"jupyter_mlcontainer": True},
+            "identity_provider_class": f"{GATEWAY}.TokenFileIdentityProvider",
+            "kernel_manager_class": f"{GATEWAY}.OwnedKernelManager",
+            "authorizer_class": f"{GATEWAY}.GatewayAuthorizer",
+        },
+        "TokenFileIdentityProvider": {"tokens_file": str(tokens_file)},
+        "MLContainerExtension": {"reap_orphans": False},
+    }
+
+
+def as_user(name: str) -> dict[str, str]:
+    return {"Authorization": f"token {USERS[name][0]}"}
+
+
+async def call(jp_fetch: Any, user: str, *parts: str, **kwargs: Any) -> Any:
+    """``jp_fetch`` as ``user``; the reply's JSON (None when empty)."""
+    kwargs.setdefault("headers", as_user(user))
+    if kwargs.get("method") == "POST":
+        kwargs.setdefault("body", "{}")
+    response = await jp_fetch(*parts, **kwargs)
+    return json_decode(response.body) if response.body else None
+
+
+async def refused(jp_fetch: Any, user: str, *parts: str, **kwargs: Any) -> int:
+    """The status of a call that must fail."""
+    with pytest.raises(HTTPClientError) as info:
+        await call(jp_fetch, user, *parts, **kwargs)
+    return info.value.code
+
+
+async def run_code(ws: Any, code: str, timeout: float = 60) -> str:
+    """Execute ``code`` over a kernel's channels websocket; its printed text."""
+    msg = Session().msg("execute_request", content={"code": code, "silent": False})
+    msg["channel"], msg["buffers"] = "shell", []
+    await ws.write_message(json.dumps(msg, default=str))
+    out: list[str] = []
+
+    async def read() -> str:
+        while True:
+            reply = json.loads(await ws.read_message())
+            if reply.get("parent_header", {}).get("msg_id") != msg["header"]["msg_id"]:
+                continue
+            if reply["msg_type"] == "stream":
+                out.append(reply["content"]["text"])
+            elif reply["msg_type"] == "error":
+                out.append("\n".join(reply["content"]["traceback"]))
+            elif reply["msg_type"] == "status" and reply["content"]["execution_state"] == "idle":
+                return "".join(out)
+
+    return await asyncio.wait_for(read(), timeout)
+
+
+# --- the tokens file ------------------------------------------------------------------------
+
+
+def test_a_line_for_a_token_is_read_back():
+    line = line_for("alice", "s3cret", uid="4501:4601")
+    assert "s3cret" not in line
+    account = parse_line(line, 1)
+    assert account is not None
+    assert (account.name, account.uid, account.gid, account.admin) == ("alice", 4501, 4601, False)
+    assert account.token_hash == hash_token("s3cret")
+    admin = parse_line(line_for("carol", "t", admin=True), 1)
+    assert admin is not None and admin.admin and admin.uid is None
+    assert parse_line("   # a comment", 3) is None
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("alice plain-token", "sha256:<64 hex digits>"),
+        (f"alice {hash_token('x')} uid=me", "unknown option 'uid=me'"),
+        ("alice", "expected `NAME sha256:HASH"),
+        (f"al/ice {hash_token('x')}", "not a user name"),
+    ],
+)
+def test_a_wrong_line_is_refused_with_its_number(tmp_path, line, says):
+    path = tmp_path / "tokens"
+    path.write_text(f"# users\n{line}\n")
+    path.chmod(0o600)
+    with pytest.raises(TokensFileError, match="line 2") as info:
+        read_tokens(str(path))
+    assert says in str(info.value)
+
+
+def test_the_same_token_twice_is_refused(tmp_path):
+    users = {"alice": ("same", ""), "bob": ("same", "")}
+    with pytest.raises(TokensFileError, match="a second line for bob"):
+        read_tokens(str(write_tokens(tmp_path / "tokens", users)))
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o660])
+def test_a_tokens_file_open_to_others_is_refused(tmp_path, mode):
+    path = write_tokens(tmp_path / "tokens", USERS, mode=mode)
+    with pytest.raises(TokensFileError) as info:
+        TokenFileIdentityProvider(tokens_file=str(path))
+    assert f"chmod 600 {path}" in str(info.value)
+    assert "does not start" in str(info.value)
+
+
+def test_the_gateway_needs_a_tokens_file(tmp_path):
+    with pytest.raises(TokensFileError, match="tokens_file"):
+        TokenFileIdentityProvider()
+    with pytest.raises(TokensFileError, match="cannot read"):
+        TokenFileIdentityProvider(tokens_file=str(tmp_path / "missing"))
+
+
+# --- who may call what (no kernel starts) ---------------------------------------------------
+
+
+async def test_a_request_without_a_known_token_is_refused(jp_fetch):
+    assert await refused(jp_fetch, "alice", "api", "kernels", headers={}) == 403
+    bad = {"Authorization": "token not-a-token"}
+    assert await refused(jp_fetch, "alice", "api", "kernels", headers=bad) == 403
+    # The hash itself is not a token.
+    leaked = {"Authorization": f"token {hash_token(USERS['alice'][0])}"}
+    assert await refused(jp_fetch, "alice", "api", "kernels", headers=leaked) == 403
+    assert await call(jp_fetch, "alice", "api", "kernels") == []
+    assert await call(jp_fetch, "alice", "api", "kernels", headers={}, params={
+        "token": USERS["alice"][0]
+    }) == []  # fmt: skip
+
+
+async def test_users_get_kernels_and_kernelspecs_only(jp_fetch):
+    me = await call(jp_fetch, "bob", "api", "me")
+    assert me["identity"]["username"] == "bob"
+    assert "kernelspecs" in await call(jp_fetch, "bob", "api", "kernelspecs")
+    for parts in (("api", "contents"), ("api", "sessions"), ("api", "terminals")):
+        assert await refused(jp_fetch, "bob", *parts) in (403, 404), parts
+    assert await call(jp_fetch, "root-admin", "api", "contents")  # admins: everything
+    # Creating kernelspecs (code every user runs) and pulling images: admins only.
+    assert await refused(jp_fetch, "bob", "mlcontainer", "kernelspecs", method="POST") == 403
+
+
+async def test_the_tokens_file_is_read_again_when_it_changes(jp_fetch, tokens_file):
+    dave = {"dave": ("dave-token", "uid=4504")}
+    assert await refused(jp_fetch, "alice", "api", "kernels", headers=as_other(dave)) == 403
+    write_tokens(tokens_file, {**USERS, **dave})
+    assert await call(jp_fetch, "alice", "api", "kernels", headers=as_other(dave)) == []
+    tokens_file.chmod(0o644)  # unsafe now: everyone is refused until it is fixed
+    assert await refused(jp_fetch, "alice", "api", "kernels") == 403
+
+
+def as_other(users: dict[str, tuple[str, str]]) -> dict[str, str]:
+    ((token, _),) = users.values()
+    return {"Authorization": f"token {token}"}
+
+
+async def test_a_kernel_that_would_run_as_the_gateway_is_refused(
+    jp_fetch, jp_kernel_dir, kernelspec_file, tokens_file
+):
+    local = Path(jp_kernel_dir) / "local"
+    local.mkdir()
+    (local / "kernel.json").write_text(
+        json.dumps({"argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                    "display_name": "Local", "language": "python"})
+    )  # fmt: skip
+    body = json.dumps({"name": "local"})
+    assert await refused(jp_fetch, "alice", "api", "kernels", method="POST", body=body) == 403
+    # A user with no uid in the file and no account on the host.
+    write_tokens(tokens_file, {**USERS, "nobody-here-x": ("nobody-token", "")})
+    name = kernelspec_file("mlc-nouid")
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(
+            "api", "kernels", method="POST", body=json.dumps({"name": name}),
+            headers={"Authorization": "token nobody-token"},
+        )  # fmt: skip
+    assert info.value.code == 403
+    assert "add uid=UID[:GID]" in info.value.response.body.decode()
+    assert await call(jp_fetch, "root-admin", "api", "kernels") == []
+
+
+# --- kernels of two users (the engine) ------------------------------------------------------
+
+
+@pytest.mark.engine
+async def test_users_see_and_drive_only_their_own_kernels(
+    kernelspec, jp_fetch, jp_ws_fetch, docker_api
+):
+    name = kernelspec("mlc-gateway")
+    # The client's word for who it is changes nothing.
+    body = json.dumps({"name": name, "env": {"KERNEL_USERNAME": "bob"}})
+    kernel = await call(jp_fetch, "alice", "api", "kernels", method="POST", body=body)
+    kernel_id = kernel["id"]
+    try:
+        (container,) = containers_of(docker_api, kernel_id)
+        assert docker_api.inspect_container(container["Id"])["Config"]["User"] == "4501:4501"
+
+        assert [k["id"] for k in await call(jp_fetch, "alice", "api", "kernels")] == [kernel_id]
+        assert await call(jp_fetch, "bob", "api", "kernels") == []
+        mine = await call(jp_fetch, "alice", "mlcontainer", "kernels")
+        assert [k["kernel_id"] for k in mine["kernels"]] == [kernel_id]
+        assert (await call(jp_fetch, "bob", "mlcontainer", "kernels"))["kernels"] == []
+
+        for parts, method in [
+            (("api", "kernels", kernel_id), "GET"),
+            (("api", "kernels", kernel_id, "interrupt"), "POST"),
+            (("api", "kernels", kernel_id, "restart"), "POST"),
+            (("api", "kernels", kernel_id), "DELETE"),
+            (("mlcontainer", "kernels", kernel_id), "GET"),
+        ]:
+            assert await refused(jp_fetch, "bob", *parts, method=method) == 404, parts
+        # Bob asking for Alice's id in a start gets a 404 too, not her kernel.
+        steal = json.dumps({"name": name, "kernel_id": kernel_id})
+        assert await refused(jp_fetch, "bob", "api", "kernels", method="POST", body=steal) == 404
+        with pytest.raises(HTTPClientError) as info:
+            await jp_ws_fetch("api", "kernels", kernel_id, "channels", headers=as_user("bob"))
+        assert info.value.code == 404
+
+        ws = await jp_ws_fetch("api", "kernels", kernel_id, "channels", headers=as_user("alice"))
+        out = await run_code(ws, "import os; print(os.getuid(), os.getgid())")
+        ws.close()
+        assert out.split() == ["4501", "4501"]
+
+        everyone = await call(jp_fetch, "root-admin", "api", "kernels")
+        assert [k["id"] for k in everyone] == [kernel_id]
+        await call(jp_fetch, "alice", "api", "kernels", kernel_id, "interrupt", method="POST")
+        assert (await call(jp_fetch, "alice", "api", "kernels", kernel_id))["id"] == kernel_id
+    finally:
+        await call(jp_fetch, "alice", "api", "kernels", kernel_id, method="DELETE")
+    await assert_removed(docker_api, kernel_id)
+
+
+@pytest.mark.engine
+async def test_each_users_kernel_runs_as_them_and_admins_see_all(
+    kernelspec, jp_fetch, docker_api
+):
+    name = kernelspec("mlc-gateway-two", uid=0)  # the kernelspec's uid does not win either
+    body = json.dumps({"name": name})
+    started = []
+    try:
+        for user in ("alice", "bob"):
+            kernel = await call(jp_fetch, user, "api", "kernels", method="POST", body=body)
+            started.append(kernel["id"])
+        users = []
+        for kernel_id in started:
+            (container,) = containers_of(docker_api, kernel_id)
+            users.append(docker_api.inspect_container(container["Id"])["Config"]["User"])
+        assert users == ["4501:4501", "4502:4602"]
+        everyone = await call(jp_fetch, "root-admin", "api", "kernels")
+        assert sorted(k["id"] for k in everyone) == sorted(started)
+        # Restarting keeps the owner's uid (the provisioner is made once, with it).
+        await call(jp_fetch, "bob", "api", "kernels", started[1], "restart", method="POST")
+        (container,) = containers_of(docker_api, started[1])
+        assert docker_api.inspect_container(container["Id"])["Config"]["User"] == "4502:4602"
+    finally:
+        for kernel_id in started:  # an admin may shut anyone's kernel down
+            await call(jp_fetch, "root-admin", "api", "kernels", kernel_id, method="DELETE")
+    for kernel_id in started:
+        await assert_removed(docker_api, kernel_id)
+
