@@ -276,9 +276,7 @@ async def test_users_see_and_drive_only_their_own_kernels(
 
 
 @pytest.mark.engine
-async def test_each_users_kernel_runs_as_them_and_admins_see_all(
-    kernelspec, jp_fetch, docker_api
-):
+async def test_each_users_kernel_runs_as_them_and_admins_see_all(kernelspec, jp_fetch, docker_api):
     name = kernelspec("mlc-gateway-two", uid=0)  # the kernelspec's uid does not win either
     body = json.dumps({"name": name})
     started = []
@@ -302,4 +300,3 @@ async def test_each_users_kernel_runs_as_them_and_admins_see_all(
             await call(jp_fetch, "root-admin", "api", "kernels", kernel_id, method="DELETE")
     for kernel_id in started:
         await assert_removed(docker_api, kernel_id)
-
