@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 from jupyter_client.session import Session
 from tornado.escape import json_decode
-from tornado.httpclient import HTTPClientError
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.websocket import websocket_connect
 
 from jupyter_mlcontainer.core.tokens import (
     TokensFileError,
@@ -23,6 +30,7 @@ from jupyter_mlcontainer.core.tokens import (
 from jupyter_mlcontainer.server.gateway import TokenFileIdentityProvider
 
 from .conftest import assert_removed, containers_of
+from .servers import TOKEN, Server, free_port
 
 GATEWAY = "jupyter_mlcontainer.server.gateway"
 #: name -> (token, options): uids that no system account needs to have.
@@ -300,3 +308,120 @@ async def test_each_users_kernel_runs_as_them_and_admins_see_all(kernelspec, jp_
             await call(jp_fetch, "root-admin", "api", "kernels", kernel_id, method="DELETE")
     for kernel_id in started:
         await assert_removed(docker_api, kernel_id)
+
+
+# --- the command, and a user's server that reaches kernels through it -----------------------
+
+
+def test_the_command_refuses_an_unsafe_tokens_file(tmp_path):
+    path = write_tokens(tmp_path / "tokens", USERS, mode=0o640)
+    done = subprocess.run(
+        [sys.executable, "-m", "jupyter_mlcontainer.cli", "gateway", f"--tokens-file={path}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert f"Run `chmod 600 {path}`" in done.stderr
+
+
+def test_gateway_token_prints_a_line_for_the_file(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "jupyter_mlcontainer.cli", "gateway-token", "erin",
+         "--uid=4505:4505", "--admin"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    token = done.stderr.strip().rsplit(" ", 1)[-1]
+    path = tmp_path / "tokens"
+    path.write_text(done.stdout)
+    path.chmod(0o600)
+    (account,) = read_tokens(str(path)).values()
+    assert (account.name, account.uid, account.gid, account.admin) == ("erin", 4505, 4505, True)
+    assert account.token_hash == hash_token(token)
+
+
+class Gateway:
+    """``jupyter mlcontainer gateway`` as a subprocess, with a runtime dir of its own."""
+
+    def __init__(self, tokens: Path, root: Path, runtime: Path, log: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        with open(log, "w") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "jupyter_mlcontainer.cli", "gateway",
+                 f"--tokens-file={tokens}", f"--port={self.port}", f"--root-dir={root}",
+                 "--", "--allow-root"],
+                env={**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime)},
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        for _ in range(120):
+            try:
+                self.call("alice", "GET", "/api/kernels")
+                return
+            except OSError:
+                time.sleep(0.25)
+        self.close()
+        pytest.fail(f"the gateway did not answer:\n{log.read_text()[-3000:]}")
+
+    def call(self, user: str, method: str, path: str) -> Any:
+        request = urllib.request.Request(self.url + path, method=method, headers=as_user(user))
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            text = reply.read()
+        return json.loads(text) if text else None
+
+    def close(self) -> None:
+        """Stop it as an admin would (SIGTERM: its kernels shut down, their containers go)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.mark.engine
+async def test_a_users_server_runs_kernels_through_the_gateway(
+    kernelspec, tokens_file, tmp_path, docker_api
+):
+    name = kernelspec("mlc-through-gateway")
+    (tmp_path / "gateway-root").mkdir()
+    (tmp_path / "user-root").mkdir()
+    gateway = Gateway(
+        tokens_file, tmp_path / "gateway-root", tmp_path / "gateway-runtime", tmp_path / "gw.log"
+    )
+    user, kernel_id = None, ""
+    try:
+        user = Server(
+            tmp_path / "user-root", tmp_path / "user-runtime", tmp_path / "user.log",
+            f"--gateway-url={gateway.url}", f"--GatewayClient.auth_token={USERS['alice'][0]}",
+            "--GatewayClient.request_timeout=120",
+        )  # fmt: skip
+        assert name in user.call("GET", "/api/kernelspecs")["kernelspecs"]
+        kernel_id = user.call("POST", "/api/kernels", {"name": name})["id"]
+        # The gateway has it, as Alice's: Bob does not see it.
+        assert [k["id"] for k in gateway.call("alice", "GET", "/api/kernels")] == [kernel_id]
+        assert gateway.call("bob", "GET", "/api/kernels") == []
+        ws = await websocket_connect(
+            HTTPRequest(
+                f"ws://127.0.0.1:{user.port}/api/kernels/{kernel_id}/channels",
+                headers={"Authorization": f"token {TOKEN}"},
+            )
+        )
+        out = await run_code(ws, "import os; print(os.getuid())")
+        ws.close()
+        assert out.strip() == "4501"
+        user.call("DELETE", f"/api/kernels/{kernel_id}")
+        assert gateway.call("alice", "GET", "/api/kernels") == []
+    except BaseException:
+        print(gateway.log.read_text()[-5000:], file=sys.stderr)
+        if user is not None:
+            print(user.text()[-5000:], file=sys.stderr)
+        raise
+    finally:
+        if user is not None:
+            user.stop()
+            user.close()
+        gateway.close()
+    assert kernel_id and containers_of(docker_api, kernel_id) == []  # the gateway removed it
