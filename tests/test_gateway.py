@@ -269,13 +269,26 @@ async def test_users_see_and_drive_only_their_own_kernels(
             await jp_ws_fetch("api", "kernels", kernel_id, "channels", headers=as_user("bob"))
         assert info.value.code == 404
 
-        ws = await jp_ws_fetch("api", "kernels", kernel_id, "channels", headers=as_user("alice"))
+        # A websocket carries the token in its URL.
+        token = {"token": USERS["alice"][0]}
+        ws = await jp_ws_fetch("api", "kernels", kernel_id, "channels", headers={}, params=token)
         out = await run_code(ws, "import os; print(os.getuid(), os.getgid())")
         ws.close()
         assert out.split() == ["4501", "4501"]
 
         everyone = await call(jp_fetch, "root-admin", "api", "kernels")
         assert [k["id"] for k in everyone] == [kernel_id]
+        # HOME volumes: a user sees their own uid's only.
+        homes = {
+            user: {
+                v["uid"]
+                for v in (await call(jp_fetch, user, "mlcontainer", "volumes"))["volumes"]
+                if v["kind"] == "home"
+            }
+            for user in ("alice", "bob", "root-admin")
+        }
+        assert homes["alice"] == {"4501"}
+        assert "4501" not in homes["bob"] and "4501" in homes["root-admin"]
         await call(jp_fetch, "alice", "api", "kernels", kernel_id, "interrupt", method="POST")
         assert (await call(jp_fetch, "alice", "api", "kernels", kernel_id))["id"] == kernel_id
     finally:

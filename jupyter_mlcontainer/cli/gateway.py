@@ -98,7 +98,8 @@ class GatewayTokenApp(Command):
     description = """Make a new token for user NAME of the gateway, and its tokens file line.
 
     Prints the token on stderr (give it to the user) and on stdout the line for the tokens
-    file, which keeps only the token's hash. A user's kernels run as the uid given with --uid, else as the system account NAME."""
+    file, which keeps only the token's hash. A user's kernels run as the uid given with
+    --uid, else as the system account NAME."""
     examples = """
     umask 077; jupyter mlcontainer gateway-token alice --uid=4501 >> /etc/jupyter/gateway-tokens
     """

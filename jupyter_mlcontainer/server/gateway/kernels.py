@@ -40,6 +40,19 @@ def user_ids(user: GatewayUser) -> tuple[int, int]:
     return account.pw_uid, account.pw_gid
 
 
+def viewer_uids(user: GatewayUser | None) -> set[str]:
+    """Whose HOME volumes a gateway user sees: their own uid's ("*": an admin, everyone's;
+    empty outside the gateway, or for a user who has no uid)."""
+    if user is None:
+        return set()
+    if user.admin:
+        return {"*"}
+    try:
+        return {str(user_ids(user)[0])}
+    except web.HTTPError:
+        return {"-"}  # no uid: no HOME volume is theirs
+
+
 def not_found(kernel_id: str) -> web.HTTPError:
     """What another user's kernel answers: exactly what a kernel that does not exist does."""
     return web.HTTPError(404, f"Kernel does not exist: {kernel_id}")
