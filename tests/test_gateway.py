@@ -33,6 +33,7 @@ from .conftest import assert_removed, containers_of
 from .servers import TOKEN, Server, free_port
 
 GATEWAY = "jupyter_mlcontainer.server.gateway"
+JUPYTER_KERNELS = "jupyter_server.services.kernels.kernelmanager"
 #: name -> (token, options): uids that no system account needs to have.
 USERS = {
     "alice": ("alice-token-1234", "uid=4501"),
@@ -55,9 +56,12 @@ def tokens_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def jp_server_config(notebook_dir: Path, tokens_file: Path) -> dict[str, Any]:
-    """A gateway: this package's extension, identity provider, kernel manager, authorizer."""
-    return {
+def jp_server_config(
+    request: pytest.FixtureRequest, notebook_dir: Path, tokens_file: Path
+) -> dict[str, Any]:
+    """A gateway: this package's extension, identity provider, kernel manager, authorizer
+    (a test changes sections with ``parametrize("jp_server_config", [{…}], indirect=True)``)."""
+    config: dict[str, Any] = {
         "ServerApp": {
             "root_dir": str(notebook_dir),
             "jpserver_extensions": {"jupyter_mlcontainer": True},
@@ -68,6 +72,9 @@ def jp_server_config(notebook_dir: Path, tokens_file: Path) -> dict[str, Any]:
         "TokenFileIdentityProvider": {"tokens_file": str(tokens_file)},
         "MLContainerExtension": {"reap_orphans": False},
     }
+    for section, values in getattr(request, "param", {}).items():
+        config.setdefault(section, {}).update(values)
+    return config
 
 
 def as_user(name: str) -> dict[str, str]:
@@ -190,6 +197,9 @@ async def test_users_get_kernels_and_kernelspecs_only(jp_fetch):
     for parts in (("api", "contents"), ("api", "sessions"), ("api", "terminals")):
         assert await refused(jp_fetch, "bob", *parts) in (403, 404), parts
     assert await call(jp_fetch, "root-admin", "api", "contents")  # admins: everything
+    # Sessions stay in each user's own server: the gateway's are the admin's.
+    session = json.dumps({"path": "a.ipynb", "type": "notebook", "kernel": {"id": "x"}})
+    assert await refused(jp_fetch, "bob", "api", "sessions", method="POST", body=session) == 403
     # Creating kernelspecs (code every user runs) and pulling images: admins only.
     assert await refused(jp_fetch, "bob", "mlcontainer", "kernelspecs", method="POST") == 403
 
@@ -229,6 +239,15 @@ async def test_a_kernel_that_would_run_as_the_gateway_is_refused(
         )  # fmt: skip
     assert info.value.code == 403
     assert "add uid=UID[:GID]" in info.value.response.body.decode()
+    # Nor as root, whatever the file says.
+    write_tokens(tokens_file, {**USERS, "zed": ("zed-token", "uid=0")})
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch(
+            "api", "kernels", method="POST", body=json.dumps({"name": name}),
+            headers={"Authorization": "token zed-token"},
+        )  # fmt: skip
+    assert info.value.code == 403
+    assert "as root" in info.value.response.body.decode()
     assert await call(jp_fetch, "root-admin", "api", "kernels") == []
 
 
@@ -438,3 +457,13 @@ async def test_a_users_server_runs_kernels_through_the_gateway(
             user.close()
         gateway.close()
     assert kernel_id and containers_of(docker_api, kernel_id) == []  # the gateway removed it
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [{"ServerApp": {"kernel_manager_class": f"{JUPYTER_KERNELS}.AsyncMappingKernelManager"}}],
+    indirect=True,
+)
+async def test_without_the_gateways_kernel_manager_users_are_refused(jp_fetch):
+    assert await refused(jp_fetch, "alice", "api", "kernels") == 403
+    assert await call(jp_fetch, "root-admin", "api", "kernels") == []

@@ -25,19 +25,21 @@ def user_ids(user: GatewayUser) -> tuple[int, int]:
     """The uid and gid ``user``'s kernels run as: the tokens file's ``uid=``, else the system
     account of the same name. A user with neither cannot start kernels (403)."""
     if user.uid is not None:
-        return user.uid, user.gid if user.gid is not None else user.uid
-    try:
-        account = pwd.getpwnam(user.username)
-    except KeyError:
-        msg = (
-            f"{user.username} has no account on the gateway's host and no uid in its tokens "
-            "file: ask the admin to add uid=UID[:GID] to your line"
-        )
-        raise web.HTTPError(403, msg) from None
-    if account.pw_uid == 0:
-        msg = f"{user.username} is root on the gateway's host: kernels never run as root here"
+        ids = user.uid, user.gid if user.gid is not None else user.uid
+    else:
+        try:
+            account = pwd.getpwnam(user.username)
+        except KeyError:
+            msg = (
+                f"{user.username} has no account on the gateway's host and no uid in its tokens "
+                "file: ask the admin to add uid=UID[:GID] to your line"
+            )
+            raise web.HTTPError(403, msg) from None
+        ids = account.pw_uid, account.pw_gid
+    if 0 in ids:
+        msg = f"{user.username} would run kernels as root ({ids[0]}:{ids[1]}): never here"
         raise web.HTTPError(403, msg)
-    return account.pw_uid, account.pw_gid
+    return ids
 
 
 def viewer_uids(user: GatewayUser | None) -> set[str]:
