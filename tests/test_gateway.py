@@ -67,6 +67,7 @@ def jp_server_config(
             "jpserver_extensions": {"jupyter_mlcontainer": True},
             "identity_provider_class": f"{GATEWAY}.TokenFileIdentityProvider",
             "kernel_manager_class": f"{GATEWAY}.OwnedKernelManager",
+            "session_manager_class": f"{GATEWAY}.OwnedSessionManager",
             "authorizer_class": f"{GATEWAY}.GatewayAuthorizer",
         },
         "TokenFileIdentityProvider": {"tokens_file": str(tokens_file)},
@@ -190,16 +191,22 @@ async def test_a_request_without_a_known_token_is_refused(jp_fetch):
     }) == []  # fmt: skip
 
 
-async def test_users_get_kernels_and_kernelspecs_only(jp_fetch):
+async def test_users_get_kernels_sessions_and_kernelspecs_only(jp_fetch):
     me = await call(jp_fetch, "bob", "api", "me")
     assert me["identity"]["username"] == "bob"
     assert "kernelspecs" in await call(jp_fetch, "bob", "api", "kernelspecs")
-    for parts in (("api", "contents"), ("api", "sessions"), ("api", "terminals")):
+    assert await call(jp_fetch, "bob", "api", "sessions") == []
+    for parts in (("api", "contents"), ("api", "terminals"), ("api", "config", "x")):
         assert await refused(jp_fetch, "bob", *parts) in (403, 404), parts
     assert await call(jp_fetch, "root-admin", "api", "contents")  # admins: everything
-    # Sessions stay in each user's own server: the gateway's are the admin's.
-    session = json.dumps({"path": "a.ipynb", "type": "notebook", "kernel": {"id": "x"}})
-    assert await refused(jp_fetch, "bob", "api", "sessions", method="POST", body=session) == 403
+    # A kernel id a user names must be theirs, whether it exists or not.
+    made_up = "00000000-0000-0000-0000-000000000000"
+    start = json.dumps({"kernel_id": made_up})
+    assert await refused(jp_fetch, "bob", "api", "kernels", method="POST", body=start) == 404
+    session = json.dumps({"path": "a.ipynb", "type": "notebook", "kernel": {"id": made_up}})
+    with pytest.raises(HTTPClientError) as info:  # jupyter_server answers 500 for any error
+        await call(jp_fetch, "bob", "api", "sessions", method="POST", body=session)
+    assert f"Kernel does not exist: {made_up}" in info.value.response.body.decode()
     # Creating kernelspecs (code every user runs) and pulling images: admins only.
     assert await refused(jp_fetch, "bob", "mlcontainer", "kernelspecs", method="POST") == 403
 
@@ -281,6 +288,24 @@ async def test_users_see_and_drive_only_their_own_kernels(
             (("mlcontainer", "kernels", kernel_id), "GET"),
         ]:
             assert await refused(jp_fetch, "bob", *parts, method=method) == 404, parts
+        # A session on Alice's kernel is hers alone.
+        notebook = {"path": "a.ipynb", "name": "a.ipynb", "type": "notebook"}
+        body = json.dumps({**notebook, "kernel": {"id": kernel_id}})
+        session = await call(jp_fetch, "alice", "api", "sessions", method="POST", body=body)
+        assert session["kernel"]["id"] == kernel_id
+        assert [s["id"] for s in await call(jp_fetch, "alice", "api", "sessions")] == [
+            session["id"]
+        ]
+        assert await call(jp_fetch, "bob", "api", "sessions") == []
+        assert len(await call(jp_fetch, "root-admin", "api", "sessions")) == 1
+        patch = json.dumps({"path": "b.ipynb"})
+        for method, kwargs in (("GET", {}), ("DELETE", {}), ("PATCH", {"body": patch})):
+            code = await refused(jp_fetch, "bob", "api", "sessions", session["id"],
+                                 method=method, **kwargs)  # fmt: skip
+            assert code == 404, method
+        with pytest.raises(HTTPClientError) as info:  # the same path, on Alice's kernel
+            await call(jp_fetch, "bob", "api", "sessions", method="POST", body=body)
+        assert f"Kernel does not exist: {kernel_id}" in info.value.response.body.decode()
         # Bob asking for Alice's id in a start gets a 404 too, not her kernel.
         steal = json.dumps({"name": name, "kernel_id": kernel_id})
         assert await refused(jp_fetch, "bob", "api", "kernels", method="POST", body=steal) == 404

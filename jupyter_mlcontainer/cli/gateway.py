@@ -65,6 +65,7 @@ class GatewayApp(Command):
             "jupyter_server",
             f"--ServerApp.identity_provider_class={GATEWAY}.TokenFileIdentityProvider",
             f"--ServerApp.kernel_manager_class={GATEWAY}.OwnedKernelManager",
+            f"--ServerApp.session_manager_class={GATEWAY}.OwnedSessionManager",
             f"--ServerApp.authorizer_class={GATEWAY}.GatewayAuthorizer",
             f"--TokenFileIdentityProvider.tokens_file={os.path.abspath(self.tokens_file)}",
             "--ServerApp.jpserver_extensions=jupyter_mlcontainer=True",

@@ -1,5 +1,5 @@
-"""What a gateway user may do: run and drive their own kernels, read kernelspecs and the
-``mlcontainer`` views. Everything else of the server (files, terminals, sessions, events,
+"""What a gateway user may do: run and drive their own kernels and sessions, read kernelspecs
+and the ``mlcontainer`` views. Everything else of the server (files, terminals, events,
 configuration, creating kernelspecs, pulling images) is for admins.
 
 A request that names a kernel (``/api/kernels/ID``, its actions and ``channels`` websocket,
@@ -16,10 +16,12 @@ from jupyter_server.auth.identity import User
 
 from .identity import GatewayUser
 from .kernels import OwnedKernelManager, not_found
+from .sessions import OwnedSessionManager
 
 #: What a user who is not an admin may do, by resource: actions allowed.
 USER_PERMISSIONS: dict[str, frozenset[str]] = {
     "kernels": frozenset({"read", "write", "execute"}),
+    "sessions": frozenset({"read", "write"}),
     "kernelspecs": frozenset({"read"}),
     "mlcontainer": frozenset({"read"}),
     "api": frozenset({"read"}),
@@ -28,8 +30,8 @@ USER_PERMISSIONS: dict[str, frozenset[str]] = {
 
 class GatewayAuthorizer(Authorizer):
     """Admins may do everything; users what :data:`USER_PERMISSIONS` lists, on their own
-    kernels. Needs the gateway's identity provider and kernel manager (else refuses all but
-    admins)."""
+    kernels and sessions. Needs the gateway's identity provider, kernel manager and session
+    manager (else refuses all but admins)."""
 
     def is_authorized(self, handler: Any, user: User, action: str, resource: str) -> bool:
         if not isinstance(user, GatewayUser):
@@ -40,9 +42,13 @@ class GatewayAuthorizer(Authorizer):
             self.log.info("Gateway: %s may not %s %s", user.username, action, resource)
             return False
         kernel_manager = handler.settings.get("kernel_manager")
-        if not isinstance(kernel_manager, OwnedKernelManager):
+        session_manager = handler.settings.get("session_manager")
+        if not isinstance(kernel_manager, OwnedKernelManager) or not isinstance(
+            session_manager, OwnedSessionManager
+        ):
             self.log.error(
-                "Gateway: the kernel manager is not OwnedKernelManager; users are refused"
+                "Gateway: the server's kernel or session manager is not the gateway's "
+                "(OwnedKernelManager, OwnedSessionManager); users are refused"
             )
             return False
         kernel_id = (handler.path_kwargs or {}).get("kernel_id")

@@ -91,11 +91,11 @@ class OwnedKernelManager(AsyncMappingKernelManager):
     async def start_kernel(  # type: ignore[override]
         self, *, kernel_id: str | None = None, path: ApiPath | None = None, **kwargs: Any
     ) -> str:
-        """Start a kernel for the request's user; an existing id only if it is theirs."""
+        """Start a kernel for the request's user. A kernel id the client names must be one of
+        theirs (that one is returned): any other answers 404, whether it exists or not."""
         user = request_user()
-        existing = kernel_id is not None and kernel_id in self
-        if user is not None and existing and not self.owns(user, str(kernel_id)):
-            raise not_found(str(kernel_id))
+        if user is not None and kernel_id is not None and not self.owns(user, kernel_id):
+            raise not_found(kernel_id)
         try:
             started: str = await super().start_kernel(kernel_id=kernel_id, path=path, **kwargs)
         except BaseException:
