@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,10 +17,15 @@ from typing import Any
 
 import pytest
 from jupyter_client.session import Session
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
 from tornado.escape import json_decode
 from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.routing import PathMatches, Rule
 from tornado.websocket import websocket_connect
 
+from jupyter_mlcontainer.cli.gateway import GatewayApp
 from jupyter_mlcontainer.core.tokens import (
     TokensFileError,
     hash_token,
@@ -492,3 +498,32 @@ async def test_a_users_server_runs_kernels_through_the_gateway(
 async def test_without_the_gateways_kernel_manager_users_are_refused(jp_fetch):
     assert await refused(jp_fetch, "alice", "api", "kernels") == 403
     assert await call(jp_fetch, "root-admin", "api", "kernels") == []
+
+
+class _Unchecked(APIHandler):
+    """A handler that asks for a user and checks no authorization (as JupyterLab's do)."""
+
+    @web.authenticated
+    def get(self) -> None:
+        self.finish({"ran": True})
+
+
+async def test_handlers_without_an_authorization_check_serve_admins_only(jp_serverapp, jp_fetch):
+    # First, before the server's catch-all 404 (the base URL as the server's own routes have it).
+    route = url_path_join(jp_serverapp.web_app.settings["base_url"], "unchecked")
+    router = jp_serverapp.web_app.wildcard_router
+    router.rules.insert(0, Rule(PathMatches(re.escape(route) + "$"), _Unchecked))
+    assert await refused(jp_fetch, "alice", "unchecked") == 403
+    assert await call(jp_fetch, "root-admin", "unchecked") == {"ran": True}
+
+
+def test_the_gateway_runs_no_other_server_extension(jp_environ, jp_config_dir):
+    folder = Path(jp_config_dir) / "jupyter_server_config.d"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "other.json").write_text(
+        json.dumps({"ServerApp": {"jpserver_extensions": {"other_ext": True}}})
+    )
+    command = GatewayApp(tokens_file="tokens").server_command()
+    assert "--ServerApp.jpserver_extensions=jupyter_mlcontainer=True" in command
+    assert "--ServerApp.jpserver_extensions=other_ext=False" in command
+    assert "--ServerApp.terminals_enabled=False" in command

@@ -1,10 +1,11 @@
 """``jupyter mlcontainer gateway`` and ``gateway-token``: one server on the GPU host that alone
 holds the engine, for a team whose JupyterLabs connect with ``--gateway-url`` (docs/gateway.md).
 
-The server is Jupyter Server itself, with the gateway's identity provider, kernel manager and
-authorizer (``jupyter_mlcontainer/server/gateway/``, named here by their import paths: the CLI
-does not import the server layer). ``gateway`` checks the tokens file, then becomes that
-server (``exec``), so that signals and exit status are the server's own.
+The server is Jupyter Server itself, with this extension alone and the gateway's identity
+provider, kernel and session managers and authorizer (``jupyter_mlcontainer/server/gateway/``,
+named here by their import paths: the CLI does not import the server layer). ``gateway``
+checks the tokens file, then becomes that server (``exec``), so that signals and exit status
+are the server's own.
 """
 
 from __future__ import annotations
@@ -12,12 +13,22 @@ from __future__ import annotations
 import os
 import sys
 
+from jupyter_core.paths import jupyter_config_path
+from jupyter_server.extension.config import ExtensionConfigManager
 from traitlets import Bool, Int, Unicode
 
 from ..core.tokens import TokensFileError, line_for, new_token, read_tokens
 from .base import Command
 
 GATEWAY = "jupyter_mlcontainer.server.gateway"
+EXTENSION = "jupyter_mlcontainer"
+
+
+def other_extensions() -> list[str]:
+    """The server extensions enabled in the Jupyter config path, but ours."""
+    manager = ExtensionConfigManager(read_config_path=jupyter_config_path())
+    enabled = manager.get_jpserver_extensions()
+    return sorted(name for name, on in enabled.items() if on and name != EXTENSION)
 
 
 class GatewayApp(Command):
@@ -68,7 +79,10 @@ class GatewayApp(Command):
             f"--ServerApp.session_manager_class={GATEWAY}.OwnedSessionManager",
             f"--ServerApp.authorizer_class={GATEWAY}.GatewayAuthorizer",
             f"--TokenFileIdentityProvider.tokens_file={os.path.abspath(self.tokens_file)}",
-            "--ServerApp.jpserver_extensions=jupyter_mlcontainer=True",
+            f"--ServerApp.jpserver_extensions={EXTENSION}=True",
+            # Others may serve users without an authorization check (JupyterLab's extension
+            # manager installs packages): off. Admins may turn one on again after `--`.
+            *(f"--ServerApp.jpserver_extensions={name}=False" for name in other_extensions()),
             "--ServerApp.terminals_enabled=False",
             f"--ServerApp.ip={self.ip}",
             f"--ServerApp.port={self.port}",

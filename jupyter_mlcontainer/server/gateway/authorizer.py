@@ -16,16 +16,8 @@ from jupyter_server.auth.identity import User
 
 from .identity import GatewayUser
 from .kernels import OwnedKernelManager, not_found
+from .permissions import USER_PERMISSIONS
 from .sessions import OwnedSessionManager
-
-#: What a user who is not an admin may do, by resource: actions allowed.
-USER_PERMISSIONS: dict[str, frozenset[str]] = {
-    "kernels": frozenset({"read", "write", "execute"}),
-    "sessions": frozenset({"read", "write"}),
-    "kernelspecs": frozenset({"read"}),
-    "mlcontainer": frozenset({"read"}),
-    "api": frozenset({"read"}),
-}
 
 
 class GatewayAuthorizer(Authorizer):
