@@ -261,6 +261,12 @@ async def test_a_kernel_that_would_run_as_the_gateway_is_refused(
         )  # fmt: skip
     assert info.value.code == 403
     assert "as root" in info.value.response.body.decode()
+    # Nor one in a directory out of the gateway's root (it would be mounted into the kernel).
+    escape = json.dumps({"name": name, "path": "../../../../etc"})
+    with pytest.raises(HTTPClientError) as info:
+        await call(jp_fetch, "alice", "api", "kernels", method="POST", body=escape)
+    assert info.value.code == 403
+    assert "outside the gateway's root directory" in info.value.response.body.decode()
     assert await call(jp_fetch, "root-admin", "api", "kernels") == []
 
 
@@ -269,9 +275,14 @@ async def test_a_kernel_that_would_run_as_the_gateway_is_refused(
 
 @pytest.mark.engine
 async def test_users_see_and_drive_only_their_own_kernels(
-    kernelspec, jp_fetch, jp_ws_fetch, docker_api
+    kernelspec, jp_fetch, jp_ws_fetch, docker_api, notebook_dir
 ):
     name = kernelspec("mlc-gateway")
+    own = notebook_dir / "alice"  # her folder: her kernels start there
+    own.mkdir()
+    if os.getuid() == 0:
+        os.chown(own, 4501, 4501)
+        own.chmod(0o700)
     # The client's word for who it is changes nothing.
     body = json.dumps({"name": name, "env": {"KERNEL_USERNAME": "bob"}})
     kernel = await call(jp_fetch, "alice", "api", "kernels", method="POST", body=body)
@@ -322,9 +333,9 @@ async def test_users_see_and_drive_only_their_own_kernels(
         # A websocket carries the token in its URL.
         token = {"token": USERS["alice"][0]}
         ws = await jp_ws_fetch("api", "kernels", kernel_id, "channels", headers={}, params=token)
-        out = await run_code(ws, "import os; print(os.getuid(), os.getgid())")
+        out = await run_code(ws, "import os; print(os.getuid(), os.getgid(), os.getcwd())")
         ws.close()
-        assert out.split() == ["4501", "4501"]
+        assert out.split() == ["4501", "4501", str(own)]
 
         everyone = await call(jp_fetch, "root-admin", "api", "kernels")
         assert [k["id"] for k in everyone] == [kernel_id]

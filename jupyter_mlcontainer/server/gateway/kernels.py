@@ -9,6 +9,7 @@ authorizer (``authorizer.py``), which answers 404 for another user's kernel.
 
 from __future__ import annotations
 
+import os
 import pwd
 from typing import Any
 
@@ -16,6 +17,7 @@ from jupyter_client.provisioning.factory import KernelProvisionerFactory
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from jupyter_server.utils import ApiPath
 from tornado import web
+from traitlets import Bool
 
 from ...kernel.provisioner import MLContainerProvisioner
 from .identity import GatewayUser, request_user
@@ -63,6 +65,13 @@ def not_found(kernel_id: str) -> web.HTTPError:
 class OwnedKernelManager(AsyncMappingKernelManager):
     """A server's kernel manager that gives each kernel an owner and runs it as them."""
 
+    user_directories = Bool(
+        True,
+        help="""Start a user's kernels in their own folder of the root directory (ROOT/NAME)
+        when it exists and the start names no path (Jupyter's gateway client names none). Make
+        each folder its user's (chown UID, chmod 700): kernels run as their user's uid.""",
+    ).tag(config=True)
+
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         #: kernel id -> the user name of its owner (kernels started outside requests: none).
@@ -96,12 +105,30 @@ class OwnedKernelManager(AsyncMappingKernelManager):
         user = request_user()
         if user is not None and kernel_id is not None and not self.owns(user, kernel_id):
             raise not_found(kernel_id)
+        if user is not None and path is None:
+            path = self._user_directory(user)
         try:
             started: str = await super().start_kernel(kernel_id=kernel_id, path=path, **kwargs)
         except BaseException:
             self._forget_failed_starts()
             raise
         return started
+
+    def _user_directory(self, user: GatewayUser) -> ApiPath | None:
+        """``user``'s own folder of the root directory, if it exists (``user_directories``)."""
+        if self.user_directories and os.path.isdir(os.path.join(self.root_dir, user.username)):
+            return ApiPath(user.username)
+        return None
+
+    def cwd_for_path(self, path: ApiPath | None, **kwargs: Any) -> str:
+        """The start's directory, which must lie in the root directory (its folders are
+        mounted into kernels: a path that climbs out would mount the host's)."""
+        cwd: str = super().cwd_for_path(path, **kwargs)
+        root = os.path.realpath(self.root_dir)
+        if os.path.commonpath([root, os.path.realpath(cwd)]) != root:
+            msg = f"the kernel's path {path!r} is outside the gateway's root directory"
+            raise web.HTTPError(403, msg)
+        return cwd
 
     def pre_start_kernel(self, kernel_name: str | None, kwargs: Any) -> tuple[Any, str, str]:
         """jupyter_client's hook between choosing the kernel's id and its launch: record the
