@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pwd
 import re
 import signal
 import subprocess
@@ -33,7 +34,8 @@ from jupyter_mlcontainer.core.tokens import (
     parse_line,
     read_tokens,
 )
-from jupyter_mlcontainer.server.gateway import TokenFileIdentityProvider
+from jupyter_mlcontainer.server.gateway import GatewayUser, TokenFileIdentityProvider
+from jupyter_mlcontainer.server.gateway.kernels import user_ids
 
 from .conftest import assert_removed, containers_of
 from .servers import TOKEN, Server, free_port
@@ -538,3 +540,13 @@ def test_the_gateway_runs_no_other_server_extension(jp_environ, jp_config_dir):
     assert "--ServerApp.jpserver_extensions=jupyter_mlcontainer=True" in command
     assert "--ServerApp.jpserver_extensions=other_ext=False" in command
     assert "--ServerApp.terminals_enabled=False" in command
+
+
+def test_a_user_without_a_uid_runs_as_the_system_account_of_their_name():
+    nobody = pwd.getpwnam("nobody")
+    assert user_ids(GatewayUser(username="nobody")) == (nobody.pw_uid, nobody.pw_gid)
+    assert user_ids(GatewayUser(username="nobody", uid=4501)) == (4501, 4501)
+    with pytest.raises(web.HTTPError, match="as root"):
+        user_ids(GatewayUser(username="root"))
+    with pytest.raises(web.HTTPError, match="add uid=UID"):
+        user_ids(GatewayUser(username="no-such-account-here"))
