@@ -10,6 +10,7 @@ from .._version import __version__
 from .base import summary
 from .commands import AddApp, ExportApp, ListApp, PruneApp, PullApp
 from .doctor import DoctorApp
+from .gateway import GatewayApp, GatewayTokenApp
 
 
 class MLContainerApp(JupyterApp):
@@ -19,7 +20,8 @@ class MLContainerApp(JupyterApp):
 
     Turn an image into a pinned, shareable kernelspec with `add`; see them with `list`;
     fetch their images with `pull`; share one with `export`; check the setup with `doctor`;
-    remove caches no kernel needs with `prune`; execute a notebook headless with `run`."""
+    remove caches no kernel needs with `prune`; execute a notebook headless with `run`; serve
+    container kernels to a team from one GPU host with `gateway`."""
     examples = """
     jupyter mlcontainer add pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime --gpus all
     jupyter mlcontainer list
@@ -33,6 +35,8 @@ class MLContainerApp(JupyterApp):
         "export": (ExportApp, summary(ExportApp.description)),
         "prune": (PruneApp, summary(PruneApp.description)),
         "doctor": (DoctorApp, summary(DoctorApp.description)),
+        "gateway": (GatewayApp, summary(GatewayApp.description)),
+        "gateway-token": (GatewayTokenApp, summary(GatewayTokenApp.description)),
         # Imported when used (nbclient and friends); tests/test_cli.py checks the summary.
         "run": (
             "jupyter_mlcontainer.cli.run.RunApp",

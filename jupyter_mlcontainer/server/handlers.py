@@ -26,6 +26,8 @@ from ..kernel.grant import gpu_table
 from ..kernel.install import AddRequest, add_container_kernelspec, api_words
 from ..kernel.policy import MLContainerPolicy
 from ..kernel.provisioner import MLContainerProvisioner
+from .gateway import request_user
+from .gateway.kernels import viewer_uids
 from .pulls import PullTracker
 from .reclaim import GpuReclaimer
 from .user import kernel_uids
@@ -427,8 +429,10 @@ class VolumesHandler(_Handler):
             found = await self.backend.project_volumes(sizes=True)
         except MLContainerError as e:
             raise web.HTTPError(503, str(e)) from None
-        own = kernel_uids(self.config, self.settings.get("server_root_dir"))
-        found = [v for v in found if v.kind != "home" or v.uid in own]
+        own = viewer_uids(request_user()) or kernel_uids(
+            self.config, self.settings.get("server_root_dir")
+        )
+        found = [v for v in found if v.kind != "home" or "*" in own or v.uid in own]
         self.finish(
             {
                 "volumes": [
