@@ -27,6 +27,7 @@ from tornado.routing import PathMatches, Rule
 from tornado.websocket import websocket_connect
 
 from jupyter_mlcontainer.cli.gateway import GatewayApp
+from jupyter_mlcontainer.core import labels
 from jupyter_mlcontainer.core.tokens import (
     TokensFileError,
     hash_token,
@@ -292,6 +293,8 @@ async def test_users_see_and_drive_only_their_own_kernels(
     try:
         (container,) = containers_of(docker_api, kernel_id)
         assert docker_api.inspect_container(container["Id"])["Config"]["User"] == "4501:4501"
+        # Whom the kernel is for, as the GPU ledger and quotas count it: the verified user.
+        assert container["Labels"][labels.USER] == "alice"
 
         assert [k["id"] for k in await call(jp_fetch, "alice", "api", "kernels")] == [kernel_id]
         assert await call(jp_fetch, "bob", "api", "kernels") == []
@@ -550,3 +553,24 @@ def test_a_user_without_a_uid_runs_as_the_system_account_of_their_name():
         user_ids(GatewayUser(username="root"))
     with pytest.raises(web.HTTPError, match="add uid=UID"):
         user_ids(GatewayUser(username="no-such-account-here"))
+
+
+@pytest.mark.engine
+async def test_quotas_count_each_verified_user_apart(kernelspec, jp_fetch, docker_api, policy):
+    """A quota of one kernel each: Alice's second start is refused with her name, Bob still
+    starts his (the gateway runs as one process user; the quota counts verified users)."""
+    policy(quotas={"*": {"kernels": 1}})
+    name = kernelspec("mlc-quota")
+    body = json.dumps({"name": name})
+    alices = await call(jp_fetch, "alice", "api", "kernels", method="POST", body=body)
+    try:
+        with pytest.raises(HTTPClientError) as info:
+            await call(jp_fetch, "alice", "api", "kernels", method="POST", body=body)
+        assert "Over the admin's quota: alice may hold 1 kernel at once" in (
+            info.value.response.body.decode()
+        )
+        bobs = await call(jp_fetch, "bob", "api", "kernels", method="POST", body=body)
+        await call(jp_fetch, "bob", "api", "kernels", bobs["id"], method="DELETE")
+    finally:
+        await call(jp_fetch, "alice", "api", "kernels", alices["id"], method="DELETE")
+    await assert_removed(docker_api, alices["id"])

@@ -149,6 +149,7 @@ class OwnedKernelManager(AsyncMappingKernelManager):
             )
             raise web.HTTPError(403, msg)
         provisioner.uid, provisioner.gid = uid, gid
+        provisioner.user_name = user.username  # the GPU ledger's holder; the quota's user
         km.provisioner = provisioner
         self.owners[kernel_id] = user.username
         self.log.info("Kernel %s: started by %s, runs as %d:%d", kernel_id, user.username, uid, gid)
