@@ -34,14 +34,20 @@ pytestmark = pytest.mark.engine
 VISIBLE = "import os; print(os.environ.get('NVIDIA_VISIBLE_DEVICES'))"
 
 
-@pytest.fixture
-def gpu_kernelspec(kernelspec, gpu_engine, policy):
-    """Kernelspecs on the simulated GPU engine, with the ledger reading its inventory."""
+def gpu_policy(policy: Any, gpu_engine: Any, **rules: Any) -> None:
+    """The admin's policy for kernels on the simulated GPU engine, with ``rules`` added."""
     policy(
         allowed_engines=[gpu_engine.url],
         allowed_networks=["bridge", "host", "none"],
         gpu_inventory_command=str(gpu_engine.nvidia_smi),
+        **rules,
     )
+
+
+@pytest.fixture
+def gpu_kernelspec(kernelspec, gpu_engine, policy):
+    """Kernelspecs on the simulated GPU engine, with the ledger reading its inventory."""
+    gpu_policy(policy, gpu_engine)
 
     def make(name: str = "gpu", **config: Any) -> str:
         return kernelspec(name, docker_host=gpu_engine.url, network="host", **config)
@@ -102,6 +108,12 @@ async def test_four_kernels_get_four_gpus_and_a_fifth_is_told_who_holds_them(
         _, message = await start_fails(name, notebook_dir, GPUsBusyError)
         assert "all 4 GPUs of this host are in use: root ×4" in message
         assert "gpus='none'" in message
+        # A restart keeps its kernel's GPU, though none is free (in its own container).
+        km, kc = started[1]
+        container = km.provisioner.container_id
+        await km.restart_kernel()
+        await kc.wait_for_ready(timeout=60)
+        assert await visible(kc) == seen[1] and km.provisioner.container_id == container
         # `auto` falls back to the CPU while none is free.
         async with kernels(gpu_kernelspec("auto", gpus="auto"), notebook_dir, 1) as [(_, kc)]:
             assert await visible(kc) == "void"
@@ -115,12 +127,7 @@ async def test_four_kernels_get_four_gpus_and_a_fifth_is_told_who_holds_them(
 async def test_shared_gpus_take_up_to_n_kernels_each(
     gpu_kernelspec, notebook_dir, policy, gpu_engine
 ):
-    policy(
-        allowed_engines=[gpu_engine.url],
-        allowed_networks=["bridge", "host", "none"],
-        gpu_inventory_command=str(gpu_engine.nvidia_smi),
-        gpu_sharing=2,
-    )
+    gpu_policy(policy, gpu_engine, gpu_sharing=2)
     name = gpu_kernelspec(gpus="all")
     async with kernels(name, notebook_dir, 2) as started:
         assert [await visible(kc) for _, kc in started] == [",".join(SIMULATED_GPUS)] * 2
@@ -250,12 +257,7 @@ async def _gone(running: Any, kernel_id: str) -> bool:
 async def test_a_gpu_quota_refuses_more_gpus_but_not_a_cpu_kernel(
     gpu_kernelspec, notebook_dir, gpu_engine, policy
 ):
-    policy(
-        allowed_engines=[gpu_engine.url],
-        allowed_networks=["bridge", "host", "none"],
-        gpu_inventory_command=str(gpu_engine.nvidia_smi),
-        quotas={"*": {"gpus": 1}},
-    )
+    gpu_policy(policy, gpu_engine, quotas={"*": {"gpus": 1}})
     async with kernels(gpu_kernelspec(gpus=1), notebook_dir, 1):
         _, message = await start_fails(gpu_kernelspec(gpus=1), notebook_dir, QuotaExceededError)
         assert "root may hold 1 GPU at once (1 held by 1 kernel(s)" in message

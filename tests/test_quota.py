@@ -46,11 +46,13 @@ def test_a_bad_quota_says_what_a_quota_is(quotas, words):
 async def test_a_kernel_over_the_users_kernel_quota_is_refused(kernelspec, notebook_dir, policy):
     policy(quotas={"*": {"kernels": 1}})
     name = kernelspec()
-    async with running_kernel(name, notebook_dir):
+    async with running_kernel(name, notebook_dir) as (running, kc):
         km, message = await start_fails(name, notebook_dir, QuotaExceededError)
         assert "Over the admin's quota: root may hold 1 kernel at once (1 running" in message
         assert "Shut down a kernel you no longer need" in message
         assert km.provisioner is None or km.provisioner.container_id is None  # nothing made
+        await running.restart_kernel()  # a restart is no second kernel
+        await kc.wait_for_ready(timeout=60)
     async with running_kernel(name, notebook_dir):  # the first one ended: room again
         pass
 

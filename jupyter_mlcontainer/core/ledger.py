@@ -120,8 +120,10 @@ def allocate(
     inventory: Sequence[GPUDevice],
     holders: Sequence[GPUHolder],
     sharing: int = 1,
+    prefer: Sequence[str] = (),
 ) -> GPURequest:
-    """The concrete GPUs (by UUID) for ``request``; the least used GPUs first.
+    """The concrete GPUs (by UUID) for ``request``; ``prefer``'s first (a restarted
+    kernel's own, so that it keeps them), then the least used.
 
     ``auto`` is one free GPU (the CPU, ``none``, when none is free); a count is that many
     free GPUs; ``all`` is every GPU, when none is taken; ids (indexes or UUIDs) are those
@@ -133,7 +135,12 @@ def allocate(
     used = load(holders)
     free = sorted(
         (d for d in inventory if used[d.uuid] < sharing),
-        key=lambda d: (used[d.uuid], int(d.index) if d.index.isdigit() else 0, d.uuid),
+        key=lambda d: (
+            d.uuid not in prefer,
+            used[d.uuid],
+            int(d.index) if d.index.isdigit() else 0,
+            d.uuid,
+        ),
     )
     if request.mode == "auto":
         return GPURequest("ids", ids=(free[0].uuid,)) if free else GPURequest("none")

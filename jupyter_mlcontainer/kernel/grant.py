@@ -28,6 +28,15 @@ class GPUsTakenMeanwhile(Exception):
     """Another server's kernel, created a moment earlier, holds a GPU this one was given."""
 
 
+def others(
+    p: MLContainerProvisioner, holders: list[ledger.GPUHolder], but: str = ""
+) -> list[ledger.GPUHolder]:
+    """The holders that are not this kernel (a restart must not compete with the container
+    it replaces, or that it restarts in), except the container ``but``."""
+    kernel_id = str(p.kernel_id)
+    return [h for h in holders if h.kernel_id != kernel_id or h.container_id == but]
+
+
 async def resolve_gpus(p: MLContainerProvisioner) -> gpu.GPURequest:
     """The kernelspec's ``gpus`` against what the backend offers: with the ledger, concrete
     free GPUs by UUID (``auto``: one free GPU, else the CPU); without it (no inventory, or
@@ -55,8 +64,10 @@ async def resolve_gpus(p: MLContainerProvisioner) -> gpu.GPURequest:
             support = await backend.gpu_support(max_age=FACTS_MAX_AGE, try_image=p.image)
     p.container.gpu_support = support
     if inventory and support.available:
-        holders = await backend.gpu_holders()
-        resolved = ledger.allocate(request, inventory, holders, sharing)
+        holders = others(p, await backend.gpu_holders())
+        previous = p.container.granted_gpus
+        kept = previous.ids if previous is not None and previous.mode == "ids" else ()
+        resolved = ledger.allocate(request, inventory, holders, sharing, prefer=kept)
         p.container.ledger_gpus = resolved.mode == "ids"
         if request.mode == "auto" and resolved.mode == "none":
             p.log.warning(
@@ -86,7 +97,7 @@ async def confirm_gpus(
     :class:`GPUsTakenMeanwhile`."""
     if not p.container.ledger_gpus or granted.mode != "ids":
         return
-    holders = await p.backend.gpu_holders()
+    holders = others(p, await p.backend.gpu_holders(), but=container_id)
     if ledger.lost_gpus(container_id, granted.ids, holders, p.policy.gpu_sharing):
         raise GPUsTakenMeanwhile
 

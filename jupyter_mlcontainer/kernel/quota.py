@@ -53,20 +53,23 @@ class Held:
     """What one kernel container holds."""
 
     container_id: str
+    kernel_id: str
     created: str
     gpus: int
     memory: int
 
     @classmethod
     def of(cls, state: ContainerState) -> Held:
-        gpus = [u for u in state.labels.get(labels.GPUS, "").split(",") if u]
-        return cls(state.id, state.created, len(gpus), int(state.labels.get(labels.MEMORY) or 0))
+        tags = state.labels
+        gpus = len([u for u in tags.get(labels.GPUS, "").split(",") if u])
+        memory = int(tags.get(labels.MEMORY) or 0)
+        return cls(state.id, tags.get(labels.KERNEL_ID, ""), state.created, gpus, memory)
 
     @classmethod
     def planned(cls, launch: KernelLaunch) -> Held:
         gpus = launch.gpus.count if launch.gpus.mode == "count" else len(launch.gpus.ids)
         memory = int(parse_bytes(launch.mem_limit)) if launch.mem_limit else 0
-        return cls("", "~", gpus, memory)  # "~" sorts after every timestamp: the newest
+        return cls("", launch.kernel_id, "~", gpus, memory)  # "~" sorts last: the newest
 
 
 async def _held_by(p: MLContainerProvisioner, user: str) -> list[Held]:
@@ -96,7 +99,12 @@ async def check_quota(
     limits = p.policy.quota_for(user, system_groups(user)) if p.policy.quotas else {}
     if not limits:
         return
-    held = await _held_by(p, user)
+    # Not this kernel's other containers: a restart replaces them (or restarts in one).
+    held = [
+        h
+        for h in await _held_by(p, user)
+        if h.kernel_id != launch.kernel_id or h.container_id == container_id
+    ]
     if container_id:
         mine = next((i for i, h in enumerate(held) if h.container_id == container_id), None)
         if mine is None:
