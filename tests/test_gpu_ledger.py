@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -263,3 +264,30 @@ async def test_a_gpu_quota_refuses_more_gpus_but_not_a_cpu_kernel(
         assert "root may hold 1 GPU at once (1 held by 1 kernel(s)" in message
         async with kernels(gpu_kernelspec("cpu", gpus="none"), notebook_dir, 1):
             pass
+
+
+def test_two_servers_on_one_host_hand_out_different_gpus(
+    gpu_kernelspec, notebook_dir, tmp_path, gpu_engine
+):
+    """Two people's own servers (two processes, nothing shared but the engine) start two GPU
+    kernels each, all at once: four different GPUs."""
+    name = gpu_kernelspec(gpus=1)
+    servers = [
+        Server(notebook_dir, tmp_path / f"runtime-{n}", tmp_path / f"server-{n}.log")
+        for n in range(2)
+    ]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            started = list(
+                pool.map(lambda s: s.call("POST", "/api/kernels", {"name": name}), servers * 2)
+            )
+        granted = [
+            c["Labels"][labels.GPUS]
+            for c in gpu_engine.api().containers(filters={"label": labels.GPUS})
+        ]
+        assert sorted(granted) == SIMULATED_GPUS, [s.text()[-2000:] for s in servers]
+        assert len(started) == 4
+    finally:
+        for server in servers:
+            server.stop()
+            server.close()
