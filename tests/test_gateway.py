@@ -491,6 +491,12 @@ async def test_a_users_server_runs_kernels_through_the_gateway(
         out = await run_code(ws, "import os; print(os.getuid())")
         ws.close()
         assert out.strip() == "4501"
+        # The sidebar and the status bar ask the user's server, which asks the gateway.
+        mine = user.call("GET", "/mlcontainer/kernels")["kernels"]
+        assert [k["kernel_id"] for k in mine] == [kernel_id]
+        assert user.call("GET", f"/mlcontainer/kernels/{kernel_id}?tail=0")["state"] == "running"
+        assert "gpus" in user.call("GET", "/mlcontainer/gpus")
+        assert user.call("GET", "/mlcontainer/engine")["reachable"] is True
         user.call("DELETE", f"/api/kernels/{kernel_id}")
         assert gateway.call("alice", "GET", "/api/kernels") == []
     except BaseException:

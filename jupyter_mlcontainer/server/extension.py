@@ -14,6 +14,7 @@ from ..core import kernelspec as ks
 from ..core.exceptions import MLContainerError
 from ..kernel.pool import MLContainerPool
 from ..kernel.provisioner import MLContainerProvisioner
+from .forward import forward_handlers, gateway_enabled
 from .handlers import default_handlers
 from .pulls import SCHEMA_PATH, PullTracker
 from .reclaim import GpuReclaimer
@@ -86,9 +87,20 @@ class MLContainerExtension(ExtensionApp):
         self._background: list[asyncio.Future[Any]] = []
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(default_handlers)
+        if self.on_a_gateway:  # kernels run on the gateway: so does this API
+            self.handlers.extend(forward_handlers)
+        else:
+            self.handlers.extend(default_handlers)
+
+    @property
+    def on_a_gateway(self) -> bool:
+        """This server runs its kernels on a gateway (``--gateway-url``): no engine here."""
+        return gateway_enabled(self.serverapp)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        if self.on_a_gateway:
+            self.log.info("jupyter-mlcontainer: kernels and their containers are the gateway's")
+            return
         backend: backends.Backend = self.settings["mlcontainer"]["backend"]
         if self.reap_orphans:
             for each in self._backends(backend):
@@ -130,7 +142,7 @@ class MLContainerExtension(ExtensionApp):
         await self.reclaimer.stop()
         await self.pool.stop()
         await self._shut_down_container_kernels()
-        if self.reap_orphans:
+        if self.reap_orphans and not self.on_a_gateway:
             for backend in self._backends(self.settings["mlcontainer"]["backend"]):
                 await self._quietly(backend.reap_instance(self.log))
 
