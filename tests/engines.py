@@ -166,6 +166,8 @@ class SecondEngine(OwnEngine):
 #: The simulated host's GPUs, as ``nvidia-smi --query-gpu=index,uuid,name,memory.total
 #: --format=csv,noheader`` lists them.
 SIMULATED_GPUS = [f"GPU-5171a7ed-0000-4000-8000-00000000000{n}" for n in range(4)]
+#: The MIG instances of its first two GPUs (``nvidia-smi -L``), two each.
+SIMULATED_MIG = [f"MIG-5171a7ed-0000-4000-9000-00000000000{n}" for n in range(4)]
 
 
 class SimulatedGpuEngine(SecondEngine):
@@ -190,9 +192,18 @@ class SimulatedGpuEngine(SecondEngine):
         lines = "".join(
             f"{n}, {uuid}, Simulated GPU, 81559 MiB\\n" for n, uuid in enumerate(SIMULATED_GPUS)
         )
+        listing = "".join(
+            f"GPU {n}: Simulated GPU (UUID: {SIMULATED_GPUS[n]})\\n"
+            + "".join(
+                f"  MIG 3g.40gb     Device  {m}: (UUID: {SIMULATED_MIG[2 * n + m]})\\n"
+                for m in range(2)
+            )
+            for n in range(2)
+        )
         self.nvidia_smi = self.extra_path / "nvidia-smi"
         self.nvidia_smi.write_text(
-            f"#!/bin/sh\n# SIMULATED: the GPUs of a host that has none\nprintf '{lines}'\n"
+            "#!/bin/sh\n# SIMULATED: the GPUs of a host that has none (two with MIG instances)\n"
+            f"if [ \"$1\" = -L ]; then printf '{listing}'; else printf '{lines}'; fi\n"
         )
         for tool in (hook, self.nvidia_smi):
             tool.chmod(0o755)

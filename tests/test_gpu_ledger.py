@@ -27,7 +27,7 @@ from jupyter_mlcontainer.core.ledger import GPUsBusyError
 from jupyter_mlcontainer.kernel.policy import QuotaExceededError
 
 from .conftest import IMAGE, eventually, execute, start_fails
-from .engines import SIMULATED_GPUS
+from .engines import SIMULATED_GPUS, SIMULATED_MIG
 from .servers import Server
 
 pytestmark = pytest.mark.engine
@@ -291,3 +291,16 @@ def test_two_servers_on_one_host_hand_out_different_gpus(
         for server in servers:
             server.stop()
             server.close()
+
+
+async def test_mig_instances_are_handed_out_as_devices(
+    gpu_kernelspec, notebook_dir, gpu_engine, policy
+):
+    """``gpu_devices: mig``: the ledger reads `nvidia-smi -L` and hands out the (simulated)
+    MIG instances by UUID, one kernel each."""
+    gpu_policy(policy, gpu_engine, gpu_devices="mig")
+    name = gpu_kernelspec(gpus=1)
+    async with kernels(name, notebook_dir, 4) as started:
+        assert sorted([await visible(kc) for _, kc in started]) == SIMULATED_MIG
+        _, message = await start_fails(name, notebook_dir, GPUsBusyError)
+        assert "all 4 MIG instances of this host are in use" in message

@@ -12,6 +12,7 @@ from jupyter_mlcontainer.core.ledger import (
     allocate,
     lost_gpus,
     parse_inventory,
+    parse_mig_listing,
 )
 
 SMI = """0, GPU-aaaa, NVIDIA H200, 143771 MiB
@@ -95,3 +96,16 @@ def test_two_servers_that_chose_one_gpu_at_once_agree_on_who_keeps_it():
     assert lost_gpus("a-second", ["GPU-aaaa"], both, sharing=2) == []
     # The earlier one did not see the later one: it keeps its GPU either way.
     assert lost_gpus("z-first", ["GPU-aaaa"], [first], sharing=1) == []
+
+
+def test_mig_instances_are_read_from_the_listing():
+    listing = """GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-aaaa)
+  MIG 1g.5gb      Device  0: (UUID: MIG-0000)
+  MIG 3g.20gb     Device  1: (UUID: MIG-0001)
+GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-bbbb)
+"""
+    devices = parse_mig_listing(listing)
+    assert [(d.index, d.uuid) for d in devices] == [("0:0", "MIG-0000"), ("0:1", "MIG-0001")]
+    assert devices[1].name == "NVIDIA A100-SXM4-40GB MIG 3g.20gb"
+    assert devices[1].memory_total == 20 * 2**30
+    assert allocate(parse_gpus(1), devices, []).ids == ("MIG-0000",)

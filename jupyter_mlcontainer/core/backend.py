@@ -201,11 +201,12 @@ class Backend(Protocol):
         without a configured runtime, runs such containers): the answer is cached."""
 
     async def gpu_inventory(
-        self, command: str, probe_image: str, max_age: float = 60
+        self, command: str, probe_image: str, max_age: float = 60, mig: bool = False
     ) -> tuple[GPUDevice, ...]:
         """The GPUs where kernels run, for the GPU ledger (core/ledger.py): ``command``
-        (nvidia-smi) asked :data:`~.ledger.INVENTORY_QUERY`, here for a local backend, in a
-        probe container from ``probe_image`` for a remote one; () when there are none."""
+        (nvidia-smi) asked :data:`~.ledger.INVENTORY_QUERY` (``mig``: its MIG instances,
+        :data:`~.ledger.MIG_QUERY`), here for a local backend, in a probe container from
+        ``probe_image`` for a remote one; () when there are none."""
 
     async def gpu_holders(self) -> list[GPUHolder]:
         """The live containers of ours that hold GPUs (the ledger's state)."""

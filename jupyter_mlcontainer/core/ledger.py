@@ -19,6 +19,7 @@ servers that chose the same GPU at the same moment agree on which one gets it wi
 from __future__ import annotations
 
 import collections
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,10 @@ from .sizes import parse_bytes
 
 #: The query the inventory answers (one line per GPU): index, UUID, name, memory.
 INVENTORY_QUERY = ("--query-gpu=index,uuid,name,memory.total", "--format=csv,noheader")
+#: The listing that names MIG instances (``nvidia-smi -L``), for ``gpu_devices: mig``.
+MIG_QUERY = ("-L",)
+_GPU_LINE = re.compile(r"^GPU (\d+): (.*?) \(UUID: (GPU-[^)]+)\)")
+_MIG_LINE = re.compile(r"^\s+MIG (\S+)\s+Device\s+(\d+): \(UUID: (MIG-[^)]+)\)")
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,30 @@ def parse_inventory(text: str) -> tuple[GPUDevice, ...]:
     return tuple(devices)
 
 
+def parse_mig_listing(text: str) -> tuple[GPUDevice, ...]:
+    """``nvidia-smi -L``'s MIG instances as devices (``0:1``, "NVIDIA A100 MIG 1g.10gb"):
+    what kernels are handed when the admin shares GPUs as MIG instances. GPUs without MIG
+    instances are left out (they are whole GPUs, not instances)."""
+    devices = []
+    gpu, gpu_name = "", ""
+    for line in text.splitlines():
+        whole = _GPU_LINE.match(line)
+        if whole:
+            gpu, gpu_name = whole.group(1), whole.group(2)
+            continue
+        mig = _MIG_LINE.match(line)
+        if mig and gpu:
+            profile = mig.group(1)  # "1g.10gb": its memory is the part after the dot
+            size = profile.split(".", 1)[-1].lower().replace("gb", "g")
+            try:
+                memory = int(parse_bytes(size))
+            except ValueError:
+                memory = 0
+            name = f"{gpu_name} MIG {profile}"
+            devices.append(GPUDevice(f"{gpu}:{mig.group(2)}", mig.group(3), name, memory))
+    return tuple(devices)
+
+
 def load(holders: Iterable[GPUHolder]) -> collections.Counter[str]:
     """How many kernels hold each GPU."""
     return collections.Counter(uuid for h in holders for uuid in h.uuids)
@@ -106,7 +135,12 @@ def _busy(
     per = "" if sharing == 1 else f" ({sharing} kernels each)"
     who = describe_holders(holders) or "nobody"
     n = len(inventory)
-    where = f"all {n} GPUs of this host are in use" if n != 1 else "this host's one GPU is in use"
+    noun = "MIG instance" if all(d.uuid.startswith("MIG-") for d in inventory) else "GPU"
+    where = (
+        f"all {n} {noun}s of this host are in use"
+        if n != 1
+        else f"this host's one {noun} is in use"
+    )
     msg = (
         f"{asked}, but {where}{per}: {who}. "
         "Stop a GPU kernel you no longer need, wait for one to end, or start this kernel "

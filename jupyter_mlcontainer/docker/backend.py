@@ -132,9 +132,9 @@ class DockerBackend:
         return await gpus.gpu_support(self.engine, max_age, try_image)
 
     async def gpu_inventory(
-        self, command: str, probe_image: str, max_age: float = 60
+        self, command: str, probe_image: str, max_age: float = 60, mig: bool = False
     ) -> tuple[GPUDevice, ...]:
-        return await gpus.inventory(self.engine, command, probe_image, max_age)
+        return await gpus.inventory(self.engine, command, probe_image, max_age, mig)
 
     async def gpu_holders(self) -> list[GPUHolder]:
         return await gpus.holders(self.engine)

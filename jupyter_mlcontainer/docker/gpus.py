@@ -20,7 +20,14 @@ from ..core.exceptions import (
     ImageNotFoundError,
 )
 from ..core.gpus import GPUSupport
-from ..core.ledger import INVENTORY_QUERY, GPUDevice, GPUHolder, parse_inventory
+from ..core.ledger import (
+    INVENTORY_QUERY,
+    MIG_QUERY,
+    GPUDevice,
+    GPUHolder,
+    parse_inventory,
+    parse_mig_listing,
+)
 from . import containers
 
 if TYPE_CHECKING:
@@ -30,7 +37,7 @@ if TYPE_CHECKING:
 #: only when its daemon is reconfigured and restarted).
 _TRIED: dict[str, bool] = {}
 #: Inventories read, per (engine address, command): (when, devices).
-_INVENTORIES: dict[tuple[str, str], tuple[float, tuple[GPUDevice, ...]]] = {}
+_INVENTORIES: dict[tuple[str, str, bool], tuple[float, tuple[GPUDevice, ...]]] = {}
 #: Container states that hold no GPU.
 _ENDED = {"exited", "dead"}
 
@@ -75,53 +82,57 @@ async def _accepts_gpu_requests(engine: Engine, image: str) -> bool | None:
 
 
 async def inventory(
-    engine: Engine, command: str, probe_image: str, max_age: float
+    engine: Engine, command: str, probe_image: str, max_age: float, mig: bool = False
 ) -> tuple[GPUDevice, ...]:
     """The GPUs of the engine's host: ``command`` run here for a local engine, in a probe
     container of ``probe_image`` (with every GPU, and the driver's utilities) for a remote
     one. () when it cannot be read: no ledger then."""
-    key = (engine.address, command)
+    key = (engine.address, command, mig)
     cached = _INVENTORIES.get(key)
     if cached is not None and time.monotonic() - cached[0] <= max_age:
         return cached[1]
+    query, parse = (MIG_QUERY, parse_mig_listing) if mig else (INVENTORY_QUERY, parse_inventory)
     if engine.remote:
-        devices = await _remote_inventory(engine, command, probe_image, max_age)
+        output = await _remote_inventory(engine, [command, *query], probe_image, max_age)
     else:
-        devices = await asyncio.to_thread(_local_inventory, command)
+        output = await asyncio.to_thread(_local_inventory, [command, *query])
+    devices = parse(output)
     _INVENTORIES[key] = (time.monotonic(), devices)
     return devices
 
 
-def _local_inventory(command: str) -> tuple[GPUDevice, ...]:
-    program = shutil.which(command)
+def _local_inventory(command: list[str]) -> str:
+    """What ``command`` prints here ("" when it is missing or fails)."""
+    program = shutil.which(command[0])
     if program is None:
-        return ()
+        return ""
     try:
         done = subprocess.run(
-            [program, *INVENTORY_QUERY], capture_output=True, text=True, timeout=30, check=False
+            [program, *command[1:]], capture_output=True, text=True, timeout=30, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
-        return ()
-    return parse_inventory(done.stdout) if done.returncode == 0 else ()
+        return ""
+    return done.stdout if done.returncode == 0 else ""
 
 
 async def _remote_inventory(
-    engine: Engine, command: str, probe_image: str, max_age: float
-) -> tuple[GPUDevice, ...]:
+    engine: Engine, command: list[str], probe_image: str, max_age: float
+) -> str:
+    """What ``command`` prints in a probe container with every GPU ("" when it cannot)."""
     if not probe_image or not (await gpu_support(engine, max_age, probe_image)).available:
-        return ()
+        return ""
     try:
         code, output = await containers.run(
             engine,
             probe_image,
-            [command, *INVENTORY_QUERY],
+            command,
             labels={labels.MANAGED: "true", labels.PURPOSE: "gpu-probe"},
             timeout=60,
             device_requests=[DeviceRequest(count=-1, capabilities=[["gpu", "utility"]])],
         )
     except EngineError:
-        return ()
-    return parse_inventory(output) if code == 0 else ()
+        return ""
+    return output if code == 0 else ""
 
 
 async def holders(engine: Engine) -> list[GPUHolder]:

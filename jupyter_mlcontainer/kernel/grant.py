@@ -58,7 +58,10 @@ async def resolve_gpus(p: MLContainerProvisioner) -> gpu.GPURequest:
     inventory: tuple[ledger.GPUDevice, ...] = ()
     if sharing > 0 and not support.ignores_requests:
         inventory = await backend.gpu_inventory(
-            p.policy.gpu_inventory_command, p.image, max_age=FACTS_MAX_AGE
+            p.policy.gpu_inventory_command,
+            p.image,
+            max_age=FACTS_MAX_AGE,
+            mig=p.policy.gpu_devices == "mig",
         )
         if inventory and not support.available:  # GPUs here: does the engine pass them on?
             support = await backend.gpu_support(max_age=FACTS_MAX_AGE, try_image=p.image)
@@ -111,7 +114,10 @@ async def gpu_table(
     inventory: tuple[ledger.GPUDevice, ...] = ()
     if policy.gpu_sharing > 0:
         inventory = await backend.gpu_inventory(
-            policy.gpu_inventory_command, probe_image, max_age=FACTS_MAX_AGE
+            policy.gpu_inventory_command,
+            probe_image,
+            max_age=FACTS_MAX_AGE,
+            mig=policy.gpu_devices == "mig",
         )
         if inventory and not support.available and probe_image:
             support = await backend.gpu_support(max_age=FACTS_MAX_AGE, try_image=probe_image)

@@ -21,7 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_core.paths import jupyter_config_path
-from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, default, validate
+from traitlets import (
+    Bool,
+    Dict,
+    Enum,
+    Float,
+    Int,
+    List,
+    TraitError,
+    Unicode,
+    default,
+    validate,
+)
 from traitlets.config import Config, Configurable
 
 from ..core.exceptions import ConfigurationError
@@ -208,6 +219,14 @@ class MLContainerPolicy(Configurable):
         kernel lands on GPU 0). With the ledger, ``auto`` is one free GPU (the CPU when none is
         free), a count is that many free GPUs by UUID, and a kernel that asks for more than
         is free is refused with who holds what.""",
+    ).tag(config=True)
+
+    gpu_devices = Enum(
+        ["gpus", "mig"],
+        "gpus",
+        help="""What the ledger hands out: whole GPUs (``gpus``), or the MIG instances the
+        admin made on them (``mig``, read from ``nvidia-smi -L``; GPUs without instances are
+        not handed out then). A kernel asking ``gpus: 1`` gets one instance by its UUID.""",
     ).tag(config=True)
 
     gpu_inventory_command = Unicode(
