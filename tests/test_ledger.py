@@ -109,3 +109,8 @@ GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-bbbb)
     assert devices[1].name == "NVIDIA A100-SXM4-40GB MIG 3g.20gb"
     assert devices[1].memory_total == 20 * 2**30
     assert allocate(parse_gpus(1), devices, []).ids == ("MIG-0000",)
+
+
+def test_granted_gpus_are_described_short():
+    granted = allocate(parse_gpus(2), INVENTORY, [])
+    assert granted.describe() == "2 GPUs (GPU-aaaa, GPU-bbbb)"  # the status bar's badge

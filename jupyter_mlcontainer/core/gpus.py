@@ -48,6 +48,11 @@ class GPURequest:
     def describe(self) -> str:
         if self.mode == "count":
             return f"{self.count} GPU{'s' if self.count != 1 else ''}"
+        if self.mode == "ids" and all(i.startswith(("GPU-", "MIG-")) for i in self.ids):
+            # By UUID (the ledger's): how many, and which, by the UUIDs' first part.
+            n = len(self.ids)
+            short = ", ".join(i.split("-")[0] + "-" + i.split("-")[1][:8] for i in self.ids)
+            return f"{n} GPU{'s' if n != 1 else ''} ({short})"
         if self.mode == "ids":
             return "GPUs " + ",".join(self.ids)
         return {"auto": "GPUs if available", "all": "all GPUs", "none": "no GPU"}[self.mode]
