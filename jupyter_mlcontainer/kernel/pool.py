@@ -136,6 +136,8 @@ class MLContainerPool(LoggingConfigurable):
         the start asking now resolved (``gpus: auto`` on an engine without GPUs is the CPU,
         pooled like ``none``)."""
         wanted = self.size if provisioner.pool_size is None else provisioner.pool_size
+        if provisioner.user_name:  # a gateway's user: ready kernels would be its own user's
+            return 0
         granted = provisioner.granted_gpus
         if not self.gpu_kernels and (granted is None or granted.mode != "none"):
             return 0

@@ -15,6 +15,7 @@ from ..core.exceptions import MLContainerError
 from ..kernel.pool import MLContainerPool
 from ..kernel.provisioner import MLContainerProvisioner
 from .forward import forward_handlers, gateway_enabled
+from .gateway.kernels import OwnedKernelManager
 from .handlers import default_handlers
 from .pulls import SCHEMA_PATH, PullTracker
 from .reclaim import GpuReclaimer
@@ -110,7 +111,12 @@ class MLContainerExtension(ExtensionApp):
         self.reclaimer.start()
         if self.prepull:
             self._background.append(asyncio.ensure_future(self._quietly(self._prepull(backend))))
-        if self.pool.size > 0 and self.pool.prefill:
+        kernel_manager = getattr(serverapp, "kernel_manager", None)
+        if isinstance(kernel_manager, OwnedKernelManager):
+            # A gateway's kernels are its users', with their uids: a ready kernel of the
+            # gateway's own user fits none of them (pools per user: not yet).
+            self.log.info("jupyter-mlcontainer: no warm pool in gateway mode")
+        elif self.pool.size > 0 and self.pool.prefill:
             container_specs = [spec.name for spec in ks.installed_specs() if spec.is_container]
             wanted = self.pool.prefill
             self.pool.prefill_now(
