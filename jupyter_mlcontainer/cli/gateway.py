@@ -40,7 +40,8 @@ class GatewayApp(Command):
     JupyterHub's with --hub) says who they are. Users' kernels run as their own uid and only
     they see them. Users connect with
     `jupyter lab --gateway-url=http://HOST:PORT --GatewayClient.auth_token=TOKEN` (with a hub,
-    their single-user servers are configured so). Options after `--` go to `jupyter server` (for instance --certfile and --keyfile for TLS)."""
+    their single-user servers are configured so). Options after `--` go to `jupyter server`
+    (for instance --certfile and --keyfile for TLS)."""
     examples = """
     jupyter mlcontainer gateway --tokens-file=/etc/jupyter/gateway-tokens --ip=0.0.0.0
     jupyter mlcontainer gateway --tokens-file=tokens --port=8890 -- --certfile=c.pem --keyfile=k.pem
