@@ -138,7 +138,7 @@ class HubIdentityProvider(GatewayIdentityProvider):
             "Try again later; an admin checks the hub, and HubIdentityProvider.hub_api_url"
         )
         self.log.error("Gateway: %s", msg)
-        return web.HTTPError(503, "%s", msg)
+        return web.HTTPError(503, msg)
 
     async def get_user(self, handler: web.RequestHandler) -> GatewayUser | None:
         """The hub user whose token the request carries, or None (refused: 403). A user who
