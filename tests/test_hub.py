@@ -12,6 +12,7 @@ gateway with their own ``JUPYTERHUB_API_TOKEN``. Needs root, and configurable-ht
 from __future__ import annotations
 
 import grp
+import importlib.metadata
 import json
 import os
 import pwd
@@ -38,6 +39,9 @@ from .servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CHP = ROOT / ".build" / "chp"
+#: The users' servers' environment: JupyterHub's single-user server and Jupyter Server, with
+#: nothing of this project (users need none of it), on a Python every user may run.
+USERS_VENV = ROOT / ".build" / "hub-users"
 LOGS = ROOT / ".build" / "logs"
 GATEWAY = "jupyter_mlcontainer.server.gateway"
 #: System users made for these tests alone (a previous run's are removed first).
@@ -55,17 +59,36 @@ def proxy_command() -> str:
     if npm is None:
         pytest.skip("configurable-http-proxy needs Node.js and npm: install them, then run "
                     "`bash scripts/dev setup`")  # fmt: skip
-    LOGS.mkdir(parents=True, exist_ok=True)
-    log = LOGS / "configurable-http-proxy.log"
-    print(f"installing configurable-http-proxy into {CHP} (log: {log})", file=sys.stderr)
-    with open(log, "w") as out:
-        done = subprocess.run(
-            [npm, "install", "--prefix", str(CHP), "configurable-http-proxy"],
-            stdout=out, stderr=subprocess.STDOUT, timeout=300,
-        )  # fmt: skip
-    if done.returncode or not binary.exists():
-        pytest.fail(f"npm could not install configurable-http-proxy:\n{log.read_text()[-3000:]}")
+    logged([npm, "install", "--prefix", str(CHP), "configurable-http-proxy"],
+           LOGS / "configurable-http-proxy.log", f"installing configurable-http-proxy into {CHP}")  # fmt: skip
     return str(binary)
+
+
+def logged(command: list[str], log: Path, what: str) -> None:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    print(f"{what} (log: {log})", file=sys.stderr)
+    with open(log, "w") as out:
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, timeout=600)
+    if done.returncode:
+        pytest.fail(f"{what} failed:\n{log.read_text()[-3000:]}")
+
+
+def singleuser_command() -> str:
+    """jupyterhub-singleuser in .build/hub-users, made if missing: a venv of the system's
+    Python, since this one's interpreter may lie where other users cannot reach it."""
+    singleuser = USERS_VENV / "bin" / "jupyterhub-singleuser"
+    if singleuser.exists():
+        return str(singleuser)
+    python = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
+    if python is None:
+        pytest.skip("the users' servers need a system python3 (apt-get install python3-venv)")
+    log = LOGS / "hub-users.log"
+    logged([python, "-m", "venv", str(USERS_VENV)], log, "making the hub users' environment")
+    hub_version = importlib.metadata.version("jupyterhub")
+    logged([str(USERS_VENV / "bin" / "python"), "-m", "pip", "install",
+            f"jupyterhub=={hub_version}", "jupyter_server"], log,
+           "installing jupyterhub and jupyter_server into it")  # fmt: skip
+    return str(singleuser)
 
 
 def remove_user(name: str) -> None:
@@ -138,7 +161,7 @@ class Hub:
         self.url = f"http://127.0.0.1:{port}"  # the proxy: users' servers, at /user/NAME/
         self.api = f"http://127.0.0.1:{hub_port}/hub/api"  # the hub itself, for the gateway
         self.log = folder / "hub.log"
-        singleuser = Path(sys.executable).parent / "jupyterhub-singleuser"
+        singleuser = singleuser_command()
         config = f"""
 c = get_config()  # noqa
 c.JupyterHub.ip = "127.0.0.1"
@@ -159,8 +182,7 @@ c.JupyterHub.load_roles = [
     {{"name": "test-admin", "services": ["test-admin"],
       "scopes": ["admin:users", "admin:servers", "admin:groups", "tokens"]}},
 ]
-c.Spawner.cmd = [{str(singleuser)!r}]
-c.Spawner.args = ["--ServerApp.jpserver_extensions=jupyter_mlcontainer=False"]
+c.Spawner.cmd = [{singleuser!r}]
 c.Spawner.environment = {{
     "JUPYTER_GATEWAY_URL": {gateway_url!r},
     # Each server's own hub token: the gateway asks the hub whose it is.
@@ -394,11 +416,18 @@ def test_hub_users_run_kernels_through_the_gateway_as_themselves(
         assert [k["id"] for k in http("GET", server(alice, "kernels"), tokens[alice])] == [
             kernel["id"]
         ]
-        assert [k["id"] for k in http("GET", server(bob, "kernels"), tokens[bob])] == [bobs["id"]]
+        # (A user's server lists the kernels it started itself; the gateway, each user's own.)
+        assert [k["id"] for k in http("GET", f"{gateway.url}/api/kernels", tokens[bob])] == [
+            bobs["id"]
+        ]
+        assert [k["id"] for k in http("GET", f"{gateway.url}/api/kernels", tokens[alice])] == [
+            kernel["id"]
+        ]
 
-        for kernel_id, user in list(kernels.items()):
-            http("DELETE", server(user, f"kernels/{kernel_id}"), tokens[user])
-            del kernels[kernel_id]
+        http("DELETE", server(alice, f"kernels/{kernel['id']}"), tokens[alice])
+        del kernels[kernel["id"]]
+        http("DELETE", f"{gateway.url}/api/kernels/{bobs['id']}", tokens[bob])
+        del kernels[bobs["id"]]
         assert http("GET", f"{gateway.url}/api/kernels", tokens[alice]) == []
     except BaseException:
         print(gateway.log.read_text()[-6000:], file=sys.stderr)
