@@ -32,6 +32,7 @@ import pytest
 from tornado.escape import json_decode
 from tornado.httpclient import HTTPClientError
 
+from jupyter_mlcontainer.cli.gateway import GatewayApp
 from jupyter_mlcontainer.core import labels
 
 from .conftest import containers_of
@@ -181,6 +182,12 @@ c.JupyterHub.services = [
 c.JupyterHub.load_roles = [
     {{"name": "test-admin", "services": ["test-admin"],
       "scopes": ["admin:users", "admin:servers", "admin:groups", "tokens"]}},
+    # The users may use the gateway, and their servers' tokens say so (docs/gateway.md).
+    {{"name": "gateway-users", "users": {list(USERS)!r},
+      "scopes": ["access:services!service=mlc-gateway"]}},
+]
+c.Spawner.server_token_scopes = [
+    "access:servers!server", "users:activity!user", "access:services!service=mlc-gateway",
 ]
 c.Spawner.cmd = [{singleuser!r}]
 c.Spawner.environment = {{
@@ -314,12 +321,21 @@ async def test_hub_tokens_say_who_a_request_is(jp_fetch, jp_serverapp, hub):
         assert await code_of(jp_fetch, alice, "api", "contents") == 403
     finally:
         hub.call("DELETE", "/groups/mlc-admins")
+    # A token made for something else: refused once the gateway asks for a scope.
+    narrow = hub.call("POST", "/users/mlc-alice/tokens",
+                      {"note": "narrow", "scopes": ["users:activity!user=mlc-alice"]})["token"]  # fmt: skip
+    assert await fetch(jp_fetch, narrow, "api", "kernels") == []
+    provider = jp_serverapp.identity_provider
+    provider.access_scopes = {"access:services!service=mlc-gateway"}
+    provider._answers.clear()
+    assert await code_of(jp_fetch, narrow, "api", "kernels") == 403
+    assert await fetch(jp_fetch, alice, "api", "kernels") == []  # hers may: her role
+    provider.access_scopes = set()
     # The hub's answer is kept a while: a revoked token works until it expires.
     (made,) = [t for t in hub.call("GET", "/users/mlc-alice/tokens")["api_tokens"]
                if t["note"] == "test"]  # fmt: skip
     hub.call("DELETE", f"/users/mlc-alice/tokens/{made['id']}")
     assert await fetch(jp_fetch, alice, "api", "kernels") == []
-    provider = jp_serverapp.identity_provider
     provider.cache_max_age = 0
     provider._answers.clear()
     assert await code_of(jp_fetch, alice, "api", "kernels") == 403
@@ -350,7 +366,8 @@ class HubGateway:
         with open(log, "w") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "jupyter_mlcontainer.cli", "gateway", "--hub",
-                 f"--port={port}", f"--root-dir={root}", "--", "--allow-root"],
+                 f"--port={port}", f"--root-dir={root}", "--", "--allow-root",
+                 "--HubIdentityProvider.access_scopes=access:services!service=mlc-gateway"],
                 env=env, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         wait_until_answers(self.url + "/api/kernels", self.process, log)
@@ -403,6 +420,10 @@ def test_hub_users_run_kernels_through_the_gateway_as_themselves(
         assert refused("GET", f"{gateway.url}/api/kernels", "not-a-hub-token") == 403
         assert refused("GET", f"{gateway.url}/api/kernels", None) == 403
         assert refused("GET", f"{gateway.url}/api/kernels", ADMIN_TOKEN) == 403
+        # Bob's token for something else: not for the gateway (access_scopes).
+        narrow = hub.call("POST", f"/users/{bob}/tokens",
+                          {"note": "narrow", "scopes": [f"users:activity!user={bob}"]})["token"]  # fmt: skip
+        assert refused("GET", f"{gateway.url}/api/kernels", narrow) == 403
         # Bob claiming to be Alice changes nothing: his kernel, his uid.
         claim = {"name": name, "env": {"KERNEL_USERNAME": alice}}
         bobs = http("POST", f"{gateway.url}/api/kernels", tokens[bob], claim)
@@ -456,3 +477,19 @@ def _has_group(name: str) -> bool:
     except KeyError:
         return False
     return True
+
+
+def test_the_command_takes_the_hubs_users(monkeypatch):
+    command = GatewayApp(hub=True, hub_api_url="http://hub:8081/hub/api").server_command()
+    assert f"--ServerApp.identity_provider_class={GATEWAY}.HubIdentityProvider" in command
+    assert "--HubIdentityProvider.hub_api_url=http://hub:8081/hub/api" in command
+    assert not [option for option in command if "TokenFileIdentityProvider" in option]
+    # The hub's token is never on the command line (others may read it in `ps`).
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "the-services-token")
+    assert "the-services-token" not in " ".join(GatewayApp(hub=True).server_command())
+    done = subprocess.run(
+        [sys.executable, "-m", "jupyter_mlcontainer.cli", "gateway", "--hub", "--tokens-file=t"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "either --hub or --tokens-file" in done.stderr

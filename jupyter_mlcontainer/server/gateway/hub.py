@@ -78,9 +78,9 @@ class HubIdentityProvider(GatewayIdentityProvider):
     access_scopes = Set(
         Unicode(),
         help="""If set, a token must hold one of these hub scopes (for instance
-        `access:services!service=gateway`, which `Spawner.server_token_scopes` and a role can
-        give users' servers): tokens the hub made for other uses are refused. Default: any
-        token of a user.""",
+        `access:services!service=gateway`, which `Spawner.server_token_scopes` can give users'
+        servers; the scope unfiltered, `access:services`, holds it too): tokens the hub made
+        for other uses are refused. Default: any token of a user.""",
     ).tag(config=True)
 
     @validate("uids")
@@ -156,7 +156,9 @@ class HubIdentityProvider(GatewayIdentityProvider):
         if not _NAME.fullmatch(name):
             self.log.warning("Gateway: hub user %r: a name the gateway does not take", name)
             return None
-        if self.access_scopes and not self.access_scopes & set(model.get("scopes") or ()):
+        if self.access_scopes and not any(
+            holds(model.get("scopes") or (), scope) for scope in self.access_scopes
+        ):
             self.log.info("Gateway: %s's token holds none of %s", name, sorted(self.access_scopes))
             return None
         groups = set(model.get("groups") or ())
@@ -171,3 +173,9 @@ class HubIdentityProvider(GatewayIdentityProvider):
         if ids is None:
             return None, None
         return int(ids.group(1)), int(ids.group(2)) if ids.group(2) else None
+
+
+def holds(scopes: Any, scope: str) -> bool:
+    """Whether a token's (expanded) ``scopes`` hold ``scope``: itself, or the same scope
+    unfiltered (``access:services`` holds ``access:services!service=gateway``)."""
+    return scope in scopes or scope.split("!", 1)[0] in scopes
