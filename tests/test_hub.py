@@ -48,7 +48,6 @@ GATEWAY = "jupyter_mlcontainer.server.gateway"
 #: System users made for these tests alone (a previous run's are removed first).
 USERS = ("mlc-alice", "mlc-bob")
 ADMIN_TOKEN = secrets.token_hex(16)  # the test's own service: starts servers, makes tokens
-GATEWAY_SERVICE_TOKEN = secrets.token_hex(16)
 
 
 def proxy_command() -> str:
@@ -176,7 +175,7 @@ c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_port}"
 c.ConfigurableHTTPProxy.pid_file = "{folder}/proxy.pid"
 c.Authenticator.allowed_users = {set(USERS)!r}
 c.JupyterHub.services = [
-    {{"name": "mlc-gateway", "api_token": {GATEWAY_SERVICE_TOKEN!r}}},
+    {{"name": "mlc-gateway"}},  # needs no token: any token may say whose it is
     {{"name": "test-admin", "api_token": {ADMIN_TOKEN!r}}},
 ]
 c.JupyterHub.load_roles = [
@@ -311,7 +310,7 @@ async def test_hub_tokens_say_who_a_request_is(jp_fetch, jp_serverapp, hub):
     # A token the hub does not know, none at all, a service's token: refused.
     assert await code_of(jp_fetch, "not-a-hub-token", "api", "kernels") == 403
     assert await code_of(jp_fetch, None, "api", "kernels") == 403
-    assert await code_of(jp_fetch, GATEWAY_SERVICE_TOKEN, "api", "kernels") == 403
+    assert await code_of(jp_fetch, ADMIN_TOKEN, "api", "kernels") == 403
     # Admins by hub group: files are for admins only.
     assert await code_of(jp_fetch, bob, "api", "contents") == 403
     hub.call("POST", "/groups/mlc-admins", {"users": ["mlc-bob"]})
@@ -361,8 +360,7 @@ class HubGateway:
     def __init__(self, hub: Hub, port: int, root: Path, runtime: Path, log: Path):
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
-        env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime), "JUPYTERHUB_API_URL": hub.api,
-               "JUPYTERHUB_API_TOKEN": GATEWAY_SERVICE_TOKEN}  # fmt: skip
+        env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime), "JUPYTERHUB_API_URL": hub.api}
         with open(log, "w") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "jupyter_mlcontainer.cli", "gateway", "--hub",
