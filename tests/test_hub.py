@@ -199,10 +199,12 @@ c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
 """
         (folder / "jupyterhub_config.py").write_text(config)
+        # Without PYTHONPATH (which the hub passes on to servers): they have nothing of ours.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         with open(self.log, "w") as out:
             self.process = subprocess.Popen(
                 [str(Path(sys.executable).parent / "jupyterhub"), "-f", "jupyterhub_config.py"],
-                cwd=folder, stdout=out, stderr=subprocess.STDOUT,
+                cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         wait_until_answers(self.api + "/", self.process, self.log)
 
