@@ -30,13 +30,15 @@ from typing import Any
 
 import pytest
 from tornado.escape import json_decode
-from tornado.httpclient import HTTPClientError
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.websocket import websocket_connect
 
 from jupyter_mlcontainer.cli.gateway import GatewayApp
 from jupyter_mlcontainer.core import labels
 
 from .conftest import containers_of
 from .servers import free_port
+from .test_gateway import run_code
 
 ROOT = Path(__file__).resolve().parent.parent
 CHP = ROOT / ".build" / "chp"
@@ -377,7 +379,7 @@ class HubGateway:
 
 
 @pytest.mark.engine
-def test_hub_users_run_kernels_through_the_gateway_as_themselves(
+async def test_hub_users_run_kernels_through_the_gateway_as_themselves(
     hub, system_users, gateway_port, kernelspec, tmp_path, docker_api
 ):
     started = time.monotonic()
@@ -407,6 +409,16 @@ def test_hub_users_run_kernels_through_the_gateway_as_themselves(
         inspected = docker_api.inspect_container(container["Id"])
         assert inspected["Config"]["User"] == f"{account.pw_uid}:{account.pw_gid}"
         assert container["Labels"][labels.USER] == alice
+        # Its channels, from the browser's side: the hub's proxy, her server, the gateway.
+        ws = await websocket_connect(
+            HTTPRequest(
+                server(alice, f"kernels/{kernel['id']}/channels").replace("http:", "ws:"),
+                headers={"Authorization": f"token {tokens[alice]}"},
+            )
+        )
+        out = await run_code(ws, "import os; print(os.getuid(), os.getgid())")
+        ws.close()
+        assert out.split() == [str(account.pw_uid), str(account.pw_gid)]
 
         # Alice's server lists it; Bob's does not, and cannot reach it by id.
         assert [k["id"] for k in http("GET", server(alice, "kernels"), tokens[alice])] == [
