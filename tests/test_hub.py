@@ -32,9 +32,12 @@ import pytest
 from tornado.escape import json_decode
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
+from traitlets import TraitError
 
 from jupyter_mlcontainer.cli.gateway import GatewayApp
 from jupyter_mlcontainer.core import labels
+from jupyter_mlcontainer.server.gateway import HubIdentityProvider
+from jupyter_mlcontainer.server.gateway.hub import holds
 
 from .conftest import containers_of
 from .servers import free_port
@@ -208,7 +211,11 @@ c.Spawner.http_timeout = 120
                 [str(Path(sys.executable).parent / "jupyterhub"), "-f", "jupyterhub_config.py"],
                 cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        wait_until_answers(self.api + "/", self.process, self.log)
+        try:
+            wait_until_answers(self.api + "/", self.process, self.log)
+        except BaseException:
+            self.close()
+            raise
 
     def call(self, method: str, path: str, body: Any = None, token: str = ADMIN_TOKEN) -> Any:
         """The hub's API as ``token`` (the test's admin service by default)."""
@@ -372,7 +379,11 @@ class HubGateway:
                  "--HubIdentityProvider.access_scopes=access:services!service=mlc-gateway"],
                 env=env, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        wait_until_answers(self.url + "/api/kernels", self.process, log)
+        try:
+            wait_until_answers(self.url + "/api/kernels", self.process, log)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         stop(self.process)
@@ -505,3 +516,16 @@ def test_the_command_takes_the_hubs_users(monkeypatch):
     )  # fmt: skip
     assert done.returncode == 1
     assert "either --hub or --tokens-file" in done.stderr
+
+
+def test_uids_and_scopes_of_hub_users():
+    provider = HubIdentityProvider(uids={"carol": "4503", "dan": "4504:4604"})
+    assert provider._ids("carol") == (4503, None)  # the gid: the uid (kernels.user_ids)
+    assert provider._ids("dan") == (4504, 4604)
+    assert provider._ids("erin") == (None, None)  # the system account of the name
+    with pytest.raises(TraitError, match="'me' is not UID or UID:GID"):
+        HubIdentityProvider(uids={"carol": "me"})
+    wanted = "access:services!service=gateway"
+    assert holds(["access:services"], wanted)
+    assert holds([wanted], wanted)
+    assert not holds(["access:services!service=other", "access:servers"], wanted)
