@@ -37,6 +37,7 @@ from traitlets import TraitError
 from jupyter_mlcontainer.cli.gateway import GatewayApp
 from jupyter_mlcontainer.core import labels
 from jupyter_mlcontainer.server.gateway import HubIdentityProvider
+from jupyter_mlcontainer.server.gateway import hub as hub_module
 from jupyter_mlcontainer.server.gateway.hub import holds
 
 from .conftest import containers_of
@@ -529,3 +530,27 @@ def test_uids_and_scopes_of_hub_users():
     assert holds(["access:services"], wanted)
     assert holds([wanted], wanted)
     assert not holds(["access:services!service=other", "access:servers"], wanted)
+
+
+async def test_the_hubs_answers_are_kept_a_while_and_not_too_many(monkeypatch):
+    provider = HubIdentityProvider()
+    asked: list[str] = []
+
+    async def ask(token: str) -> dict[str, Any] | None:
+        asked.append(token)
+        return {"kind": "user", "name": token} if token.startswith("good") else None
+
+    monkeypatch.setattr(provider, "_ask_hub", ask)
+    monkeypatch.setattr(hub_module, "_CACHE_SIZE", 3)
+    assert (await provider.hub_user("good-1"))["name"] == "good-1"
+    assert await provider.hub_user("bad") is None
+    await provider.hub_user("good-1")
+    await provider.hub_user("bad")
+    assert asked == ["good-1", "bad"]  # each asked once
+    for token in ("good-2", "good-3", "good-4"):
+        await provider.hub_user(token)
+    assert len(provider._answers) <= 3  # the oldest went
+    provider.cache_max_age = 0  # every request asks
+    await provider.hub_user("good-5")
+    await provider.hub_user("good-5")
+    assert asked[-2:] == ["good-5", "good-5"]

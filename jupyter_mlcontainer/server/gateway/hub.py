@@ -109,6 +109,8 @@ class HubIdentityProvider(GatewayIdentityProvider):
         model = await self._ask_hub(token)
         if len(self._answers) >= _CACHE_SIZE:
             self._answers = {k: v for k, v in self._answers.items() if v[0] > now}
+            while len(self._answers) >= _CACHE_SIZE:  # many tokens at once: the oldest go
+                del self._answers[next(iter(self._answers))]
         if self.cache_max_age > 0:
             self._answers[key] = (now + self.cache_max_age, model)
         return model
