@@ -116,6 +116,8 @@ class HubIdentityProvider(GatewayIdentityProvider):
         return model
 
     async def _ask_hub(self, token: str) -> dict[str, Any] | None:
+        """``GET {hub_api_url}/user`` with ``token``: its owner's model, None for a token the
+        hub refuses (401, 403, 404); a 503 when the hub does not answer or answers otherwise."""
         url = self.hub_api_url.rstrip("/") + "/user"
         request = HTTPRequest(
             url,
@@ -131,7 +133,12 @@ class HubIdentityProvider(GatewayIdentityProvider):
             return None
         if response.code != 200:
             raise self._hub_down(url, f"it answered {response.code} {response.reason}")
-        model: dict[str, Any] = json_decode(response.body)
+        try:
+            model = json_decode(response.body)
+        except ValueError:
+            model = None
+        if not isinstance(model, dict):
+            raise self._hub_down(url, "its answer is not a user's model")
         return model
 
     def _hub_down(self, url: str, why: str) -> web.HTTPError:
