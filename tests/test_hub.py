@@ -286,8 +286,13 @@ def hub(
 
 
 @pytest.fixture
-def jp_server_config(notebook_dir: Path, hub: Hub) -> dict[str, Any]:
-    """A gateway whose users are the hub's; mlc-bob's group ``mlc-admins`` makes him admin."""
+def jp_server_config(request: pytest.FixtureRequest, notebook_dir: Path) -> dict[str, Any]:
+    """A gateway whose users are the hub's (for a test that asks for ``hub``; else a hub that
+    does not answer); mlc-bob's group ``mlc-admins`` makes him admin."""
+    if "hub" in request.fixturenames:
+        api = request.getfixturevalue("hub").api
+    else:
+        api = f"http://127.0.0.1:{free_port()}/hub/api"  # nothing listens there
     return {
         "ServerApp": {
             "root_dir": str(notebook_dir),
@@ -297,7 +302,7 @@ def jp_server_config(notebook_dir: Path, hub: Hub) -> dict[str, Any]:
             "session_manager_class": f"{GATEWAY}.OwnedSessionManager",
             "authorizer_class": f"{GATEWAY}.GatewayAuthorizer",
         },
-        "HubIdentityProvider": {"hub_api_url": hub.api, "admin_groups": {"mlc-admins"}},
+        "HubIdentityProvider": {"hub_api_url": api, "admin_groups": {"mlc-admins"}},
         "MLContainerExtension": {"reap_orphans": False},
     }
 
@@ -352,11 +357,7 @@ async def test_hub_tokens_say_who_a_request_is(jp_fetch, jp_serverapp, hub):
     assert await code_of(jp_fetch, alice, "api", "kernels") == 403
 
 
-async def test_an_unreachable_hub_answers_503(jp_fetch, jp_serverapp):
-    provider = jp_serverapp.identity_provider
-    provider.hub_api_url = f"http://127.0.0.1:{free_port()}/hub/api"  # nothing listens there
-    provider.request_timeout = 5
-    provider._answers.clear()
+async def test_an_unreachable_hub_answers_503(jp_fetch):
     with pytest.raises(HTTPClientError) as info:
         await fetch(jp_fetch, "any-token", "api", "kernels")
     assert info.value.code == 503
