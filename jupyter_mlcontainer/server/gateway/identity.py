@@ -41,7 +41,39 @@ def request_user() -> GatewayUser | None:
     return _request_user.get()
 
 
-class TokenFileIdentityProvider(IdentityProvider):
+class GatewayIdentityProvider(IdentityProvider):
+    """What the gateway's identity providers share: each request's own token says who it is
+    (no shared token, no cookie, no login page), and a user who is not an admin is recognised
+    only on the handlers of resources open to users (permissions.py)."""
+
+    @default("token")
+    def _no_shared_token(self) -> str:
+        return ""  # each user has their own; there is no server-wide token
+
+    def admit(self, handler: web.RequestHandler, user: GatewayUser) -> GatewayUser | None:
+        """``user``, verified by a subclass, as the request's user; None where they may not
+        use ``handler`` at all. Subclasses' ``get_user`` ends with it."""
+        if not user.admin and not serves_users(handler):
+            # A handler that users have no business with, which may not check authorization.
+            self.log.info("Gateway: %s may not use %s", user.username, handler.request.path)
+            return None
+        _request_user.set(user)
+        return user
+
+    def is_token_authenticated(self, handler: web.RequestHandler) -> bool:
+        """Every identified request is (no cookies): skips XSRF and origin checks, as for
+        any token-authenticated API call."""
+        return isinstance(handler.current_user, GatewayUser)
+
+    @property
+    def login_available(self) -> bool:
+        return False  # no login page: clients send their token
+
+    def process_login_form(self, handler: web.RequestHandler) -> User | None:
+        return None
+
+
+class TokenFileIdentityProvider(GatewayIdentityProvider):
     """Identifies each request's user by a token listed (hashed) in the admin's tokens file.
 
     The file is read at start (a server with a missing, unsafe or wrong file does not start)
@@ -55,10 +87,6 @@ class TokenFileIdentityProvider(IdentityProvider):
         (see docs/gateway.md; `jupyter mlcontainer gateway-token NAME` makes a line). Must be
         readable and writable by its owner alone (chmod 600). Required.""",
     ).tag(config=True)
-
-    @default("token")
-    def _no_shared_token(self) -> str:
-        return ""  # each user has their own; there is no server-wide token
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -102,24 +130,7 @@ class TokenFileIdentityProvider(IdentityProvider):
         account = self.accounts().get(hash_token(token)) if token else None
         if account is None:
             return None
-        if not account.admin and not serves_users(handler):
-            # A handler that users have no business with, which may not check authorization.
-            self.log.info("Gateway: %s may not use %s", account.name, handler.request.path)
-            return None
         user = GatewayUser(
             username=account.name, admin=account.admin, uid=account.uid, gid=account.gid
         )
-        _request_user.set(user)
-        return user
-
-    def is_token_authenticated(self, handler: web.RequestHandler) -> bool:
-        """Every identified request is (no cookies): skips XSRF and origin checks, as for
-        any token-authenticated API call."""
-        return isinstance(handler.current_user, GatewayUser)
-
-    @property
-    def login_available(self) -> bool:
-        return False  # no login page: clients send their token
-
-    def process_login_form(self, handler: web.RequestHandler) -> User | None:
-        return None
+        return self.admit(handler, user)
