@@ -23,10 +23,14 @@ hits them alike, and measures through the server's REST API and websocket, as Ju
 - delete: ``DELETE /api/kernels/ID``.
 
 A pooled start waits first until the gateway's pool holds a ready kernel (outside timings),
-and the next mode waits until it refilled. Prints medians, ratios against the baselines and
-the targets (issue 19): gateway start ≤ 1.2× direct, pooled gateway start ≤ 0.3× a local
-ipykernel's, execute round trip through the gateway ≤ 1.3× direct. Everything started is
-stopped and removed at the end, on Ctrl-C or an error too.
+and the next mode waits until it refilled; where the pool does not fill, the run says so after
+the table, with the gateway's reason, and those starts are cold.
+
+Prints medians, ratios against the baselines and the targets (issue 19): gateway start ≤ 1.2×
+direct, pooled gateway start ≤ 0.3× a local ipykernel's, execute round trip through the gateway
+≤ 1.3× direct. ``--nodelay`` shows the round trips without the Nagle stalls of jupyter_server's
+kernel websockets (see ``NODELAY_CONFIG``). Everything started is stopped and removed at the
+end, on Ctrl-C or an error too (the servers' logs are kept on an error).
 
     python benchmarks/gateway.py                       # 5 rounds, 50 round trips each
     python benchmarks/gateway.py --rounds 1 --trips 5  # the CI smoke run
@@ -320,11 +324,12 @@ class Setup:
     def pool_failures(self) -> list[str]:
         """The pooled gateway's own words on why its pool did not fill."""
         text = self.pooled_gateway.log.read_text(errors="replace")
-        return [
+        found = [
             line.split("] ", 1)[-1]
             for line in text.splitlines()
             if "Warm pool:" in line and ("could not" in line or "no longer fits" in line)
         ]
+        return list(dict.fromkeys(found))  # each reason once
 
     async def delete_kernels(self) -> None:
         """Every kernel still started, shut down through its server (best effort)."""
