@@ -3,6 +3,7 @@ crashes, a second server, fuzzed HTTP requests)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -12,9 +13,11 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jupyter_client import BlockingKernelClient
+from jupyter_client.session import Session
 
 TOKEN = "server-process-test"
 
@@ -81,3 +84,25 @@ class Server:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+async def run_code(ws: Any, code: str, timeout: float = 60) -> str:
+    """Execute ``code`` over a kernel's channels websocket; its printed text."""
+    msg = Session().msg("execute_request", content={"code": code, "silent": False})
+    msg["channel"], msg["buffers"] = "shell", []
+    await ws.write_message(json.dumps(msg, default=str))
+    out: list[str] = []
+
+    async def read() -> str:
+        while True:
+            reply = json.loads(await ws.read_message())
+            if reply.get("parent_header", {}).get("msg_id") != msg["header"]["msg_id"]:
+                continue
+            if reply["msg_type"] == "stream":
+                out.append(reply["content"]["text"])
+            elif reply["msg_type"] == "error":
+                out.append("\n".join(reply["content"]["traceback"]))
+            elif reply["msg_type"] == "status" and reply["content"]["execution_state"] == "idle":
+                return "".join(out)
+
+    return await asyncio.wait_for(read(), timeout)

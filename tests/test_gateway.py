@@ -3,7 +3,6 @@ their own kernels, which run as their uid (jupyter_mlcontainer/server/gateway/).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import pwd
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_client.session import Session
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
@@ -39,7 +37,7 @@ from jupyter_mlcontainer.server.gateway import GatewayUser, TokenFileIdentityPro
 from jupyter_mlcontainer.server.gateway.kernels import user_ids
 
 from .conftest import assert_removed, containers_of
-from .servers import TOKEN, Server, free_port
+from .servers import TOKEN, Server, free_port, run_code
 
 GATEWAY = "jupyter_mlcontainer.server.gateway"
 JUPYTER_KERNELS = "jupyter_server.services.kernels.kernelmanager"
@@ -105,28 +103,6 @@ async def refused(jp_fetch: Any, user: str, *parts: str, **kwargs: Any) -> int:
     with pytest.raises(HTTPClientError) as info:
         await call(jp_fetch, user, *parts, **kwargs)
     return info.value.code
-
-
-async def run_code(ws: Any, code: str, timeout: float = 60) -> str:
-    """Execute ``code`` over a kernel's channels websocket; its printed text."""
-    msg = Session().msg("execute_request", content={"code": code, "silent": False})
-    msg["channel"], msg["buffers"] = "shell", []
-    await ws.write_message(json.dumps(msg, default=str))
-    out: list[str] = []
-
-    async def read() -> str:
-        while True:
-            reply = json.loads(await ws.read_message())
-            if reply.get("parent_header", {}).get("msg_id") != msg["header"]["msg_id"]:
-                continue
-            if reply["msg_type"] == "stream":
-                out.append(reply["content"]["text"])
-            elif reply["msg_type"] == "error":
-                out.append("\n".join(reply["content"]["traceback"]))
-            elif reply["msg_type"] == "status" and reply["content"]["execution_state"] == "idle":
-                return "".join(out)
-
-    return await asyncio.wait_for(read(), timeout)
 
 
 # --- the tokens file ------------------------------------------------------------------------

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from jupyter_client.session import Session
 from tornado.escape import json_decode
 
 from .conftest import assert_removed, containers_of
+from .servers import run_code
 
 pytestmark = pytest.mark.engine
 
@@ -16,25 +16,6 @@ pytestmark = pytest.mark.engine
 @pytest.fixture
 def jp_server_config(notebook_dir):
     return {"ServerApp": {"root_dir": str(notebook_dir)}}
-
-
-async def _run_over_websocket(ws, code: str) -> str:
-    session = Session()
-    msg = session.msg("execute_request", content={"code": code, "silent": False})
-    msg["channel"] = "shell"
-    msg["buffers"] = []
-    await ws.write_message(json.dumps(msg, default=str))
-    out = []
-    while True:
-        reply = json.loads(await ws.read_message())
-        if reply.get("parent_header", {}).get("msg_id") != msg["header"]["msg_id"]:
-            continue
-        if reply["msg_type"] == "stream":
-            out.append(reply["content"]["text"])
-        if reply["msg_type"] == "error":
-            out.append("\n".join(reply["content"]["traceback"]))
-        if reply["msg_type"] == "status" and reply["content"]["execution_state"] == "idle":
-            return "".join(out)
 
 
 async def test_start_execute_and_delete_through_the_server(
@@ -50,9 +31,7 @@ async def test_start_execute_and_delete_through_the_server(
     try:
         (container,) = containers_of(docker_api, kernel_id)
         ws = await jp_ws_fetch("api", "kernels", kernel_id, "channels")
-        out = await _run_over_websocket(
-            ws, "import os, socket; print(socket.gethostname(), os.getcwd())"
-        )
+        out = await run_code(ws, "import os, socket; print(socket.gethostname(), os.getcwd())")
         ws.close()
         hostname, cwd = out.split()
         assert container["Id"].startswith(hostname)
