@@ -10,8 +10,8 @@ paths (kernelspecs, config, runtime dirs) and tokens file:
   the container kernelspec started there is the baseline of the gateway's start and round trip;
 - ``gateway``: ``jupyter mlcontainer gateway`` (``MLContainerPool.size=0``), and a user's
   ``jupyter server --gateway-url`` in front of it (the user's own token);
-- ``gateway, pooled``: the same with a warm pool (``MLContainerPool.size=1``, the kernelspec's
-  pool filled at the gateway's start: ``prefill``).
+- ``gateway, pooled``: the same with a warm pool (``MLContainerPool.size=1``): a gateway's
+  pools are per user, filled after the user's first start (the warm-up round's).
 
 Every round runs each mode once, modes interleaved (the order rotates) so that machine noise
 hits them alike, and measures through the server's REST API and websocket, as JupyterLab does:

@@ -36,7 +36,7 @@ from jupyter_mlcontainer.core.tokens import (
 from jupyter_mlcontainer.server.gateway import GatewayUser, TokenFileIdentityProvider
 from jupyter_mlcontainer.server.gateway.kernels import user_ids
 
-from .conftest import assert_removed, containers_of
+from .conftest import assert_removed, containers_of, eventually
 from .servers import TOKEN, Server, free_port, run_code
 
 GATEWAY = "jupyter_mlcontainer.server.gateway"
@@ -556,3 +556,41 @@ async def test_quotas_count_each_verified_user_apart(kernelspec, jp_fetch, docke
     finally:
         await call(jp_fetch, "alice", "api", "kernels", alices["id"], method="DELETE")
     await assert_removed(docker_api, alices["id"])
+
+
+@pytest.mark.engine
+async def test_a_users_next_start_is_claimed_from_their_own_warm_pool(
+    kernelspec, jp_fetch, jp_serverapp, docker_api
+):
+    """A gateway keeps a warm pool per user, filled after their first start with their uid:
+    Alice's next start is claimed from hers; Bob's is never served from Alice's."""
+    name = kernelspec("mlc-pooled")
+    body = json.dumps({"name": name})
+    pool = jp_serverapp.web_app.settings["mlcontainer"]["pool"]
+    kernel_manager = jp_serverapp.kernel_manager
+
+    def ready(user: str) -> list[str]:
+        return [k["container_id"] for k in pool.describe()["kernels"] if k["user"] == user]
+
+    started = [(await call(jp_fetch, "alice", "api", "kernels", method="POST", body=body))["id"]]
+    try:
+        [waiting] = await eventually(lambda: ready("alice"), "Alice's pool filled", timeout=90)
+        started.append(
+            (await call(jp_fetch, "alice", "api", "kernels", method="POST", body=body))["id"]
+        )
+        claimed = kernel_manager.get_kernel(started[-1]).provisioner.container_id
+        assert claimed == waiting, "Alice's second start was not served from her pool"
+        inspected = docker_api.inspect_container(claimed)
+        assert inspected["Config"]["User"] == "4501:4501"
+        assert inspected["Config"]["Labels"][labels.USER] == "alice"
+        started.append(
+            (await call(jp_fetch, "bob", "api", "kernels", method="POST", body=body))["id"]
+        )
+        bobs = kernel_manager.get_kernel(started[-1]).provisioner.container_id
+        assert bobs != waiting
+        assert docker_api.inspect_container(bobs)["Config"]["User"] == "4502:4602"
+    finally:
+        for kernel_id in started:
+            await call(jp_fetch, "root-admin", "api", "kernels", kernel_id, method="DELETE")
+    for kernel_id in started:
+        await assert_removed(docker_api, kernel_id)

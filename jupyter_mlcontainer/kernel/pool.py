@@ -17,7 +17,9 @@ server's lease like any kernel (a killed server's pool stops itself and is reape
 ``pooled`` label.
 
 Pools fill once their kernelspec has been started in this server (or at start, for those in
-``prefill``); kernelspecs whose kernels get GPUs have none unless ``gpu_kernels`` is set
+``prefill``). A gateway keeps one pool per user and kernelspec, filled after that user's
+first start, with that user's uid and name (a ready kernel of one user never serves
+another). Kernelspecs whose kernels get GPUs have none unless ``gpu_kernels`` is set
 (``gpus: auto`` on an engine without GPUs runs on the CPU, and is pooled). Headless
 tools (nbconvert, papermill, ``jupyter mlcontainer run``) have no pool: it lives in the server.
 """
@@ -36,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import zmq
 import zmq.asyncio
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning.factory import KernelProvisionerFactory
 from jupyter_client.session import Session
 from traitlets import Bool, Float, Int, List, Unicode
 from traitlets.config import LoggingConfigurable
@@ -51,6 +54,19 @@ FILLER = "_mlc_pool_filler"
 #: Seconds a claimed kernel has to answer the request that moves it into the notebook's
 #: directory and environment.
 CONFIGURE_TIMEOUT = 10.0
+
+
+#: A pool: its kernelspec, and whose kernels it holds ("": this server's own user).
+Slot = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whom a gateway user's pool starts its kernels as (copied from their first start)."""
+
+    user: str
+    uid: int | None
+    gid: int | None
 
 
 @dataclass
@@ -108,10 +124,11 @@ class MLContainerPool(LoggingConfigurable):
     def __init__(self, kernel_manager: Any = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.kernel_manager = kernel_manager
-        self._ready: dict[str, list[PooledKernel]] = {}
-        self._targets: dict[str, int] = {}
-        self._filling: dict[str, asyncio.Task[None]] = {}
-        self._waiting: set[str] = set()  # fills still in their delay (safe to cancel)
+        self._ready: dict[Slot, list[PooledKernel]] = {}
+        self._targets: dict[Slot, int] = {}
+        self._filling: dict[Slot, asyncio.Task[None]] = {}
+        self._waiting: set[Slot] = set()  # fills still in their delay (safe to cancel)
+        self._owners: dict[Slot, Owner] = {}
         self._discarding: set[asyncio.Task[Any]] = set()
         self._closed = False
 
@@ -136,8 +153,6 @@ class MLContainerPool(LoggingConfigurable):
         the start asking now resolved (``gpus: auto`` on an engine without GPUs is the CPU,
         pooled like ``none``)."""
         wanted = self.size if provisioner.pool_size is None else provisioner.pool_size
-        if provisioner.user_name:  # a gateway's user: ready kernels would be its own user's
-            return 0
         granted = provisioner.granted_gpus
         if not self.gpu_kernels and (granted is None or granted.mode != "none"):
             return 0
@@ -152,8 +167,11 @@ class MLContainerPool(LoggingConfigurable):
         if self._closed or self.kernel_manager is None:
             return None
         name = str(getattr(provisioner.parent, "kernel_name", "") or "")
-        self._targets[name] = self.target(name, provisioner)
-        ready = self._ready.get(name, [])
+        slot = (name, provisioner.user_name)
+        if provisioner.user_name:  # a gateway's user: their pool's kernels are theirs
+            self._owners[slot] = Owner(provisioner.user_name, provisioner.uid, provisioner.gid)
+        self._targets[slot] = self.target(name, provisioner)
+        ready = self._ready.get(slot, [])
         claimed = None
         while ready and claimed is None:
             entry = ready.pop(0)
@@ -162,7 +180,7 @@ class MLContainerPool(LoggingConfigurable):
             else:
                 self.log.info("Warm pool: a ready %s kernel no longer fits; replacing it", name)
                 self._discard(entry)
-        self._refill_soon(name)
+        self._refill_soon(slot)
         return claimed
 
     async def _still_good(self, entry: PooledKernel, provisioner: MLContainerProvisioner) -> bool:
@@ -183,35 +201,36 @@ class MLContainerPool(LoggingConfigurable):
     def prefill_now(self, names: list[str]) -> None:
         """Fill the pools of ``names`` (at server start)."""
         for name in names:
-            self._targets.setdefault(name, self.size)
-            self._refill_soon(name, delay=0)
+            self._targets.setdefault((name, ""), self.size)
+            self._refill_soon((name, ""), delay=0)
 
-    def _refill_soon(self, name: str, delay: float | None = None) -> None:
-        if self._closed or name in self._filling:
+    def _refill_soon(self, slot: Slot, delay: float | None = None) -> None:
+        if self._closed or slot in self._filling:
             return
         task = asyncio.ensure_future(
-            self._fill(name, self.refill_delay if delay is None else delay)
+            self._fill(slot, self.refill_delay if delay is None else delay)
         )
-        self._filling[name] = task
-        task.add_done_callback(lambda _: self._filling.pop(name, None))
+        self._filling[slot] = task
+        task.add_done_callback(lambda _: self._filling.pop(slot, None))
 
     def _total(self) -> int:
         return sum(len(entries) for entries in self._ready.values())
 
-    async def _fill(self, name: str, delay: float) -> None:
-        self._waiting.add(name)
+    async def _fill(self, slot: Slot, delay: float) -> None:
+        name = slot[0]
+        self._waiting.add(slot)
         try:
             await asyncio.sleep(delay)
         finally:
-            self._waiting.discard(name)
-        ready = self._ready.setdefault(name, [])
+            self._waiting.discard(slot)
+        ready = self._ready.setdefault(slot, [])
         while (
             not self._closed
-            and len(ready) < self._targets.get(name, 0)
+            and len(ready) < self._targets.get(slot, 0)
             and self._total() < self.max_total
         ):
             try:
-                entry = await self._start_one(name)
+                entry = await self._start_one(slot)
             except Exception as e:  # a kernel that cannot start is the next start's to report
                 self.log.warning("Warm pool: could not start a ready %s kernel: %s", name, e)
                 return
@@ -227,7 +246,8 @@ class MLContainerPool(LoggingConfigurable):
                 entry.provisioner.container_name,
             )
 
-    async def _start_one(self, name: str) -> PooledKernel | None:
+    async def _start_one(self, slot: Slot) -> PooledKernel | None:
+        name = slot[0]
         km = AsyncKernelManager(
             parent=self.kernel_manager,
             log=self.log,
@@ -238,12 +258,21 @@ class MLContainerPool(LoggingConfigurable):
         )
         setattr(km, FILLER, True)
         root = str(getattr(self.kernel_manager, "root_dir", "") or os.getcwd())
+        owner = self._owners.get(slot)
+        if owner is not None:  # as the gateway's kernel manager makes a user's provisioner
+            km.kernel_id = str(uuid.uuid4())
+            made = KernelProvisionerFactory.instance(parent=km.parent).create_provisioner_instance(
+                km.kernel_id, km.kernel_spec, parent=km
+            )
+            made.uid, made.gid = owner.uid, owner.gid  # type: ignore[attr-defined]
+            made.user_name = owner.user  # type: ignore[attr-defined]
+            km.provisioner = made
         await km.start_kernel(cwd=root, env=dict(os.environ))
         provisioner = km.provisioner
         key = getattr(provisioner, "pool_key", "")
         if not key:  # not a container kernelspec after all
             await km.shutdown_kernel(now=True)
-            self._targets[name] = 0
+            self._targets[slot] = 0
             return None
         return PooledKernel(name, key, km, time.time())
 
@@ -263,7 +292,7 @@ class MLContainerPool(LoggingConfigurable):
     def describe(self) -> dict[str, Any]:
         """For the REST API: the settings and every ready kernel."""
         kernels = []
-        for name, entries in sorted(self._ready.items()):
+        for (name, user), entries in sorted(self._ready.items()):
             for entry in entries:
                 pooled = entry.provisioner
                 spec = pooled.kernel_spec.to_dict() if pooled.kernel_spec else {}
@@ -275,6 +304,7 @@ class MLContainerPool(LoggingConfigurable):
                         "image": pooled.image,
                         "source": kernelspec.recorded(spec).get("source") or None,
                         "ready_since": entry.since,
+                        "user": user or None,
                     }
                 )
         return {
@@ -291,8 +321,8 @@ class MLContainerPool(LoggingConfigurable):
             MLContainerPool._current = None
         # A fill still waiting is cancelled; one that is starting a kernel finishes and shuts
         # it down (cancelling a start midway would leave the engine creating its container).
-        for name, task in list(self._filling.items()):
-            if name in self._waiting:
+        for slot, task in list(self._filling.items()):
+            if slot in self._waiting:
                 task.cancel()
         with contextlib.suppress(Exception):
             await asyncio.gather(*self._filling.values(), *self._discarding, return_exceptions=True)

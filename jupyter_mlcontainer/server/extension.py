@@ -113,9 +113,9 @@ class MLContainerExtension(ExtensionApp):
             self._background.append(asyncio.ensure_future(self._quietly(self._prepull(backend))))
         kernel_manager = getattr(serverapp, "kernel_manager", None)
         if isinstance(kernel_manager, OwnedKernelManager):
-            # A gateway's kernels are its users', with their uids: a ready kernel of the
-            # gateway's own user fits none of them (pools per user: not yet).
-            self.log.info("jupyter-mlcontainer: no warm pool in gateway mode")
+            # A gateway's kernels are its users', with their uids: its pools are per user,
+            # filled after each user's first start (a prefill would be the gateway's own).
+            self.log.info("jupyter-mlcontainer: warm pools per user, after their first start")
         elif self.pool.size > 0 and self.pool.prefill:
             container_specs = [spec.name for spec in ks.installed_specs() if spec.is_container]
             wanted = self.pool.prefill
