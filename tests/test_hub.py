@@ -47,8 +47,12 @@ from .test_gateway import run_code
 ROOT = Path(__file__).resolve().parent.parent
 CHP = ROOT / ".build" / "chp"
 #: The users' servers' environment: JupyterHub's single-user server and Jupyter Server, with
-#: nothing of this project (users need none of it), on a Python every user may run.
-USERS_VENV = ROOT / ".build" / "hub-users"
+#: nothing of this project (users need none of it), on a Python every user may run, in a
+#: folder every user may reach (a clone may lie in a folder only its owner enters, as CI's
+#: does). scripts/dev setup makes it (as root, for the test's users).
+USERS_VENV = Path(
+    f"/opt/jupyter-mlcontainer-tests/hub-users-{importlib.metadata.version('jupyterhub')}"
+)
 LOGS = ROOT / ".build" / "logs"
 GATEWAY = "jupyter_mlcontainer.server.gateway"
 #: System users made for these tests alone (a previous run's are removed first).
@@ -80,7 +84,7 @@ def logged(command: list[str], log: Path, what: str) -> None:
 
 
 def singleuser_command() -> str:
-    """jupyterhub-singleuser in .build/hub-users, made if missing: a venv of the system's
+    """jupyterhub-singleuser in :data:`USERS_VENV`, made if missing: a venv of the system's
     Python, since this one's interpreter may lie where other users cannot reach it."""
     singleuser = USERS_VENV / "bin" / "jupyterhub-singleuser"
     if singleuser.exists():
@@ -89,6 +93,8 @@ def singleuser_command() -> str:
     if python is None:
         pytest.skip("the users' servers need a system python3 (apt-get install python3-venv)")
     log = LOGS / "hub-users.log"
+    USERS_VENV.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    USERS_VENV.parent.chmod(0o755)
     logged([python, "-m", "venv", str(USERS_VENV)], log, "making the hub users' environment")
     hub_version = importlib.metadata.version("jupyterhub")
     logged([str(USERS_VENV / "bin" / "python"), "-m", "pip", "install",
