@@ -41,8 +41,7 @@ from jupyter_mlcontainer.server.gateway import hub as hub_module
 from jupyter_mlcontainer.server.gateway.hub import holds
 
 from .conftest import containers_of
-from .servers import free_port
-from .test_gateway import run_code
+from .servers import free_port, run_code
 
 ROOT = Path(__file__).resolve().parent.parent
 CHP = ROOT / ".build" / "chp"
