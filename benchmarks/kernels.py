@@ -151,7 +151,7 @@ class Bench:
     async def pool_ready(self) -> None:
         """Wait until the pooled kernelspec has its ready kernel (started outside timings)."""
         deadline = time.monotonic() + 120
-        while not self.pool._ready.get("bench-pooled"):
+        while not self.pool.ready_count("bench-pooled"):
             if time.monotonic() > deadline:
                 raise RuntimeError("the warm pool did not fill within 120 s")
             await asyncio.sleep(0.05)
@@ -159,7 +159,7 @@ class Bench:
 
     async def start(self, mode: str) -> tuple[str, Any, float]:
         if mode == "pooled":
-            if "bench-pooled" not in self.pool._targets:  # its first start fills the pool
+            if not self.pool.in_use("bench-pooled"):  # its first start fills the pool
                 kernel_id, kc, _ = await self._start("bench-pooled")
                 await self.stop(kernel_id, kc)
             await self.pool_ready()

@@ -289,6 +289,14 @@ class MLContainerPool(LoggingConfigurable):
 
     # --- the server's view ----------------------------------------------------------------
 
+    def ready_count(self, kernel_name: str, user: str = "") -> int:
+        """Ready kernels of ``kernel_name`` for ``user`` ("": this server's own)."""
+        return len(self._ready.get((kernel_name, user), []))
+
+    def in_use(self, kernel_name: str, user: str = "") -> bool:
+        """Whether that pool has been asked for (a start claimed from it, or a prefill)."""
+        return (kernel_name, user) in self._targets
+
     def describe(self) -> dict[str, Any]:
         """For the REST API: the settings and every ready kernel."""
         kernels = []
