@@ -37,6 +37,25 @@ def others(
     return [h for h in holders if h.kernel_id != kernel_id or h.container_id == but]
 
 
+async def ledger_facts(
+    backend: Backend, policy: MLContainerPolicy, support: gpu.GPUSupport, image: str
+) -> tuple[gpu.GPUSupport, tuple[ledger.GPUDevice, ...]]:
+    """The host's GPUs for the ledger (none with ``gpu_sharing: 0``, or where the backend
+    would ignore GPU requests), and the backend's GPU support: where the host has GPUs and
+    ``support`` names none, tried with a GPU request in ``image`` (when one is given)."""
+    if policy.gpu_sharing <= 0 or support.ignores_requests:
+        return support, ()
+    inventory = await backend.gpu_inventory(
+        policy.gpu_inventory_command,
+        image,
+        max_age=FACTS_MAX_AGE,
+        mig=policy.gpu_devices == "mig",
+    )
+    if inventory and not support.available and image:  # does the engine pass them on?
+        support = await backend.gpu_support(max_age=FACTS_MAX_AGE, try_image=image)
+    return support, inventory
+
+
 async def resolve_gpus(p: MLContainerProvisioner) -> gpu.GPURequest:
     """The kernelspec's ``gpus`` against what the backend offers: with the ledger, concrete
     free GPUs by UUID (``auto``: one free GPU, else the CPU); without it (no inventory, or
@@ -55,16 +74,7 @@ async def resolve_gpus(p: MLContainerProvisioner) -> gpu.GPURequest:
         )
         raise GPUUnavailableError(msg)
     sharing = p.policy.gpu_sharing
-    inventory: tuple[ledger.GPUDevice, ...] = ()
-    if sharing > 0 and not support.ignores_requests:
-        inventory = await backend.gpu_inventory(
-            p.policy.gpu_inventory_command,
-            p.image,
-            max_age=FACTS_MAX_AGE,
-            mig=p.policy.gpu_devices == "mig",
-        )
-        if inventory and not support.available:  # GPUs here: does the engine pass them on?
-            support = await backend.gpu_support(max_age=FACTS_MAX_AGE, try_image=p.image)
+    support, inventory = await ledger_facts(backend, p.policy, support, p.image)
     p.container.gpu_support = support
     if inventory and support.available:
         holders = others(p, await backend.gpu_holders())
@@ -111,16 +121,7 @@ async def gpu_table(
     """The host's GPUs and who holds each, for the REST API, the sidebar and ``doctor``.
     Kernel ids are shown for ``own`` kernels only (another user's ids are theirs to know)."""
     support = await backend.gpu_support(max_age=FACTS_MAX_AGE)
-    inventory: tuple[ledger.GPUDevice, ...] = ()
-    if policy.gpu_sharing > 0:
-        inventory = await backend.gpu_inventory(
-            policy.gpu_inventory_command,
-            probe_image,
-            max_age=FACTS_MAX_AGE,
-            mig=policy.gpu_devices == "mig",
-        )
-        if inventory and not support.available and probe_image:
-            support = await backend.gpu_support(max_age=FACTS_MAX_AGE, try_image=probe_image)
+    support, inventory = await ledger_facts(backend, policy, support, probe_image)
     holders = await backend.gpu_holders() if inventory else []
     mine = set(own)
     gpus = []
