@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from .plan import ContainerPlan
     from .probe import ImageProbe
 
+#: Container states that hold nothing any more (no GPU, no place in a quota).
+ENDED_STATES = frozenset({"exited", "dead"})
 #: The entry point group backends register in; ``docker`` is also known without it.
 ENTRY_POINT_GROUP = "jupyter_mlcontainer.backends"
 BUILT_IN = {"docker": "jupyter_mlcontainer.docker.backend:DockerBackend"}

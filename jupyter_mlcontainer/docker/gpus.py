@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from docker.types import DeviceRequest
 
 from ..core import labels
+from ..core.backend import ENDED_STATES
 from ..core.exceptions import (
     CommandNotFound,
     EngineError,
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
 _TRIED: dict[str, bool] = {}
 #: Inventories read, per (engine address, command): (when, devices).
 _INVENTORIES: dict[tuple[str, str, bool], tuple[float, tuple[GPUDevice, ...]]] = {}
-#: Container states that hold no GPU.
-_ENDED = {"exited", "dead"}
 
 
 async def gpu_support(engine: Engine, max_age: float, try_image: str) -> GPUSupport:
@@ -140,10 +139,10 @@ async def holders(engine: Engine) -> list[GPUHolder]:
     listed = await containers.list_matching(engine, labels.managed_filter_has(labels.GPUS))
     found = []
     for entry in listed:
-        if entry.get("State") in _ENDED:
+        if entry.get("State") in ENDED_STATES:
             continue
         record = await containers.inspect(engine, str(entry["Id"]))
-        if record is None or (record.get("State") or {}).get("Status") in _ENDED:
+        if record is None or (record.get("State") or {}).get("Status") in ENDED_STATES:
             continue
         tags = (record.get("Config") or {}).get("Labels") or {}
         found.append(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..core import labels
-from ..core.backend import ContainerState
+from ..core.backend import ENDED_STATES, ContainerState
 from ..core.diagnostics import human_size
 from ..core.plan import KernelLaunch
 from ..core.sizes import parse_bytes
@@ -24,8 +24,6 @@ from .policy import QuotaExceededError
 
 if TYPE_CHECKING:
     from .provisioner import MLContainerProvisioner
-
-_ENDED = {"exited", "dead"}
 
 
 def kernel_user_name(p: MLContainerProvisioner) -> str:
@@ -82,10 +80,10 @@ async def _held_by(p: MLContainerProvisioner, user: str) -> list[Held]:
         whose = tags.get(labels.USER) or tags.get(labels.OWNER)
         if whose != user or labels.KERNEL_ID not in tags or labels.POOLED in tags:
             continue
-        if state.status in _ENDED:
+        if state.status in ENDED_STATES:
             continue
         inspected = await backend.inspect(state.id)  # its exact creation time
-        if inspected is not None and inspected.status not in _ENDED:
+        if inspected is not None and inspected.status not in ENDED_STATES:
             found.append(Held.of(inspected))
     return sorted(found, key=lambda h: (h.created, h.container_id))
 
