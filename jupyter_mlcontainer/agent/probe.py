@@ -29,6 +29,25 @@ def version(name: str) -> Optional[str]:
             return None
 
 
+def packages() -> Dict[str, str]:
+    """Every installed distribution of this Python, ``{name: version}`` (the image's package
+    list, for ``diff``); the user's site is left out, as kernels leave it out."""
+    found: Dict[str, str] = {}
+    try:
+        from importlib import metadata
+
+        for dist in metadata.distributions():
+            name = dist.metadata["Name"]
+            if name and dist.version:
+                found[str(name)] = str(dist.version)
+    except Exception:
+        import pkg_resources
+
+        for d in pkg_resources.working_set:  # Python 3.6/3.7
+            found[str(d.project_name)] = str(d.version)
+    return found
+
+
 def os_name() -> Optional[str]:
     try:
         with open("/etc/os-release") as f:
@@ -67,4 +86,5 @@ def findings() -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(PROBE_MARKER + json.dumps(findings()))
+    # ``python -c PROGRAM packages``: the package list; else the findings.
+    print(PROBE_MARKER + json.dumps(packages() if sys.argv[1:] == ["packages"] else findings()))

@@ -232,6 +232,38 @@ class Backend(Protocol):
     async def probe_image(self, ref: str) -> ImageProbe:
         """Python, ipykernel, platform and libc of the image (a short-lived container)."""
 
+    async def image_packages(self, ref: str) -> dict[str, str]:
+        """Every Python distribution the image has, ``{name: version}``."""
+
+    # --- derived images (``extend``) ----------------------------------------------------
+
+    async def derive_image(
+        self,
+        parent: str,
+        script: str,
+        *,
+        archive: tuple[str, bytes],
+        labels: Mapping[str, str],
+        network: bool,
+        on_line: Callable[[str], None] | None = None,
+    ) -> tuple[str | None, str]:
+        """Run ``sh -c script`` as root in a container of ``parent`` with ``archive`` (path,
+        tar) unpacked into it, and keep the result as an image labelled ``labels``: (its id, or
+        None when the script failed; the script's output)."""
+
+    async def find_image(self, label: str, value: str) -> dict[str, Any] | None:
+        """The newest image labelled ``label=value`` (None: none)."""
+
+    async def push_image(self, image_id: str, repository: str, tag: str) -> str:
+        """Tag ``image_id`` as ``repository:tag`` and push it; the registry's digest."""
+
+    async def remove_image(self, ref: str) -> None:
+        """Remove a reference (a tag, or an untagged image); gone already is fine."""
+
+    async def changes(self, container_id: str) -> list[dict[str, Any]]:
+        """The container's file changes against its image (``Path``, ``Kind``: 0 changed,
+        1 added, 2 deleted); [] when it is gone."""
+
     # --- place and create, files in, start ----------------------------------------------
 
     async def create(self, plan: ContainerPlan) -> str:

@@ -405,6 +405,11 @@ def kernel_environment(launch: KernelLaunch, watched: bool, gpus_granted: bool) 
     # The kernel's parent is the container's init, PID 1. Saying so keeps ipykernel's parent
     # poller off and silences its "Ctrl-C will not work" banner (SIGINT does reach it).
     env["JPY_PARENT_PID"] = "1"
+    # Packages pip-installed into the persistent HOME (~/.local) stay out of the kernel's
+    # path: every later kernel of the image would import them, and no notebook would record
+    # them. `jupyter mlcontainer extend` makes them a version of the image instead. A
+    # kernelspec may opt back in with PYTHONNOUSERSITE="" in its env.
+    env.setdefault("PYTHONNOUSERSITE", "1")
     # What the kernel runs in, for notebooks to show or record (no secrets: all in kernel.json).
     env[ENV_IMAGE] = launch.image
     env[ENV_SOURCE_IMAGE] = launch.source_image or launch.image

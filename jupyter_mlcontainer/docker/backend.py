@@ -10,7 +10,7 @@ SDK errors turned into the typed ones of ``core/exceptions.py``), or of the engi
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..core.backend import (
@@ -28,7 +28,18 @@ from ..core.gpus import GPUSupport
 from ..core.ledger import GPUDevice, GPUHolder
 from ..core.plan import ContainerPlan
 from ..core.probe import ImageProbe
-from . import containers, endpoint, gpus, images, networks, reaper, runtime, sibling, volumes
+from . import (
+    builds,
+    containers,
+    endpoint,
+    gpus,
+    images,
+    networks,
+    reaper,
+    runtime,
+    sibling,
+    volumes,
+)
 from .engine import Engine
 from .events import engine_stopped_at
 
@@ -157,6 +168,44 @@ class DockerBackend:
 
     async def probe_image(self, ref: str) -> ImageProbe:
         return await images.probe_image(self.engine, ref)
+
+    async def image_packages(self, ref: str) -> dict[str, str]:
+        return await images.packages(self.engine, ref)
+
+    # --- derived images ---------------------------------------------------------------
+
+    async def derive_image(
+        self,
+        parent: str,
+        script: str,
+        *,
+        archive: tuple[str, bytes],
+        labels: Mapping[str, str],
+        network: bool,
+        on_line: Callable[[str], None] | None = None,
+    ) -> tuple[str | None, str]:
+        return await builds.derive(
+            self.engine,
+            parent,
+            script,
+            archive=archive,
+            image_labels=labels,
+            network=network,
+            on_line=on_line,
+        )
+
+    async def find_image(self, label: str, value: str) -> dict[str, Any] | None:
+        return await builds.find(self.engine, label, value)
+
+    async def push_image(self, image_id: str, repository: str, tag: str) -> str:
+        await builds.tag(self.engine, image_id, repository, tag)
+        return await builds.push(self.engine, repository, tag)
+
+    async def remove_image(self, ref: str) -> None:
+        await builds.remove(self.engine, ref)
+
+    async def changes(self, container_id: str) -> list[dict[str, Any]]:
+        return await builds.changes(self.engine, container_id)
 
     # --- place and create, files in, start ----------------------------------------------
 

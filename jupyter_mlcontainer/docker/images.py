@@ -3,6 +3,7 @@ pull policy says, and probe (what Python an image has)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ import docker.errors
 import docker.utils
 
 from ..agent import program
+from ..agent.protocol import PROBE_MARKER
 from ..core import labels
 from ..core.exceptions import (
     ImageNotFoundError,
@@ -124,6 +126,28 @@ async def probe_image(engine: Engine, image: str) -> ImageProbe:
         f"({outputs[-1][-300:] if outputs else 'no output'}). Kernels need Python 3 in the "
         "image; choose an image that has it (for example python:3.11-slim)."
     )
+    raise ImageProbeError(msg)
+
+
+async def packages(engine: Engine, image: str) -> dict[str, str]:
+    """Every Python distribution in ``image`` (the probe's package list)."""
+    probe = await probe_image(engine, image)  # which Python the image runs, and that it has one
+    code, output = await containers.run(
+        engine,
+        image,
+        [probe.python, "-c", program("probe"), "packages"],
+        labels={labels.MANAGED: "true", labels.PURPOSE: "probe"},
+        timeout=180,
+    )
+    if code != 0:
+        msg = (
+            f"Could not list the packages of image {image!r} (exit code {code}):\n{output[-2000:]}"
+        )
+        raise ImageProbeError(msg)
+    for line in output.splitlines():
+        if line.startswith(PROBE_MARKER):
+            return {str(k): str(v) for k, v in json.loads(line[len(PROBE_MARKER) :]).items()}
+    msg = f"Listing the packages of image {image!r} printed nothing:\n{output[-2000:]}"
     raise ImageProbeError(msg)
 
 
