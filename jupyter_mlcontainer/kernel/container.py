@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.backend import KernelNetwork
+from ..core.environments import PackageDiff
 from ..core.gpus import GPURequest, GPUSupport
 from ..core.plan import KernelLaunch
 from .renewal import LeaseRenewal
@@ -38,6 +39,9 @@ class KernelContainer:
     gpu_support: GPUSupport | None = None
     #: The image it runs (id, digests), learnt after the start, for records.
     image_details: dict[str, Any] | None = None
+    #: Packages installed into the running container that its image has not (``%pip
+    #: install``), as last looked up (``refresh_drift``); a restart in place keeps them.
+    drift: PackageDiff = field(default_factory=PackageDiff)
     #: What it was made from (a restart in place compares the next launch with it).
     launch: KernelLaunch | None = None
     #: A pool's kernel: the environment it was started with (a claim moves it to the user's).

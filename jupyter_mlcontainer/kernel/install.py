@@ -7,6 +7,7 @@ import inspect
 import json
 import logging
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +26,11 @@ from traitlets import (
     Unicode,
 )
 
+from ..core import environments as envs
 from ..core import kernelspec as ks
 from ..core.backend import Backend
 from ..core.gpus import GPURequest, GPUSupport
+from ..core.labels import process_owner
 from ..core.logos import write_logos
 from ..core.probe import ImageProbe
 from ..core.reference import check_reference
@@ -332,6 +335,10 @@ async def add_container_kernelspec(
         probe=probe,
         display_name=display_name,
         settings=ks.KernelspecConfig(recorded),
+    )
+    # Version 1 of the kernel's environment (``extend`` adds the next ones).
+    spec = envs.with_first_version(
+        spec, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), process_owner()
     )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / name

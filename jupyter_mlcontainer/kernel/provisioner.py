@@ -26,8 +26,8 @@ from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 
 from ..core import backend as backends
+from ..core import environments, kernelspec
 from ..core import gpus as gpu
-from ..core import kernelspec
 from ..core.diagnostics import ContainerExit
 from ..core.exceptions import ConfigurationError, EngineUnavailableError, one_line_errors
 from ..core.reference import check_reference
@@ -205,9 +205,23 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                 return
             if image is not None:
                 # The same record `jupyter mlcontainer run` writes into notebooks.
-                self.container.image_details = kernelspec.image_details(self.image, dict(image))
+                details = kernelspec.image_details(self.image, dict(image))
+                spec = self.kernel_spec.to_dict() if self.kernel_spec else {}
+                if kernelspec.recorded(spec):
+                    version = environments.version_by_image(spec, self.image, str(image["Id"]))
+                    details["version"] = version.number if version else None
+                self.container.image_details = details
 
         self.details_task = asyncio.ensure_future(learn())
+
+    async def refresh_drift(self) -> environments.PackageDiff:
+        """Look up what was installed into the running container that its image has not."""
+        container_id = self.container.id
+        if container_id is not None:
+            changes = await self.backend.changes(container_id)
+            if self.container.id == container_id:
+                self.container.drift = environments.drift(changes)
+        return self.container.drift
 
     # --- running ------------------------------------------------------------------------
 
