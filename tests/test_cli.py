@@ -451,15 +451,18 @@ def test_doctor_lists_home_volumes_and_prune_removes_unneeded_ones(
 
 
 def test_help_lists_every_subcommand_whole():
+    from traitlets.utils.importstring import import_item
+
     from jupyter_mlcontainer.cli.app import MLContainerApp
     from jupyter_mlcontainer.cli.base import summary
-    from jupyter_mlcontainer.cli.run import RunApp
 
     result = cli("--help")
     assert result.returncode == 0, result.stderr
     lines = [line.strip() for line in result.stdout.splitlines()]
     for name, (app, shown) in MLContainerApp.subcommands.items():
-        description = (RunApp if name == "run" else app).description
+        # Some are named by their import string, imported when used: their literal summary
+        # must still be their description's.
+        description = (import_item(app) if isinstance(app, str) else app).description
         assert shown == summary(description), name  # the first paragraph, not its first line
         assert shown.endswith("."), name  # a whole sentence
         assert lines[lines.index(name) + 1] == shown, name

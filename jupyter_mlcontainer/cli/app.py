@@ -19,7 +19,8 @@ class MLContainerApp(JupyterApp):
     description = """Run Jupyter kernels inside pinned ML containers.
 
     Turn an image into a pinned, shareable kernelspec with `add`; see them with `list`;
-    fetch their images with `pull`; share one with `export`; check the setup with `doctor`;
+    fetch their images with `pull`; share one with `export`; add packages to one as a new
+    pinned version with `extend` (`versions`, `rollback`, `diff`); check the setup with `doctor`;
     remove caches no kernel needs with `prune`; execute a notebook headless with `run`; serve
     container kernels to a team from one GPU host with `gateway`."""
     examples = """
@@ -38,6 +39,22 @@ class MLContainerApp(JupyterApp):
         "gateway": (GatewayApp, summary(GatewayApp.description)),
         "gateway-token": (GatewayTokenApp, summary(GatewayTokenApp.description)),
         # Imported when used (nbclient and friends); tests/test_cli.py checks the summary.
+        "extend": (
+            "jupyter_mlcontainer.cli.environments.ExtendApp",
+            "Add packages to KERNEL's environment as a new pinned version.",
+        ),
+        "versions": (
+            "jupyter_mlcontainer.cli.environments.VersionsApp",
+            "List KERNEL's versions: when, by whom, what each added; * is current.",
+        ),
+        "rollback": (
+            "jupyter_mlcontainer.cli.environments.RollbackApp",
+            "Make an earlier version of KERNEL current again (default: the previous).",
+        ),
+        "diff": (
+            "jupyter_mlcontainer.cli.environments.DiffApp",
+            "How two environments differ: KERNEL [V1] [V2], or NB1.ipynb NB2.ipynb.",
+        ),
         "run": (
             "jupyter_mlcontainer.cli.run.RunApp",
             "Execute NOTEBOOK headless in a container kernel; record its environment.",
