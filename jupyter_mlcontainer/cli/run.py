@@ -31,12 +31,13 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
-from traitlets import Int, TraitError, Unicode
+from traitlets import Bool, Int, TraitError, Unicode
 
 from ..core import backend as backends
+from ..core import environments as envs
 from ..core import kernelspec as ks
 from ..core.backend import ContainerState
-from ..core.exceptions import MLContainerError, shows_debug
+from ..core.exceptions import ConfigurationError, MLContainerError, shows_debug
 from ..core.reference import check_reference
 from ..kernel.provisioner import MLContainerProvisioner
 from ..kernel.settings import ContainerKernelSettings
@@ -105,6 +106,11 @@ class RunApp(Command):
     output = Unicode(
         None, allow_none=True, help="Output notebook (default: NOTEBOOK.run.ipynb)."
     ).tag(config=True)
+    as_recorded = Bool(
+        False,
+        help="Run in exactly the image the notebook recorded (its digest or image id), even "
+        "after its kernelspec moved on to another version.",
+    ).tag(config=True)
     timeout = Int(-1, help="Seconds a cell may run (-1: no limit).").tag(config=True)
     startup_timeout = Int(60, help="Seconds for the kernel to answer once its container runs.").tag(
         config=True
@@ -118,6 +124,12 @@ class RunApp(Command):
         "o": "RunApp.output",
         "timeout": "RunApp.timeout",
         "startup-timeout": "RunApp.startup_timeout",
+    }
+    flags = {
+        "as-recorded": (
+            {"RunApp": {"as_recorded": True}},
+            "Run in exactly the image the notebook recorded, even after its kernel moved on.",
+        ),
     }
 
     parameters: dict[str, Any]
@@ -159,6 +171,15 @@ class RunApp(Command):
         if not path.is_file():
             self.fail(f"no notebook at {path}")
         nb = nbformat.read(str(path), as_version=4)
+        self.recorded_image = ""
+        if self.as_recorded:
+            if self.image:
+                self.fail("give either --as-recorded or --image IMAGE, not both")
+            try:
+                kernel, self.recorded_image = recorded_environment(nb.metadata, path)
+            except ConfigurationError as e:
+                self.fail(str(e))
+            self.kernel = self.kernel or kernel
         if not self.kernel and not self.image:
             # The kernel the notebook was saved with, as nbconvert and papermill do.
             self.kernel = nb.metadata.get("kernelspec", {}).get("name")
@@ -174,6 +195,9 @@ class RunApp(Command):
             # run_and_write wrote what ran before it was interrupted.
             print(f"interrupted; output (with what ran): {output}", file=sys.stderr)
             self.exit(130)
+        if record.get("drift"):
+            drift = envs.PackageDiff.from_json(record["drift"])
+            print(f"warning: {envs.describe_drift(drift, str(self.kernel))}", file=sys.stderr)
         if record["status"] == "ok":
             print(
                 f"{path} ran in {record['duration_s']:.1f} s in {record['image']}; output: {output}"
@@ -207,7 +231,7 @@ class RunApp(Command):
             except (ValueError, TraitError) as e:
                 self.fail(str(e))
             config = {"image": self.image, "gpus": self.gpus}
-            spec = {
+            spec: dict[str, Any] = {
                 "argv": list(ks.KERNEL_ARGV),
                 "display_name": self.image,
                 "language": "python",
@@ -232,6 +256,14 @@ class RunApp(Command):
         spec = spec_obj.to_dict()
         if ks.provisioner_of(spec) != ks.PROVISIONER_NAME:
             self.fail(f"kernelspec {self.kernel!r} is not a container kernel")
+        if self.recorded_image:
+            # The kernelspec's settings, with the image the notebook recorded.
+            spec["metadata"]["kernel_provisioner"]["config"]["image"] = self.recorded_image
+            folder = Path(tmp) / name
+            folder.mkdir()
+            (folder / "kernel.json").write_text(json.dumps(spec))
+            recorded_specs = KernelSpecManager(parent=self, kernel_dirs=[tmp])
+            return self._manager(recorded_specs, name), spec
         return self._manager(manager, name), spec
 
     def _manager(self, specs: KernelSpecManager, name: str) -> AsyncKernelManager:
@@ -249,6 +281,9 @@ class RunApp(Command):
         with tempfile.TemporaryDirectory() as tmp, _reported_once(self.log):
             km, spec = self._kernel_manager(tmp)
             config = ks.provisioner_config(spec)
+            if self.recorded_image:
+                await self._obtain_recorded(config)
+                record["as_recorded"] = True
             record["kernel"] = self.kernel or None
             record["image"] = config.get("image")
             record["gpus_requested"] = config.get("gpus", "auto")
@@ -308,6 +343,7 @@ class RunApp(Command):
                 if interrupted.is_set():  # nbclient reports Ctrl-C as a dead kernel
                     status, reason = "interrupted", "interrupted (Ctrl-C)"
                 record["duration_s"] = round(time.monotonic() - started, 3)
+                await _record_drift(km.provisioner, record)
                 await _close(client, km, now=status != "ok")
         record["status"] = status
         if reason:
@@ -319,6 +355,19 @@ class RunApp(Command):
             else backends.connect(str(config.get("docker_host") or "") or None)
         )
         record.update(await self._image_record(backend, spec, container[0] if container else None))
+
+    async def _obtain_recorded(self, config: dict[str, Any]) -> None:
+        """The recorded image on the kernel's engine (pulled by digest if need be), or a
+        clear refusal."""
+        backend = backends.connect(str(config.get("docker_host") or "") or None)
+        try:
+            await backend.obtain_image(self.recorded_image, "missing", self.log)
+        except MLContainerError as e:
+            self.fail(
+                f"the image this notebook recorded, {self.recorded_image}, can no longer be "
+                f"had: {e}\nRun it with its kernel's current version instead (without "
+                "--as-recorded), or load that image onto the engine."
+            )
 
     async def _image_record(
         self, backend: backends.Backend, spec: dict[str, Any], container: ContainerState | None
@@ -339,6 +388,9 @@ class RunApp(Command):
                 reference = str(ks.provisioner_config(spec).get("image") or "")
                 details = ks.image_details(reference, dict(inspect))
                 out.update(digest=details["digest"], repo_digests=details["repo_digests"])
+                version = envs.version_by_image(spec, reference, image_id)
+                if version is not None and ks.recorded(spec):
+                    out["version"] = version.number
             else:
                 out["repo_digests"] = []
             probe = ks.recorded(spec).get("probe")
@@ -388,6 +440,36 @@ async def _close(client: NotebookClient, km: AsyncKernelManager, now: bool) -> N
         await km.shutdown_kernel(now=now)
     if kc is not None and not kc.context.closed:
         kc.context.destroy(linger=0)
+
+
+def recorded_environment(metadata: Any, path: Path) -> tuple[str, str]:
+    """The kernel and the image (digest, else image id) a notebook recorded: a server's save
+    (``environment``) or an earlier ``run``. ConfigurationError: it recorded none."""
+    record = dict(metadata.get(RECORD_KEY) or {})
+    for entry in (record.get("environment"), record.get("run")):
+        if not entry:
+            continue
+        image = entry.get("digest") or entry.get("image_id")
+        if image:
+            return str(entry.get("kernel_name") or entry.get("kernel") or ""), str(image)
+    msg = (
+        f"{path} records no image to run as recorded: it was never saved from a container "
+        "kernel or run with `jupyter mlcontainer run`. Run it without --as-recorded."
+    )
+    raise ConfigurationError(msg)
+
+
+async def _record_drift(provisioner: Any, record: dict[str, Any]) -> None:
+    """What the notebook installed into its kernel's container (``%pip install``), in the
+    run record: the image alone would not reproduce the run."""
+    if not isinstance(provisioner, MLContainerProvisioner) or not provisioner.container_id:
+        return
+    try:
+        drift = await provisioner.refresh_drift()
+    except MLContainerError:
+        return
+    if drift:
+        record["drift"] = drift.to_json()
 
 
 def failure(record: dict[str, Any]) -> str:

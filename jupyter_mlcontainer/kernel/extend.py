@@ -176,9 +176,18 @@ def resolve(request: ExtendRequest, image: dict[str, str], probe: dict[str, Any]
         constraints = Path(tmp, "image.txt")
         constraints.write_text("".join(f"{n}=={v}\n" for n, v in sorted(image.items())))
         command = [
-            find_uv_bin(), "pip", "compile", str(wanted), "--constraint", str(constraints),
-            "--generate-hashes", "--no-header", "--no-annotate", "--system-certs",
-            *_target(probe), *_index_options(request.wheelhouse),
+            find_uv_bin(),
+            "pip",
+            "compile",
+            str(wanted),
+            "--constraint",
+            str(constraints),
+            "--generate-hashes",
+            "--no-header",
+            "--no-annotate",
+            "--system-certs",
+            *_target(probe),
+            *_index_options(request.wheelhouse),
         ]  # fmt: skip (the lock on stdout)
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
