@@ -22,6 +22,7 @@ from jupyter_mlcontainer.core import labels
 from jupyter_mlcontainer.docker import leases
 from jupyter_mlcontainer.docker.engine import Engine
 from jupyter_mlcontainer.docker.reaper import reap_orphans
+from jupyter_mlcontainer.server.environments import environment_handlers
 from jupyter_mlcontainer.server.handlers import default_handlers
 from jupyter_mlcontainer.server.pulls import SCHEMA_ID
 
@@ -305,9 +306,10 @@ async def test_create_kernelspec_from_the_api(jp_fetch, jp_kernel_dir):
 
 async def test_every_handler_requires_authentication(jp_serverapp, http_server_client, jp_base_url):
     checked = 0
-    for pattern, handler in default_handlers:
+    for pattern, handler in default_handlers + environment_handlers:
         assert handler.auth_resource == "mlcontainer"
         path = pattern.replace(r"(?P<kernel_id>[\w-]+)", "00000000-0000-0000-0000-000000000000")
+        path = path.replace(r"(?P<name>[\w.-]+)", "some-kernel")
         for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
             if method.lower() not in vars(handler):
                 continue

@@ -194,6 +194,11 @@ async def test_users_get_kernels_sessions_and_kernelspecs_only(jp_fetch):
     assert f"Kernel does not exist: {made_up}" in info.value.response.body.decode()
     # Creating kernelspecs (code every user runs) and pulling images: admins only.
     assert await refused(jp_fetch, "bob", "mlcontainer", "kernelspecs", method="POST") == 403
+    # So are changing them: extending and rolling back an environment.
+    for action in ("extend", "rollback"):
+        body = json.dumps({"pip": ["tqdm"]})
+        parts = ("mlcontainer", "kernelspecs", "mlc", action)
+        assert await refused(jp_fetch, "bob", *parts, method="POST", body=body) == 403, action
 
 
 async def test_the_tokens_file_is_read_again_when_it_changes(jp_fetch, tokens_file):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..core import gpus as gpu
 from ..core import kernelspec, labels
 from ..core.plan import KernelLaunch, home_volume_name, parse_mount, select_env
-from . import reach
+from . import reach, recorded
 from .grant import FACTS_MAX_AGE, resolve_gpus
 from .identity import kernel_user
 from .quota import check_quota, kernel_user_name
@@ -28,6 +28,12 @@ async def prepare_launch(p: MLContainerProvisioner, kwargs: dict[str, Any]) -> K
     """Everything that decides this start's container, resolved against the backend and
     checked against the policy before anything exists there."""
     p.cwd = working_dir(p, kwargs.get("cwd"))
+    #: The notebook this kernel serves, as the server sees it (for the save hook).
+    p.session_path = (kwargs.get("env") or {}).get("JPY_SESSION_NAME")
+    as_recorded = recorded.chosen(p.session_path, getattr(p.parent, "kernel_name", "") or "")
+    if as_recorded and as_recorded != p.image:  # "Run as recorded" (server/environments.py)
+        p.log.info("Kernel %s runs %s as recorded in %s", p.kernel_id, as_recorded, p.session_path)
+        p.image = as_recorded
     if p.network != "none" and not p.connection_info.get("curve_secretkey"):
         # ipykernel warns of eavesdropping on every such start: say why it is safe here.
         p.log.info(
@@ -53,8 +59,6 @@ async def prepare_launch(p: MLContainerProvisioner, kwargs: dict[str, Any]) -> K
     request = await resolve_gpus(p)
     if p.run.ipc_dir is not None and os.getuid() == 0:
         os.chown(p.run.ipc_dir, uid, gid)
-    #: The notebook this kernel serves, as the server sees it (for the save hook).
-    p.session_path = (kwargs.get("env") or {}).get("JPY_SESSION_NAME")
     spec_json = p.kernel_spec.to_dict() if p.kernel_spec else {}
     source = str(kernelspec.recorded(spec_json).get("source") or "")
     home_volume, home_volume_is_new = await ensure_home_volume(p, uid, source or p.image)

@@ -7,13 +7,16 @@ import os
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Unicode
+from traitlets import Bool, Float, Unicode
 
 from ..core import backend as backends
+from ..core import environments as envs
 from ..core import kernelspec as ks
 from ..core.exceptions import MLContainerError
 from ..kernel.pool import MLContainerPool
 from ..kernel.provisioner import MLContainerProvisioner
+from .environments import SCHEMA_PATH as EXTEND_SCHEMA_PATH
+from .environments import ExtendTracker, environment_handlers
 from .forward import forward_handlers, gateway_enabled
 from .gateway.kernels import OwnedKernelManager
 from .handlers import default_handlers
@@ -54,6 +57,21 @@ class MLContainerExtension(ExtensionApp):
         image reference, id and digests in its metadata (``jupyter_mlcontainer.environment``).""",
     ).tag(config=True)
 
+    extend_wheelhouse = Unicode(
+        "",
+        help="""A folder of wheels that extends started from JupyterLab (POST
+        /mlcontainer/kernelspecs/NAME/extend) resolve and install from, offline, instead of
+        the package index ("": the index). For sites whose kernels may only have vetted
+        packages.""",
+    ).tag(config=True)
+
+    drift_interval = Float(
+        10,
+        help="""Every this many seconds, look up what was pip-installed into each container
+        kernel that its image lacks (its drift), so that notebooks saved meanwhile record it
+        (0: never; the kernel details still look it up when asked).""",
+    ).tag(config=True)
+
     classes = [MLContainerPool, GpuReclaimer]
 
     def initialize_settings(self) -> None:
@@ -67,7 +85,9 @@ class MLContainerExtension(ExtensionApp):
         event_logger = getattr(self.serverapp, "event_logger", None)
         if event_logger is not None:
             event_logger.register_event_schema(SCHEMA_PATH)
+            event_logger.register_event_schema(EXTEND_SCHEMA_PATH)
         self.pulls = PullTracker(backend, event_logger, self.log)
+        self.extends = ExtendTracker(backend, event_logger, self.log)
         self.reclaimer = GpuReclaimer(
             kernel_manager=self.serverapp.kernel_manager if self.serverapp else None,
             parent=self,
@@ -78,6 +98,8 @@ class MLContainerExtension(ExtensionApp):
                 "mlcontainer": {
                     "backend": backend,
                     "pulls": self.pulls,
+                    "extends": self.extends,
+                    "extend_wheelhouse": self.extend_wheelhouse,
                     "pool": self.pool,
                     "reclaimer": self.reclaimer,
                 }
@@ -86,12 +108,13 @@ class MLContainerExtension(ExtensionApp):
         if self.record_environment and self.serverapp is not None:
             self.serverapp.contents_manager.register_pre_save_hook(self._record_environment)
         self._background: list[asyncio.Future[Any]] = []
+        self._drift_task: asyncio.Future[None] | None = None
 
     def initialize_handlers(self) -> None:
         if self.on_a_gateway:  # kernels run on the gateway: so does this API
             self.handlers.extend(forward_handlers)
         else:
-            self.handlers.extend(default_handlers)
+            self.handlers.extend(default_handlers + environment_handlers)
 
     @property
     def on_a_gateway(self) -> bool:
@@ -109,6 +132,8 @@ class MLContainerExtension(ExtensionApp):
                     asyncio.ensure_future(self._quietly(each.reap_orphans(self.log)))
                 )
         self.reclaimer.start()
+        if self.drift_interval > 0:
+            self._drift_task = asyncio.ensure_future(self._watch_drift())
         if self.prepull:
             self._background.append(asyncio.ensure_future(self._quietly(self._prepull(backend))))
         kernel_manager = getattr(serverapp, "kernel_manager", None)
@@ -144,6 +169,11 @@ class MLContainerExtension(ExtensionApp):
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self._drift_task is not None:
+            # Bounded: an engine call in flight must never hold up the server's stop.
+            self._drift_task.cancel()
+            await asyncio.wait([self._drift_task], timeout=1)
+        await self.extends.stop()
         await self.pulls.stop()
         await self.reclaimer.stop()
         await self.pool.stop()
@@ -151,6 +181,21 @@ class MLContainerExtension(ExtensionApp):
         if self.reap_orphans and not self.on_a_gateway:
             for backend in self._backends(self.settings["mlcontainer"]["backend"]):
                 await self._quietly(backend.reap_instance(self.log))
+
+    async def _watch_drift(self) -> None:
+        """Keep each container kernel's drift fresh for the (synchronous) save hook."""
+        while True:
+            await asyncio.sleep(self.drift_interval)
+            if self.serverapp is None:
+                continue
+            kernel_manager = self.serverapp.kernel_manager
+            for kernel_id in list(kernel_manager.list_kernel_ids()):
+                try:
+                    provisioner = kernel_manager.get_kernel(kernel_id).provisioner
+                    if isinstance(provisioner, MLContainerProvisioner):
+                        await provisioner.refresh_drift()
+                except Exception as e:  # the next round tries again
+                    self.log.debug("Kernel %s: drift not looked up: %s", kernel_id, e)
 
     @staticmethod
     def _backends(own: backends.Backend) -> list[backends.Backend]:
@@ -204,8 +249,20 @@ class MLContainerExtension(ExtensionApp):
             if session and (session in candidates or os.path.normpath(session) in candidates):
                 metadata = model["content"].setdefault("metadata", {})
                 record = metadata.setdefault(ks.METADATA_KEY, {})
-                record["environment"] = {
-                    **provisioner.image_details,
-                    "kernel_name": getattr(provisioner.parent, "kernel_name", None),
-                }
+                record["environment"] = environment_record(provisioner)
                 return
+
+
+def environment_record(provisioner: MLContainerProvisioner) -> dict[str, Any]:
+    """What a saved notebook records of its kernel: image, version, and the packages
+    installed into its container that the image lacks (as last looked up)."""
+    details = provisioner.image_details or {}
+    record = {
+        **details,
+        "kernel_name": getattr(provisioner.parent, "kernel_name", None),
+        "version": details.get("version"),
+    }
+    drift: envs.PackageDiff = provisioner.container.drift
+    if drift:
+        record["drift"] = drift.to_json()
+    return record

@@ -17,6 +17,7 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
+from ..core import environments as envs
 from ..core import kernelspec as ks
 from ..core import labels
 from ..core.backend import Backend, ContainerState, families
@@ -35,7 +36,9 @@ from .user import kernel_uids
 AUTH_RESOURCE = "mlcontainer"
 
 
-class _Handler(APIHandler):
+class MLContainerHandler(APIHandler):
+    """Our handlers: the `mlcontainer` resource, our errors answered with their status."""
+
     auth_resource = AUTH_RESOURCE
 
     def _handle_request_exception(self, e: BaseException) -> None:
@@ -71,7 +74,7 @@ class _Handler(APIHandler):
         return body
 
 
-class EngineHandler(_Handler):
+class EngineHandler(MLContainerHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
@@ -104,7 +107,7 @@ class EngineHandler(_Handler):
         )
 
 
-class ImagesHandler(_Handler):
+class ImagesHandler(MLContainerHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
@@ -157,7 +160,7 @@ def _pullable(image: str | None, inspect: dict[str, Any] | None) -> bool:
     return ks.pinned_reference(image, inspect)[1]
 
 
-class PullsHandler(_Handler):
+class PullsHandler(MLContainerHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
@@ -193,16 +196,22 @@ def _summary(
     granted = provisioner.granted_gpus
     spec = provisioner.kernel_spec.to_dict() if provisioner.kernel_spec else {}
     recorded = ks.recorded(spec)
+    drift = provisioner.container.drift
+    kernel_name = getattr(provisioner.parent, "kernel_name", None)
     return {
         "display_name": spec.get("display_name"),
         "probe": recorded.get("probe"),
         "source": recorded.get("source"),
         "kernel_id": kernel_id,
-        "kernel_name": getattr(provisioner.parent, "kernel_name", None),
+        "kernel_name": kernel_name,
         "container_id": provisioner.container_id,
         "container_name": provisioner.container_name,
         "image": provisioner.image,
         "image_details": provisioner.image_details,
+        "version": (provisioner.image_details or {}).get("version"),
+        # pip-installed into the container, not in its image (as last looked up).
+        "drift": drift.to_json(),
+        "drift_message": envs.describe_drift(drift, kernel_name or "KERNEL") if drift else None,
         "network": provisioner.network,
         "gpus_requested": provisioner.gpus,
         "gpus_granted": granted.describe() if granted is not None else None,
@@ -226,7 +235,7 @@ def _container_kernels(handler: APIHandler) -> dict[str, MLContainerProvisioner]
     return out
 
 
-class KernelsHandler(_Handler):
+class KernelsHandler(MLContainerHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
@@ -257,7 +266,7 @@ class KernelsHandler(_Handler):
         self.finish({"kernels": out})
 
 
-class GpusHandler(_Handler):
+class GpusHandler(MLContainerHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
@@ -271,7 +280,7 @@ class GpusHandler(_Handler):
         self.finish(table)
 
 
-class KernelHandler(_Handler):
+class KernelHandler(MLContainerHandler):
     #: The last CPU sample of each container: (monotonic time, total CPU nanoseconds).
     _previous_cpu: dict[str, tuple[float, float]] = {}
 
@@ -290,6 +299,10 @@ class KernelHandler(_Handler):
             raise web.HTTPError(400, "tail must be a number of lines: 0 or more")
         provisioner = _container_kernel(self, kernel_id)
         self._prune_cpu_samples()
+        try:
+            await provisioner.refresh_drift()
+        except MLContainerError as e:  # the last one looked up stands
+            self.log.debug("Kernel %s: drift not looked up: %s", kernel_id, e)
         out = _summary(kernel_id, provisioner, self.reclaimer)
         container_id = provisioner.container_id
         backend = provisioner.backend
@@ -334,7 +347,7 @@ class KernelHandler(_Handler):
         }
 
 
-class KernelspecsHandler(_Handler):
+class KernelspecsHandler(MLContainerHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
@@ -415,7 +428,7 @@ class KernelspecsHandler(_Handler):
 _KERNEL_ID = r"(?P<kernel_id>[\w-]+)"
 
 
-class VolumesHandler(_Handler):
+class VolumesHandler(MLContainerHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
@@ -450,7 +463,7 @@ class VolumesHandler(_Handler):
         )
 
 
-class PoolHandler(_Handler):
+class PoolHandler(MLContainerHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
