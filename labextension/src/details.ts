@@ -1,10 +1,13 @@
 /** The kernel details dialog: image, digest, what is inside, container, GPUs, resources. */
 import { Dialog, showDialog } from '@jupyterlab/apputils';
+import { Event } from '@jupyterlab/services';
 import { Widget } from '@lumino/widgets';
 
 import { el } from './dom';
+import { addPackages } from './extenddialog';
 import { detailRows } from './format';
 import type { IKernelContainer } from './request';
+import { showVersions } from './versionsdialog';
 
 /** A table of one kernel's container. */
 export class KernelDetails extends Widget {
@@ -22,10 +25,33 @@ export class KernelDetails extends Widget {
   }
 }
 
-export async function showKernelDetails(info: IKernelContainer): Promise<void> {
-  await showDialog({
+/** The details, with "Add packages…" and "Versions…" for a kernel of a kernelspec. */
+export async function showKernelDetails(
+  info: IKernelContainer,
+  events?: Event.IManager
+): Promise<void> {
+  const kernelName = info.kernel_name;
+  const actions =
+    kernelName && events
+      ? [
+          Dialog.createButton({
+            label: 'Add packages…',
+            displayType: 'default'
+          }),
+          Dialog.createButton({ label: 'Versions…', displayType: 'default' })
+        ]
+      : [];
+  const answer = await showDialog({
     title: 'Container kernel',
     body: new KernelDetails(info),
-    buttons: [Dialog.okButton({ label: 'Close' })]
+    buttons: [...actions, Dialog.okButton({ label: 'Close' })]
   });
+  if (!kernelName || !events) {
+    return;
+  }
+  if (answer.button.label === 'Add packages…') {
+    await addPackages(kernelName, events);
+  } else if (answer.button.label === 'Versions…') {
+    await showVersions(kernelName);
+  }
 }

@@ -148,6 +148,12 @@ export function detailRows(info: IKernelContainer): [string, string][] {
     ],
     ['CPU', formatPercent(resources?.cpu_percent)]
   ];
+  if (info.version !== undefined && info.version !== null) {
+    rows.push(['Version', `${info.version}`]);
+  }
+  if (info.drift_message) {
+    rows.push(['Drift', info.drift_message]);
+  }
   if (info.last_exit) {
     rows.push(['Last death', info.last_exit.reason]);
   }

@@ -10,12 +10,13 @@ import { IStatusBar } from '@jupyterlab/statusbar';
 
 import { COMMAND_NEW, newContainerKernel } from './newkernel';
 import { ContainersPanel } from './sidebar';
+import { watchRecordedEnvironments } from './recordednotice';
 import { ContainerStatus } from './statusbar';
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-mlcontainer:plugin',
   description:
-    'See and drive container kernels: image, GPUs, resources, pulls.',
+    'See and drive container kernels: image, GPUs, resources, pulls, environment versions.',
   autoStart: true,
   requires: [INotebookTracker],
   optional: [IStatusBar, ILabShell, ICommandPalette],
@@ -28,12 +29,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
   ) => {
     if (statusBar) {
       statusBar.registerStatusItem('jupyter-mlcontainer:status', {
-        item: new ContainerStatus(tracker, app.serviceManager.kernelspecs),
+        item: new ContainerStatus(
+          tracker,
+          app.serviceManager.kernelspecs,
+          app.serviceManager.events
+        ),
         align: 'left',
         rank: 4,
         isActive: () => true
       });
     }
+    watchRecordedEnvironments(tracker, app.serviceManager.kernelspecs);
     const panel = new ContainersPanel(app);
     if (labShell) {
       labShell.add(panel, 'left', { rank: 300 });

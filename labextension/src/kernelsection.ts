@@ -5,9 +5,15 @@
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { Dialog, showDialog } from '@jupyterlab/apputils';
-import { listIcon, stopIcon } from '@jupyterlab/ui-components';
+import {
+  addIcon,
+  historyIcon,
+  listIcon,
+  stopIcon
+} from '@jupyterlab/ui-components';
 
 import { containerIcon, el, errorText, iconButton, message } from './dom';
+import { addPackages } from './extenddialog';
 import {
   ISessionRef,
   kernelDetail,
@@ -17,6 +23,7 @@ import {
 import { showError } from './message';
 import { getKernel, IKernelContainer } from './request';
 import { Result, Section } from './section';
+import { showVersions } from './versionsdialog';
 
 export class KernelSection extends Section {
   constructor(
@@ -145,6 +152,31 @@ export class KernelSection extends Section {
       () => void this.stop(kernel, label, stopButton)
     );
     row.appendChild(logButton);
+    const kernelName = kernel.kernel_name;
+    if (kernelName) {
+      row.appendChild(
+        iconButton(
+          addIcon,
+          'Add packages…',
+          'jp-mlcontainer-add-packages',
+          () => {
+            void addPackages(kernelName, this.app.serviceManager.events).then(
+              () => this.onChange()
+            );
+          }
+        )
+      );
+      row.appendChild(
+        iconButton(
+          historyIcon,
+          'Versions…',
+          'jp-mlcontainer-versions-button',
+          () => {
+            void showVersions(kernelName);
+          }
+        )
+      );
+    }
     row.appendChild(stopButton);
     card.appendChild(row);
     card.appendChild(pre);

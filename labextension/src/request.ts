@@ -6,6 +6,7 @@ import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
 import type { IAddRequest } from './addrequest';
+import type { IExtendState, IVersion, IVersions } from './environments';
 
 /** A failed call: `status` is the HTTP status, 0 when the server could not be reached. */
 export class ApiError extends Error {
@@ -142,6 +143,15 @@ export interface IKernelContainer {
     cpu_percent: number | null;
   };
   log_tail?: string;
+  /** The kernelspec version the kernel runs (null: not one of its versions). */
+  version?: number | null;
+  /** pip-installed into the container, not in its image (as last looked up). */
+  drift?: {
+    added: Record<string, string>;
+    removed: Record<string, string>;
+    changed: Record<string, [string, string]>;
+  };
+  drift_message?: string | null;
   /** How the last container died; null after a stop or restart that Jupyter asked for. */
   last_exit: { exit_code: number; reason: string; message: string } | null;
 }
@@ -247,4 +257,52 @@ export interface IPool {
 
 export function getPool(): Promise<IPool> {
   return requestAPI<IPool>('pool');
+}
+
+/** A kernelspec's environment versions and the current one's number. */
+export function getVersions(kernelName: string): Promise<IVersions> {
+  return requestAPI<IVersions>(
+    `kernelspecs/${encodeURIComponent(kernelName)}/versions`
+  );
+}
+
+/** Start adding packages to a kernelspec's environment: its progress comes as events. */
+export function startExtend(
+  kernelName: string,
+  body: { pip: string[]; apt: string[] }
+): Promise<IExtendState> {
+  return requestAPI<IExtendState>(
+    `kernelspecs/${encodeURIComponent(kernelName)}/extend`,
+    { method: 'POST', body: JSON.stringify(body) }
+  );
+}
+
+/** The last extend of a kernelspec (404 when none since the server started). */
+export function getExtend(kernelName: string): Promise<IExtendState> {
+  return requestAPI<IExtendState>(
+    `kernelspecs/${encodeURIComponent(kernelName)}/extend`
+  );
+}
+
+/** Make version `number` of a kernelspec's environment current again. */
+export function rollbackTo(
+  kernelName: string,
+  number: number
+): Promise<{ current: number; version: IVersion }> {
+  return requestAPI(`kernelspecs/${encodeURIComponent(kernelName)}/rollback`, {
+    method: 'POST',
+    body: JSON.stringify({ version: number })
+  });
+}
+
+/** The notebook's next kernel of `kernelName` starts with `image`, as recorded. */
+export function runAsRecorded(
+  path: string,
+  kernelName: string,
+  image: string
+): Promise<IVersion> {
+  return requestAPI<IVersion>('as-recorded', {
+    method: 'POST',
+    body: JSON.stringify({ path, kernel_name: kernelName, image })
+  });
 }

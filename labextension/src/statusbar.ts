@@ -2,7 +2,7 @@
 import { ISessionContext } from '@jupyterlab/apputils';
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { Notification } from '@jupyterlab/apputils';
-import { Kernel, KernelSpec } from '@jupyterlab/services';
+import { Event, Kernel, KernelSpec } from '@jupyterlab/services';
 import { Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
@@ -28,7 +28,8 @@ export function isContainerKernelSpec(
 export class ContainerStatus extends Widget {
   constructor(
     private readonly tracker: INotebookTracker,
-    private readonly specs: KernelSpec.IManager
+    private readonly specs: KernelSpec.IManager,
+    private readonly events?: Event.IManager
   ) {
     super();
     this.addClass('jp-mlcontainer-status');
@@ -174,7 +175,7 @@ export class ContainerStatus extends Widget {
   private async showDetails(): Promise<void> {
     await this.refresh();
     if (this.info && !this.error) {
-      await showKernelDetails(this.info);
+      await showKernelDetails(this.info, this.events);
     }
   }
 

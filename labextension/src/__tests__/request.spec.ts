@@ -16,8 +16,12 @@ import {
   addKernelspec,
   ApiError,
   getKernel,
+  getVersions,
   listKernels,
   requestAPI,
+  rollbackTo,
+  runAsRecorded,
+  startExtend,
   startPull
 } from '../request';
 
@@ -101,5 +105,37 @@ describe('API calls', () => {
     expect(pull[1]).toEqual({ method: 'POST', body: '{"image":"x"}' });
     expect(add[0]).toBe('http://lab/base/mlcontainer/kernelspecs');
     expect(JSON.parse(add[1].body)).toEqual({ image: 'x', gpus: 'none' });
+  });
+});
+
+describe('environment calls', () => {
+  it('send the bodies the server expects', async () => {
+    answer(200, '{"name": "k", "current": 1, "versions": []}');
+    await getVersions('py 3');
+    answer(202, '{"id": "e"}');
+    await startExtend('k', { pip: ['tqdm==4.66.5'], apt: [] });
+    answer(200, '{"current": 1}');
+    await rollbackTo('k', 1);
+    answer(200, '{"number": 1}');
+    await runAsRecorded('dir/a.ipynb', 'k', 'sha256:aaa');
+    const [versions, extend, rollback, recorded] = makeRequest.mock.calls;
+    expect(versions[0]).toBe(
+      'http://lab/base/mlcontainer/kernelspecs/py%203/versions'
+    );
+    expect(extend[0]).toBe('http://lab/base/mlcontainer/kernelspecs/k/extend');
+    expect(JSON.parse(extend[1].body)).toEqual({
+      pip: ['tqdm==4.66.5'],
+      apt: []
+    });
+    expect(rollback[1]).toEqual({
+      method: 'POST',
+      body: '{"version":1}'
+    });
+    expect(recorded[0]).toBe('http://lab/base/mlcontainer/as-recorded');
+    expect(JSON.parse(recorded[1].body)).toEqual({
+      path: 'dir/a.ipynb',
+      kernel_name: 'k',
+      image: 'sha256:aaa'
+    });
   });
 });
