@@ -5,10 +5,12 @@ and "Run as recorded"."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 from tornado.escape import json_decode
 from tornado.httpclient import HTTPClientError
@@ -47,14 +49,15 @@ def jp_server_config(notebook_dir: Path, wheelhouse: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def derived_images(docker_api: Any) -> Any:
-    """Remove the images extends made during the test (labelled with their extend key)."""
-    label = {"label": envs.EXTEND_KEY}
-    before = {image["Id"] for image in docker_api.images(filters=label)}
+def derived_images(docker_api: Any, jp_kernel_dir: Path) -> Any:
+    """Remove the images this test's extends made: its kernelspecs' versions after the first
+    (only those: other sessions may be extending on the same engine)."""
     yield
-    for image in docker_api.images(filters=label):
-        if image["Id"] not in before:
-            docker_api.remove_image(image["Id"], force=True)
+    for kernel_json in Path(jp_kernel_dir).glob("*/kernel.json"):
+        for version in envs.history(json.loads(kernel_json.read_text())):
+            if version.parent is not None and version.image_id:
+                with contextlib.suppress(docker.errors.NotFound):
+                    docker_api.remove_image(version.image_id, force=True)
 
 
 async def get(jp_fetch: Any, *parts: str, **kwargs: Any) -> Any:
