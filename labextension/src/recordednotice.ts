@@ -8,9 +8,13 @@ import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { KernelSpec } from '@jupyterlab/services';
 
 import { errorText } from './dom';
-import { IRecordedEnvironment, recordedDiffers } from './environments';
+import {
+  IRecordedEnvironment,
+  IVersions,
+  recordedDiffers
+} from './environments';
 import { showError } from './message';
-import { getVersions, runAsRecorded } from './request';
+import { ApiError, getVersions, runAsRecorded } from './request';
 import { isContainerKernelSpec } from './statusbar';
 
 const METADATA_KEY = 'jupyter_mlcontainer';
@@ -21,7 +25,12 @@ export function watchRecordedEnvironments(
   specs: KernelSpec.IManager
 ): void {
   tracker.widgetAdded.connect((_, panel) => {
-    void check(panel, specs);
+    check(panel, specs).catch(error =>
+      console.warn(
+        'jupyter-mlcontainer: recorded environment not checked',
+        error
+      )
+    );
   });
 }
 
@@ -42,12 +51,9 @@ async function check(
   }
   let differs;
   try {
-    differs = recordedDiffers(
-      record,
-      kernelName,
-      await getVersions(kernelName)
-    );
-  } catch {
+    differs = recordedDiffers(record, kernelName, await versionsOf(kernelName));
+  } catch (error) {
+    console.debug('jupyter-mlcontainer: no versions of', kernelName, error);
     return; // not a kernelspec with versions: nothing to compare with
   }
   if (!differs) {
@@ -73,6 +79,27 @@ async function check(
       }
     ]
   });
+}
+
+/**
+ * The kernelspec's versions, asked again when the server could not be reached: a kernel's
+ * container starting (a new network interface) can make the browser drop requests under way.
+ */
+async function versionsOf(kernelName: string, tries = 4): Promise<IVersions> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await getVersions(kernelName);
+    } catch (error) {
+      if (
+        !(error instanceof ApiError) ||
+        error.status !== 0 ||
+        attempt >= tries
+      ) {
+        throw error;
+      }
+      await new Promise(resolve => setTimeout(resolve, 1000 * attempt));
+    }
+  }
 }
 
 /** The notebook's next kernel runs the recorded image: start it now. */
