@@ -45,6 +45,8 @@ def jp_server_config(notebook_dir: Path, wheelhouse: Path) -> dict[str, Any]:
             "extend_wheelhouse": str(wheelhouse),
             "drift_interval": 1,
         },
+        # No ready kernels of a current version still running when the test removes its image.
+        "MLContainerPool": {"size": 0},
     }
 
 
