@@ -24,6 +24,26 @@ command -v docker-registry >/dev/null 2>&1 || apt_install docker-registry
 [ -d node_modules/@playwright/test ] || step "installing Playwright" npm npm install --no-audit --no-fund
 
 export JUPYTER_DATA_DIR="$WORK/data" JUPYTER_CONFIG_DIR="$WORK/config" JUPYTER_RUNTIME_DIR="$WORK/runtime"
+# This checkout's code, whichever checkout the venv was installed from (a git worktree shares
+# the main one's venv): its Python package first on the path, and its built lab extension on
+# JUPYTER_PATH, which comes before the venv's own share/jupyter (the data dir does not).
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+if [ ! -f "$ROOT/jupyter_mlcontainer/labextension/package.json" ]; then
+  echo "No built lab extension in $ROOT/jupyter_mlcontainer/labextension: run jlpm build:prod in labextension/" >&2
+  exit 1
+fi
+mkdir -p "$WORK/path/labextensions"
+ln -s "$ROOT/jupyter_mlcontainer/labextension" "$WORK/path/labextensions/jupyter-mlcontainer"
+export JUPYTER_PATH="$WORK/path${JUPYTER_PATH:+:$JUPYTER_PATH}"
+served=$("$VENV/bin/python" -c "import jupyter_mlcontainer, pathlib; print(pathlib.Path(jupyter_mlcontainer.__file__).parent.parent)")
+[ "$served" = "$ROOT" ] || { echo "The venv's Python imports jupyter_mlcontainer from $served, not $ROOT" >&2; exit 1; }
+"$VENV/bin/jupyter-labextension" list >"$WORK/logs/labextensions.log" 2>&1
+grep -q "$WORK/path/labextensions" "$WORK/logs/labextensions.log" || {
+  echo "JupyterLab would not serve this checkout's lab extension; see $WORK/logs/labextensions.log" >&2; exit 1; }
+# The wheelhouse "Add packages…" installs from (MLContainerExtension.extend_wheelhouse).
+export MLC_UI_WHEELHOUSE="$WORK/wheelhouse"
+"$VENV/bin/python" -c "import sys; from pathlib import Path; from tests.wheels import make_wheel
+make_wheel(Path(sys.argv[1]), 'mlc-ui-demo', '1.0')" "$MLC_UI_WHEELHOUSE"
 
 # Everything started here is stopped by its PID; the pulled test image goes with it. A process
 # that does not stop within STOP_TIMEOUT seconds of SIGTERM is killed, and the run fails: a
@@ -47,6 +67,13 @@ cleanup() {
     wait "$pid" 2>/dev/null || true
   done
   docker rmi "$MLC_UI_PULL_IMAGE" >>"$WORK/logs/cleanup.log" 2>&1 || true
+  # The images "Add packages…" made: the versions of ui-env after its first.
+  local derived
+  derived=$("$VENV/bin/python" -c "import json, sys
+spec = json.load(open(sys.argv[1]))
+for v in spec['metadata']['jupyter_mlcontainer'].get('history', []):
+    if v.get('parent') is not None: print(v['image_id'])" "$JUPYTER_DATA_DIR/kernels/ui-env/kernel.json" 2>/dev/null || true)
+  [ -z "$derived" ] || docker rmi -f $derived >>"$WORK/logs/cleanup.log" 2>&1 || true
   local left tries=0
   while :; do  # removals the engine has under way may take a moment
     left=$(docker ps -aq --filter "label=org.jupyter-mlcontainer.server-pid=${lab_pid:-none}")
@@ -101,12 +128,16 @@ step "adding the ui-python kernelspec" add "$VENV/bin/jupyter-mlcontainer" add m
 step "adding the default kernelspec" add-default "$VENV/bin/jupyter-mlcontainer" add \
   mlcontainer/python:3.11 --name mlc-python-3.11
 cp "$ROOT/examples/welcome.ipynb" "$WORK/notebooks/"
+# The kernel whose environment the environments spec extends (its own: the others stay as added).
+step "adding the ui-env kernelspec" add-env "$VENV/bin/jupyter-mlcontainer" add mlcontainer/python:3.11 \
+  --name ui-env --display-name "Container Python (environments)" --gpus none
 kernelspec ui-pull "Pulled on demand (container)" "{\"image\": \"$MLC_UI_PULL_IMAGE\", \"gpus\": \"none\"}"
 # This engine has no NVIDIA runtime: starting it fails with the GPU error and its advice.
 kernelspec ui-gpu "GPU kernel (UI test)" '{"image": "mlcontainer/python:3.11", "gpus": "all"}'
 
 "$VENV/bin/jupyter-lab" --no-browser --port "$PORT" --ip 127.0.0.1 --ServerApp.token=ui-test \
   --ServerApp.root_dir="$WORK/notebooks" --allow-root --MLContainerPolicy.allow_root=True \
+  --MLContainerExtension.extend_wheelhouse="$MLC_UI_WHEELHOUSE" \
   --LabApp.news_url=None \
   --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate >"$WORK/lab.log" 2>&1 &
 lab_pid=$!
