@@ -14,7 +14,12 @@ import {
   recordedDiffers
 } from './environments';
 import { showError } from './message';
-import { ApiError, getVersions, runAsRecorded } from './request';
+import {
+  ApiError,
+  forgetAsRecorded,
+  getVersions,
+  runAsRecorded
+} from './request';
 import { isContainerKernelSpec } from './statusbar';
 
 const METADATA_KEY = 'jupyter_mlcontainer';
@@ -75,7 +80,15 @@ async function check(
       {
         label: 'Use the current version',
         caption: `Keep version ${differs.current}`,
-        callback: () => undefined
+        callback: () => {
+          // A kernel chosen to run as recorded before: the next one runs the current version.
+          forgetAsRecorded(panel.context.path, kernelName).catch(error =>
+            console.debug(
+              'jupyter-mlcontainer: as-recorded not forgotten',
+              error
+            )
+          );
+        }
       }
     ]
   });

@@ -306,3 +306,12 @@ export function runAsRecorded(
     body: JSON.stringify({ path, kernel_name: kernelName, image })
   });
 }
+
+/** The notebook's next kernels of `kernelName` start with its current version again. */
+export async function forgetAsRecorded(
+  path: string,
+  kernelName: string
+): Promise<void> {
+  const query = new URLSearchParams({ path, kernel_name: kernelName });
+  await requestAPI(`as-recorded?${query.toString()}`, { method: 'DELETE' });
+}

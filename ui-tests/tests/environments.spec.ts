@@ -9,6 +9,18 @@ const TOKEN = process.env.MLC_UI_TOKEN ?? 'ui-test';
 const SHOTS = process.env.MLC_UI_SCREENSHOTS ?? 'screenshots';
 const KERNEL = 'ui-env';
 const headers = { Authorization: `token ${TOKEN}` };
+/** A workspace of its own: the other specs find JupyterLab's default one as they left it. */
+const LAB = '/lab/workspaces/environments';
+const NOTEBOOKS = ['env.ipynb', 'recorded.ipynb'];
+
+test.afterAll(async ({ request }) => {
+  // Its kernels go, so that the other specs see only their own.
+  const sessions = await (await request.get('/api/sessions', { headers })).json();
+  for (const session of sessions.filter((s: any) => NOTEBOOKS.includes(s.path))) {
+    await request.delete(`/api/sessions/${session.id}`, { headers });
+  }
+  await request.delete('/lab/api/workspaces/environments', { headers });
+});
 
 /** The dismissable "get notified about news?" toast, which would cover screenshots. */
 async function dismissNews(page: Page): Promise<void> {
@@ -45,7 +57,7 @@ async function versions(page: Page): Promise<any> {
 
 test('Add packages… builds a new version, shown with its build and in the versions list', async ({ page }) => {
   await page.request.put('/api/contents/env.ipynb', { headers, data: notebook({}) });
-  await page.goto(`/lab/tree/env.ipynb?token=${TOKEN}`);
+  await page.goto(`${LAB}/tree/env.ipynb?token=${TOKEN}`);
   await dismissNews(page);
   const status = page.locator('.jp-mlcontainer-status');
   await expect(status).toContainText('mlcontainer/python:3.11');
@@ -89,7 +101,7 @@ test('a notebook recorded with another version says so, and runs as recorded', a
     headers,
     data: notebook({ jupyter_mlcontainer: { environment } })
   });
-  await page.goto(`/lab/tree/recorded.ipynb?token=${TOKEN}`);
+  await page.goto(`${LAB}/tree/recorded.ipynb?token=${TOKEN}`);
   await dismissNews(page);
   const notice = page.getByText(
     `This notebook was last run with version 1 of ${KERNEL}; the kernel is now at version 2.`

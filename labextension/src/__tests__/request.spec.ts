@@ -22,7 +22,8 @@ import {
   rollbackTo,
   runAsRecorded,
   startExtend,
-  startPull
+  startPull,
+  forgetAsRecorded
 } from '../request';
 
 function answer(status: number, body: string, statusText = ''): void {
@@ -137,5 +138,17 @@ describe('environment calls', () => {
       kernel_name: 'k',
       image: 'sha256:aaa'
     });
+  });
+});
+
+describe('forgetAsRecorded', () => {
+  it('names the notebook and kernel in the query', async () => {
+    answer(200, ''); // the server answers 204, which a test Response cannot carry
+    await forgetAsRecorded('dir/a b.ipynb', 'k');
+    const [[url, init]] = makeRequest.mock.calls;
+    expect(url).toBe(
+      'http://lab/base/mlcontainer/as-recorded?path=dir%2Fa+b.ipynb&kernel_name=k'
+    );
+    expect(init).toEqual({ method: 'DELETE' });
   });
 });
