@@ -252,3 +252,34 @@ async def test_packages_a_kernel_installs_into_itself_are_recorded_and_not_kept(
     assert _record(notebook_dir / "out.ipynb")["drift"]["added"] == {"mlc-demo": "1.1.0"}
     assert "not in its image: + mlc-demo==1.1.0" in ran.stderr
     assert f"extend {name} --pip mlc-demo==1.1.0" in ran.stderr
+
+
+def test_doctor_shows_home_volumes_that_carry_packages(jp_environ, docker_api):
+    """pip --user packages in a HOME volume (which kernels do not import) are shown."""
+    volume = "mlc-home-4398-mlcontainer-python"
+    docker_api.create_volume(
+        volume,
+        labels={
+            "org.jupyter-mlcontainer.managed": "true",
+            "org.jupyter-mlcontainer.purpose": "home",
+            "org.jupyter-mlcontainer.home-uid": "4398",
+            "org.jupyter-mlcontainer.home-image": IMAGE,
+        },
+    )
+    site = "/h/.local/lib/python3.11/site-packages"
+    writer = docker_api.create_container(
+        IMAGE,
+        ["sh", "-c", f"mkdir -p {site}/mlc_demo-1.1.0.dist-info {site}/mlc_demo"],
+        user="0",
+        host_config=docker_api.create_host_config(binds=[f"{volume}:/h"]),
+    )
+    try:
+        docker_api.start(writer)
+        assert docker_api.wait(writer)["StatusCode"] == 0
+        doctor = cli("doctor")
+        (row,) = [line for line in doctor.stdout.splitlines() if line.startswith(volume)]
+        assert "packages" in row.split() and "mlc_demo==1.1.0" in row
+        assert "jupyter mlcontainer extend KERNEL --pip mlc_demo==1.1.0" in row
+    finally:
+        docker_api.remove_container(writer, force=True)
+        docker_api.remove_volume(volume)

@@ -214,6 +214,8 @@ class RunApp(Command):
     ) -> dict[str, Any]:
         """Execute, then write the output notebook whatever happened (atomically)."""
         record: dict[str, Any] = {"started": _utc_now(), "notebook": str(path)}
+        if self.recorded_image:
+            record["as_recorded"] = True
         try:
             await self.execute(nb, workdir, record)
         except asyncio.CancelledError:  # Ctrl-C (see execute)
@@ -283,8 +285,6 @@ class RunApp(Command):
         with tempfile.TemporaryDirectory() as tmp, _reported_once(self.log):
             km, spec = self._kernel_manager(tmp)
             config = ks.provisioner_config(spec)
-            if self.recorded_image:
-                record["as_recorded"] = True
             record["kernel"] = self.kernel or None
             record["image"] = config.get("image")
             record["gpus_requested"] = config.get("gpus", "auto")

@@ -330,6 +330,10 @@ class Backend(Protocol):
 
     async def project_volumes(self, sizes: bool = False) -> list[ProjectVolume]: ...
 
+    async def home_packages(self, volume: ProjectVolume) -> list[str]:
+        """``name==version`` of the packages pip installed into a HOME volume's ``~/.local``
+        (kernels do not import them: PYTHONNOUSERSITE)."""
+
     async def prune_volumes(
         self, needed_images: Iterable[str], everything: bool = False, dry_run: bool = False
     ) -> tuple[list[str], list[str]]:

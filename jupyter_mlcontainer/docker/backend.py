@@ -276,6 +276,9 @@ class DockerBackend:
     async def project_volumes(self, sizes: bool = False) -> list[ProjectVolume]:
         return await volumes.project_volumes(self.engine, sizes=sizes)
 
+    async def home_packages(self, volume: ProjectVolume) -> list[str]:
+        return await volumes.home_packages(self.engine, volume)
+
     async def prune_volumes(
         self, needed_images: Iterable[str], everything: bool = False, dry_run: bool = False
     ) -> tuple[list[str], list[str]]:

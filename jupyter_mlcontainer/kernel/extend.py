@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+
 from ..core import environments as envs
 from ..core import kernelspec as ks
 from ..core.backend import Backend
@@ -71,7 +73,11 @@ class ExtendRequest:
             msg = "Nothing to add: give packages with --pip, -r FILE or --apt."
             raise ConfigurationError(msg)
         for line in self.requirements:
-            if line.strip().startswith("-") or envs.requirement_name(line) is None:
+            try:
+                url = Requirement(line.strip()).url
+            except InvalidRequirement:
+                url = "invalid"
+            if url:
                 msg = (
                     f"{line!r} is not a package requirement: give index packages as "
                     "'name', 'name==version' or 'name>=version' (no options, paths or URLs)."
