@@ -37,7 +37,7 @@ class Server:
         self.runtime, self.log = runtime, log
         with open(log, "w") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "jupyter_server", f"--port={self.port}", "--ip=127.0.0.1",
+                [sys.executable, "-X", "faulthandler", "-m", "jupyter_server", f"--port={self.port}", "--ip=127.0.0.1",
                  f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}",
                  "--allow-root", "--no-browser", *options],
                 env={**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime)},
@@ -74,10 +74,25 @@ class Server:
     def text(self) -> str:
         return self.log.read_text()
 
-    def stop(self, sig: int = signal.SIGTERM) -> float:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> float:
+        """Send ``sig`` and wait for the server to exit; the seconds it took. A server still
+        there after ``timeout`` seconds is sent SIGABRT, so that faulthandler writes every
+        thread's stack into its log, and the test fails with the log's end."""
         started = time.monotonic()
         self.process.send_signal(sig)
-        self.process.wait(timeout=30)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            pytest.fail(
+                f"the server did not stop within {timeout:.0f} s of signal {sig}; its log "
+                f"(with every thread's stack, from SIGABRT):\n{self.text()[-6000:]}"
+            )
         return time.monotonic() - started
 
     def close(self) -> None:
