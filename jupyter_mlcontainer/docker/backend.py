@@ -238,6 +238,9 @@ class DockerBackend:
     async def drain(self) -> None:
         await self.engine.drain()
 
+    async def settle(self, timeout: float) -> list[tuple[str, float]]:
+        return await self.engine.settle(timeout)
+
     async def logs(self, container_id: str, tail: int = 20) -> str:
         return await containers.logs(self.engine, container_id, tail=tail)
 
