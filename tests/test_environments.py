@@ -19,7 +19,7 @@ import pytest
 
 from jupyter_mlcontainer.core import environments as envs
 
-from .conftest import IMAGE, TEST_UID, execute, push, running_kernel
+from .conftest import BARE_IMAGE, IMAGE, TEST_UID, execute, push, running_kernel
 from .wheels import make_wheel
 
 pytestmark = pytest.mark.engine
@@ -283,3 +283,15 @@ def test_doctor_shows_home_volumes_that_carry_packages(jp_environ, docker_api):
     finally:
         docker_api.remove_container(writer, force=True)
         docker_api.remove_volume(volume)
+
+
+def test_an_image_without_pip_is_refused_clearly_and_nothing_changes(
+    jp_environ, jp_data_dir, docker_api, wheelhouse, derived_images
+):
+    assert cli("add", BARE_IMAGE, "--name", "bare", "--gpus", "none").returncode == 0
+    before = (Path(jp_data_dir) / "kernels" / "bare" / "kernel.json").read_bytes()
+    made = cli("extend", "bare", "--pip", "mlc-demo==1.0.0", "--wheelhouse", str(wheelhouse))
+    assert made.returncode == 1
+    assert "has no pip" in made.stderr and "nothing was changed" in made.stderr
+    assert (Path(jp_data_dir) / "kernels" / "bare" / "kernel.json").read_bytes() == before
+    assert derived_images() == []

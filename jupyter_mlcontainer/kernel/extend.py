@@ -352,6 +352,12 @@ def _download_failed(lock: str, output: str) -> ExtendError:
 
 
 def _build_failed(lock: str, apt: Sequence[str], output: str) -> ExtendError:
+    if "No module named pip" in output:
+        msg = (
+            "The image's Python has no pip, which extend installs with (nothing was changed): "
+            "use an image whose Python has pip (python -m ensurepip in its Dockerfile)."
+        )
+        return ExtendError(msg)
     named = _failing(lock, apt, output)
     lines = "\n".join(output.strip().splitlines()[-12:])
     msg = (
