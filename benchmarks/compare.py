@@ -51,7 +51,9 @@ def run(side: str, tree: Path, script: str, args: list[str], out: Path) -> dict[
     command = [sys.executable, str(ROOT / "benchmarks" / script), *args, "--json", str(out)]
     print(f"==> {side}: {script} {' '.join(args)}", flush=True)
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+    # From the revision's own tree: `python -m jupyter_server` puts its working directory
+    # ahead of PYTHONPATH, so run from this checkout it would import this checkout's code.
+    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, cwd=tree)
     return json.loads(out.read_text())  # type: ignore[no-any-return]
 
 

@@ -4,6 +4,7 @@ crashes, a second server, fuzzed HTTP requests)."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import signal
@@ -32,25 +33,38 @@ class Server:
     """`jupyter server` as a subprocess with its own runtime dir and log."""
 
     def __init__(self, root: Path, runtime: Path, log: Path, *options: str):
+        self.runtime, self.log = runtime, log
+        # A port found free can be taken before the server binds it (a kernel's socket):
+        # the server then exits (no port retries, so it never answers on another one), and
+        # it is started again on a new port.
+        for _ in range(3):
+            if self._started(root, options):
+                return
+        pytest.fail(f"the server did not answer:\n{self.text()[-3000:]}")
+
+    def _started(self, root: Path, options: tuple[str, ...]) -> bool:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.runtime, self.log = runtime, log
-        with open(log, "w") as out:
+        with open(self.log, "w") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "jupyter_server", f"--port={self.port}", "--ip=127.0.0.1",
+                [sys.executable, "-X", "faulthandler", "-m", "jupyter_server", f"--port={self.port}",
+                 "--ServerApp.port_retries=0", "--ip=127.0.0.1",
                  f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}",
                  "--allow-root", "--no-browser", *options],
-                env={**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime)},
+                env={**os.environ, "JUPYTER_RUNTIME_DIR": str(self.runtime)},
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
         for _ in range(120):
             try:
                 self.call("GET", "/api/status")
-                return
-            except OSError:
+                return True
+            except (OSError, http.client.HTTPException):  # not up yet
+                if self.process.poll() is not None:
+                    return False  # its port was taken meanwhile
                 time.sleep(0.25)
-        pytest.fail(f"the server did not answer:\n{self.text()[-3000:]}")
+        self.close()  # the test never gets this server to close: not left running
+        return False
 
     def call(self, method: str, path: str, body: dict | None = None) -> dict:
         request = urllib.request.Request(
@@ -74,10 +88,25 @@ class Server:
     def text(self) -> str:
         return self.log.read_text()
 
-    def stop(self, sig: int = signal.SIGTERM) -> float:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> float:
+        """Send ``sig`` and wait for the server to exit; the seconds it took. A server still
+        there after ``timeout`` seconds is sent SIGABRT, so that faulthandler writes every
+        thread's stack into its log, and the test fails with the log's end."""
         started = time.monotonic()
         self.process.send_signal(sig)
-        self.process.wait(timeout=30)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            pytest.fail(
+                f"the server did not stop within {timeout:.0f} s of signal {sig}; its log "
+                f"(with every thread's stack, from SIGABRT):\n{self.text()[-6000:]}"
+            )
         return time.monotonic() - started
 
     def close(self) -> None:

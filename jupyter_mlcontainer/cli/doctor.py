@@ -187,6 +187,14 @@ class DoctorApp(Command):
             )
             status = "ok" if volume.needed(wanted) else "unused"
             hint = "" if status == "ok" else "; `jupyter mlcontainer prune` removes it"
+            packages = await backend.home_packages(volume) if volume.kind == "home" else []
+            if packages:
+                status = "packages"
+                hint += (
+                    f"; it carries pip --user packages ({', '.join(packages)}) that kernels do "
+                    "not import: add them to the kernel's environment with `jupyter mlcontainer "
+                    f"extend KERNEL --pip {packages[0]}`"
+                )
             report(volume.name, status, f"{what}, {size}{hint}")
 
     async def _check_spec(self, backend: Backend, spec: InstalledSpec) -> tuple[str, str]:

@@ -181,9 +181,11 @@ def environment_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     jupyter_mlcontainer.environment``): kernel, version, image, packages installed in the
     kernel."""
     lines = []
-    for key, label in (("kernel_name", "kernel"), ("version", "version")):
-        if a.get(key) != b.get(key):
-            lines.append(f"{label}: {a.get(key)} → {b.get(key)}")
+    kernels = [r.get("kernel_name") or r.get("kernel") for r in (a, b)]
+    if kernels[0] != kernels[1]:
+        lines.append(f"kernel: {kernels[0]} → {kernels[1]}")
+    if a.get("version") != b.get("version"):
+        lines.append(f"version: {a.get('version')} → {b.get('version')}")
     image_a = a.get("digest") or a.get("image_id") or a.get("image")
     image_b = b.get("digest") or b.get("image_id") or b.get("image")
     if image_a != image_b:
@@ -202,7 +204,9 @@ def _recorded(path: Path) -> dict[str, Any]:
     except (OSError, ValueError) as e:
         msg = f"Cannot read notebook {path}: {e}"
         raise ConfigurationError(msg) from None
-    environment = ((nb.get("metadata") or {}).get(ks.METADATA_KEY) or {}).get("environment")
+    record = (nb.get("metadata") or {}).get(ks.METADATA_KEY) or {}
+    # A server's save records `environment`; `jupyter mlcontainer run` records `run`.
+    environment = record.get("environment") or record.get("run")
     if not environment:
         msg = (
             f"{path} records no environment: save it while attached to a container kernel, "

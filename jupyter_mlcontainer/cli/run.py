@@ -185,6 +185,8 @@ class RunApp(Command):
             self.kernel = nb.metadata.get("kernelspec", {}).get("name")
             if not self.kernel:
                 self.fail("the notebook names no kernel: give --kernel NAME or --image IMAGE")
+        if self.recorded_image:
+            self.run(self._obtain_recorded())
         inject_parameters(nb, self.parameters)
         output = Path(self.output) if self.output else path.with_suffix(".run.ipynb")
         try:
@@ -212,6 +214,8 @@ class RunApp(Command):
     ) -> dict[str, Any]:
         """Execute, then write the output notebook whatever happened (atomically)."""
         record: dict[str, Any] = {"started": _utc_now(), "notebook": str(path)}
+        if self.recorded_image:
+            record["as_recorded"] = True
         try:
             await self.execute(nb, workdir, record)
         except asyncio.CancelledError:  # Ctrl-C (see execute)
@@ -281,9 +285,6 @@ class RunApp(Command):
         with tempfile.TemporaryDirectory() as tmp, _reported_once(self.log):
             km, spec = self._kernel_manager(tmp)
             config = ks.provisioner_config(spec)
-            if self.recorded_image:
-                await self._obtain_recorded(config)
-                record["as_recorded"] = True
             record["kernel"] = self.kernel or None
             record["image"] = config.get("image")
             record["gpus_requested"] = config.get("gpus", "auto")
@@ -356,9 +357,14 @@ class RunApp(Command):
         )
         record.update(await self._image_record(backend, spec, container[0] if container else None))
 
-    async def _obtain_recorded(self, config: dict[str, Any]) -> None:
+    async def _obtain_recorded(self) -> None:
         """The recorded image on the kernel's engine (pulled by digest if need be), or a
-        clear refusal."""
+        clear refusal before anything runs or is written."""
+        try:
+            spec = KernelSpecManager(parent=self).get_kernel_spec(str(self.kernel)).to_dict()
+        except Exception:  # NoSuchKernel and friends
+            self.fail(f"no kernelspec named {self.kernel!r} (see `jupyter mlcontainer list`)")
+        config = ks.provisioner_config(spec)
         backend = backends.connect(str(config.get("docker_host") or "") or None)
         try:
             await backend.obtain_image(self.recorded_image, "missing", self.log)

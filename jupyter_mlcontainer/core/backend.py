@@ -293,6 +293,11 @@ class Backend(Protocol):
     async def drain(self) -> None:
         """Wait for background removals."""
 
+    async def settle(self, timeout: float) -> list[tuple[str, float]]:
+        """At shutdown: wait up to ``timeout`` seconds for the backend's calls under way to
+        end (a process waits for them before it exits); those still running then, as (what,
+        seconds since it began)."""
+
     async def logs(self, container_id: str, tail: int = 20) -> str: ...
 
     async def stats(self, container_id: str) -> dict[str, Any] | None: ...
@@ -329,6 +334,10 @@ class Backend(Protocol):
         """Make the volume unless it exists; whether it was made now."""
 
     async def project_volumes(self, sizes: bool = False) -> list[ProjectVolume]: ...
+
+    async def home_packages(self, volume: ProjectVolume) -> list[str]:
+        """``name==version`` of the packages pip installed into a HOME volume's ``~/.local``
+        (kernels do not import them: PYTHONNOUSERSITE)."""
 
     async def prune_volumes(
         self, needed_images: Iterable[str], everything: bool = False, dry_run: bool = False

@@ -238,6 +238,9 @@ class DockerBackend:
     async def drain(self) -> None:
         await self.engine.drain()
 
+    async def settle(self, timeout: float) -> list[tuple[str, float]]:
+        return await self.engine.settle(timeout)
+
     async def logs(self, container_id: str, tail: int = 20) -> str:
         return await containers.logs(self.engine, container_id, tail=tail)
 
@@ -275,6 +278,9 @@ class DockerBackend:
 
     async def project_volumes(self, sizes: bool = False) -> list[ProjectVolume]:
         return await volumes.project_volumes(self.engine, sizes=sizes)
+
+    async def home_packages(self, volume: ProjectVolume) -> list[str]:
+        return await volumes.home_packages(self.engine, volume)
 
     async def prune_volumes(
         self, needed_images: Iterable[str], everything: bool = False, dry_run: bool = False

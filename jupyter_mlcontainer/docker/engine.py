@@ -14,12 +14,14 @@ watcher, background removals); the verbs live by area beside it: ``containers.py
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import itertools
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ClassVar, TypeVar
@@ -174,6 +176,10 @@ class Engine:
         self._info: tuple[float, dict[str, Any]] | None = None
         self._watcher: ExitWatcher | None = None
         self._pending: set[Future[None]] = set()
+        #: The calls under way on the executors: id -> (what, when it began).
+        self._under_way: dict[int, tuple[str, float]] = {}
+        self._under_way_lock = threading.Lock()
+        self._call_ids = itertools.count()
         #: The kernels' networks as this process found them (docker/networks.py).
         self.kernel_networks = networks.KernelNetworks(self)
         self._endpoint: endpoint.Endpoint | None = None
@@ -293,6 +299,10 @@ class Engine:
         """
 
         def run() -> T:
+            with self._call(what):
+                return attempt()
+
+        def attempt() -> T:
             api = self._api()
             try:
                 return fn(api, *args, **kwargs)
@@ -308,6 +318,36 @@ class Engine:
 
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(executor or self._executor, run)
+
+    @contextlib.contextmanager
+    def _call(self, what: str) -> Iterator[None]:
+        """Count the call as under way while it runs (see :meth:`busy`)."""
+        call_id = next(self._call_ids)
+        with self._under_way_lock:
+            self._under_way[call_id] = (what, time.monotonic())
+        try:
+            yield
+        finally:
+            with self._under_way_lock:
+                del self._under_way[call_id]
+
+    def busy(self) -> list[tuple[str, float]]:
+        """The engine calls under way now: (what, seconds since it began), oldest first."""
+        now = time.monotonic()
+        with self._under_way_lock:
+            running = sorted(self._under_way.values(), key=lambda call: call[1])
+        return [(what, now - since) for what, since in running]
+
+    async def settle(self, timeout: float) -> list[tuple[str, float]]:
+        """Wait up to ``timeout`` seconds for the calls under way to end (at shutdown: the
+        interpreter waits for the executors' threads before it exits); those still running
+        then, as :meth:`busy` says. Calls cancelled by their caller still run on their thread
+        until the engine answers or the client's timeout ends them."""
+        deadline = time.monotonic() + timeout
+        # The calls end on executor threads: a look every 50 ms, at shutdown only.
+        while (running := self.busy()) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        return running
 
     # --- engine ---------------------------------------------------------------------
 
@@ -344,10 +384,13 @@ class Engine:
         """
 
         def remove() -> None:
-            try:
-                containers.remove_now(self._api(), container_id)
-            except Exception as e:
-                log.warning("Could not remove kernel container %s: %s", container_id[:12], e)
+            with self._call(
+                f"remove the kernel's container {container_id[:12]} (in the background)"
+            ):
+                try:
+                    containers.remove_now(self._api(), container_id)
+                except Exception as e:
+                    log.warning("Could not remove kernel container %s: %s", container_id[:12], e)
             self.forget_exit(container_id)
 
         future = self._executor.submit(remove)

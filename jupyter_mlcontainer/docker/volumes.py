@@ -14,7 +14,7 @@ from docker.types import Mount
 
 from ..core import labels
 from ..core.backend import ProjectVolume, families
-from ..core.exceptions import KernelStartError
+from ..core.exceptions import KernelStartError, NotFound
 from . import containers
 
 if TYPE_CHECKING:
@@ -180,3 +180,33 @@ async def give_home_to_user(
             "is made at the next start."
         )
         raise KernelStartError(msg)
+
+
+#: Packages a HOME volume carries: ``pip install --user`` puts them here.
+_USER_PACKAGES = "/home-volume/.local/lib/python*/site-packages/*.dist-info"
+
+
+async def home_packages(engine: Engine, volume: ProjectVolume) -> list[str]:
+    """``name==version`` of each package pip installed into a HOME volume's ``~/.local``
+    (read by a helper container of the volume's image, read-only, no network); [] when the
+    image is not on the engine."""
+    if volume.kind != "home" or not volume.image:
+        return []
+    try:
+        code, output = await containers.run(
+            engine,
+            volume.image,
+            ["sh", "-c", f'for d in {_USER_PACKAGES}; do [ -d "$d" ] && echo "$d"; done; true'],
+            labels={labels.MANAGED: "true", labels.PURPOSE: "home-packages"},
+            mounts=[Mount("/home-volume", volume.name, type="volume", read_only=True)],
+            timeout=60,
+        )
+    except NotFound:
+        return []
+    found = []
+    for line in output.splitlines():
+        name = line.rstrip("/").rsplit("/", 1)[-1].removesuffix(".dist-info")
+        package, _, version = name.rpartition("-")
+        if package and line.startswith("/home-volume/"):
+            found.append(f"{package}=={version}")
+    return sorted(found) if code == 0 else []

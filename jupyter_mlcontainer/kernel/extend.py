@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+
 from ..core import environments as envs
 from ..core import kernelspec as ks
 from ..core.backend import Backend
@@ -71,7 +73,11 @@ class ExtendRequest:
             msg = "Nothing to add: give packages with --pip, -r FILE or --apt."
             raise ConfigurationError(msg)
         for line in self.requirements:
-            if line.strip().startswith("-") or envs.requirement_name(line) is None:
+            try:
+                url = Requirement(line.strip()).url
+            except InvalidRequirement:
+                url = "invalid"
+            if url:
                 msg = (
                     f"{line!r} is not a package requirement: give index packages as "
                     "'name', 'name==version' or 'name>=version' (no options, paths or URLs)."
@@ -112,6 +118,9 @@ async def extend_kernel(
         raise ConfigurationError(msg)
     say = on_line or (lambda line: log.info("%s", line))
     current = envs.current(spec.spec)
+    if not request.apt and has_pins(spec.spec, current, request.requirements):
+        say(f"Version {current.number} has {', '.join(request.requirements)} already.")
+        return ExtendResult(spec.name, current, unchanged=True)
     say(f"Resolving {', '.join(request.requirements + request.apt)} for {spec.name} "
         f"(version {current.number}, {ks.short_id(current.image.split('@')[-1])})")  # fmt: skip
     parent = await backend.obtain_image(current.image, "missing", log)
@@ -147,6 +156,20 @@ async def extend_kernel(
     made = envs.current(new)
     say(f"{spec.name} is now version {made.number}: {made.summary()} ({pinned})")
     return ExtendResult(spec.name, made, reused=found is not None, pushed=pushed)
+
+
+def has_pins(spec_json: dict[str, Any], version: envs.Version, wanted: Sequence[str]) -> bool:
+    """Whether ``version`` or one of its ancestors added exactly the pinned ``wanted``
+    (``name==version`` each): then there is nothing to do, and no engine to ask."""
+    added: dict[str, str] = {}
+    seen: set[int] = set()
+    step: envs.Version | None = version
+    while step is not None and step.number not in seen:
+        seen.add(step.number)
+        added = {**envs.lock_pins("\n".join(step.added)), **added}
+        step = envs.version_of(spec_json, step.parent) if step.parent else None
+    pins = envs.lock_pins("\n".join(line.strip() for line in wanted))
+    return len(pins) == len(wanted) and all(added.get(n) == v for n, v in pins.items())
 
 
 # --- resolving ------------------------------------------------------------------------
@@ -329,6 +352,12 @@ def _download_failed(lock: str, output: str) -> ExtendError:
 
 
 def _build_failed(lock: str, apt: Sequence[str], output: str) -> ExtendError:
+    if "No module named pip" in output:
+        msg = (
+            "The image's Python has no pip, which extend installs with (nothing was changed): "
+            "use an image whose Python has pip (python -m ensurepip in its Dockerfile)."
+        )
+        return ExtendError(msg)
     named = _failing(lock, apt, output)
     lines = "\n".join(output.strip().splitlines()[-12:])
     msg = (

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
+from collections.abc import Awaitable
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
@@ -22,6 +24,14 @@ from .gateway.kernels import OwnedKernelManager
 from .handlers import default_handlers
 from .pulls import SCHEMA_PATH, PullTracker
 from .reclaim import GpuReclaimer
+
+#: Seconds each step of the extension's stop may take before the server goes on without it
+#: (an engine that does not answer must not keep the server from stopping; what a step left
+#: is removed by the next one, reap_instance, or by the next server once the lease expired).
+STOP_STEP_TIMEOUT = 20.0
+#: Seconds the stop waits for engine calls still under way (the interpreter waits for their
+#: threads before it exits); those still running then are logged.
+SETTLE_TIMEOUT = 5.0
 
 
 class MLContainerExtension(ExtensionApp):
@@ -165,22 +175,58 @@ class MLContainerExtension(ExtensionApp):
     async def stop_extension(self) -> None:
         """Cancel background work, shut container kernels down gracefully (Jupyter Server
         stops extensions before kernels, so the reaper would otherwise kill them), then remove
-        whatever of this instance is still there."""
+        whatever of this instance is still there. Each step is bounded (``STOP_STEP_TIMEOUT``)
+        and logged with its duration, so that a stop that waits says on what."""
+        started = time.monotonic()
         for task in self._background:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._stop_step(
+            "background work", asyncio.gather(*self._background, return_exceptions=True)
+        )
         if self._drift_task is not None:
-            # Bounded: an engine call in flight must never hold up the server's stop.
+            # Bounded apart: an engine call in flight must never hold up the server's stop.
             self._drift_task.cancel()
             await asyncio.wait([self._drift_task], timeout=1)
-        await self.extends.stop()
-        await self.pulls.stop()
-        await self.reclaimer.stop()
-        await self.pool.stop()
-        await self._shut_down_container_kernels()
-        if self.reap_orphans and not self.on_a_gateway:
-            for backend in self._backends(self.settings["mlcontainer"]["backend"]):
-                await self._quietly(backend.reap_instance(self.log))
+        await self._stop_step("extends", self.extends.stop())
+        await self._stop_step("pulls", self.pulls.stop())
+        await self._stop_step("the GPU reclaimer", self.reclaimer.stop())
+        await self._stop_step("the warm pools", self.pool.stop())
+        await self._stop_step("container kernels", self._shut_down_container_kernels())
+        if self.on_a_gateway:
+            return
+        for backend in self._backends(self.settings["mlcontainer"]["backend"]):
+            if self.reap_orphans:
+                await self._stop_step(
+                    "removing this server's containers",
+                    self._quietly(backend.reap_instance(self.log)),
+                )
+            for what, since in await backend.settle(SETTLE_TIMEOUT):
+                self.log.warning(
+                    "jupyter-mlcontainer: an engine call still runs at shutdown (for %.0f s): "
+                    "%s; the process exits once the engine answers or the call times out",
+                    since,
+                    what,
+                )
+        self.log.info("jupyter-mlcontainer: stopped in %.1f s", time.monotonic() - started)
+
+    async def _stop_step(self, what: str, work: Awaitable[Any]) -> None:
+        """Await one step of the stop, for at most ``STOP_STEP_TIMEOUT`` seconds."""
+        started = time.monotonic()
+        task = asyncio.ensure_future(work)
+        done, _ = await asyncio.wait({task}, timeout=STOP_STEP_TIMEOUT)
+        took = time.monotonic() - started
+        if not done:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            self.log.warning(
+                "jupyter-mlcontainer: %s did not stop within %.0f s; going on without it",
+                what,
+                STOP_STEP_TIMEOUT,
+            )
+        elif not task.cancelled() and task.exception() is not None:
+            self.log.warning("jupyter-mlcontainer: stopping %s failed: %s", what, task.exception())
+        else:
+            self.log.debug("jupyter-mlcontainer: stopped %s in %.2f s", what, took)
 
     async def _watch_drift(self) -> None:
         """Keep each container kernel's drift fresh for the (synchronous) save hook."""
