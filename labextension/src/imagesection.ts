@@ -1,15 +1,22 @@
 /** The sidebar's images section: each container kernelspec's image, and pulls with progress. */
-import { downloadIcon } from '@jupyterlab/ui-components';
+import { Event } from '@jupyterlab/services';
+import { addIcon, downloadIcon, historyIcon } from '@jupyterlab/ui-components';
 
 import { el, errorText, iconButton, message } from './dom';
+import { addPackages } from './extenddialog';
 import { imageLine } from './format';
 import { showError } from './message';
 import { afterStart } from './pulls';
 import { IImages, IKernelImage, IPullState, startPull } from './request';
 import { Result, Section } from './section';
+import { showVersions } from './versionsdialog';
 
 export class ImageSection extends Section {
-  constructor(private readonly onPullEnd: () => void) {
+  constructor(
+    private readonly onPullEnd: () => void,
+    /** The event bus, for "Add packages…" (its build's progress). */
+    private readonly events?: Event.IManager
+  ) {
     super('images', 'Kernel Images');
   }
 
@@ -69,6 +76,30 @@ export class ImageSection extends Section {
         iconButton(downloadIcon, label, 'jp-mlcontainer-pull', () => {
           void this.pull(entry.image);
         })
+      );
+    }
+    const events = this.events;
+    if (events) {
+      const name = entry.kernelspec;
+      row.appendChild(
+        iconButton(
+          addIcon,
+          'Add packages…',
+          'jp-mlcontainer-add-packages',
+          () => {
+            void addPackages(name, events).then(() => this.onPullEnd());
+          }
+        )
+      );
+      row.appendChild(
+        iconButton(
+          historyIcon,
+          'Versions…',
+          'jp-mlcontainer-versions-button',
+          () => {
+            void showVersions(name).then(() => this.onPullEnd());
+          }
+        )
       );
     }
     return row;

@@ -72,7 +72,10 @@ export class ContainersPanel extends SidePanel {
       })
     );
     this.kernels = new KernelSection(app, () => void this.refresh());
-    this.images = new ImageSection(() => void this.refresh());
+    this.images = new ImageSection(
+      () => void this.refresh(),
+      app.serviceManager.events
+    );
     for (const section of [
       this.engine,
       this.kernels,

@@ -90,6 +90,15 @@ test('Add packages… builds a new version, shown with its build and in the vers
   await expect(list.locator('.jp-mlcontainer-version.jp-mod-current .jp-mlcontainer-rollback')).toHaveCount(0);
   await page.screenshot({ path: `${SHOTS}/versions-dialog.png` });
   await page.locator('.jp-Dialog').getByRole('button', { name: 'Close' }).click();
+
+  // The same from the sidebar's row of the kernelspec.
+  await page.getByRole('tab', { name: 'Container kernels' }).click();
+  const row = page.locator(`.jp-mlcontainer-image[title^="${KERNEL}: "]`);
+  await expect(row.locator('.jp-mlcontainer-add-packages')).toBeVisible();
+  await row.locator('.jp-mlcontainer-versions-button').click();
+  await expect(page.locator('.jp-Dialog .jp-mlcontainer-version.jp-mod-current')).toContainText('v2');
+  await page.screenshot({ path: `${SHOTS}/sidebar-versions.png` });
+  await page.locator('.jp-Dialog').getByRole('button', { name: 'Close' }).click();
 });
 
 test('a notebook recorded with another version says so, and runs as recorded', async ({ page }) => {
