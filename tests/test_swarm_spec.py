@@ -1,5 +1,5 @@
 """The Swarm backend's pure translations: a container plan to a service spec
-(swarm/spec.py)."""
+(swarm/spec.py), a task and its node to the seam's ContainerState (swarm/tasks.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import dataclasses
 
 import pytest
 
+from jupyter_mlcontainer.core.backend import ContainerState
 from jupyter_mlcontainer.core.exceptions import Unsupported
 from jupyter_mlcontainer.core.gpus import GPURequest
 from jupyter_mlcontainer.core.plan import build_plan
 from jupyter_mlcontainer.swarm.spec import GPU_KIND, gpu_count, service_spec
+from jupyter_mlcontainer.swarm.tasks import node_left, seam_status, task_state
 
 from .test_spec import launch
 
@@ -161,3 +163,117 @@ def test_host_config_a_service_cannot_express_is_refused(key, value, words):
     with pytest.raises(Unsupported, match=words) as refused:
         service_spec(plan)
     assert "Docker Swarm" in str(refused.value)
+
+
+# --- task_state -----------------------------------------------------------------------------
+
+
+def task(state="running", desired="running", node_id="n1", **status):
+    return {
+        "ID": "t1",
+        "ServiceID": "s1",
+        "NodeID": node_id,
+        "CreatedAt": "2026-12-02T23:29:03.109125012Z",
+        "Spec": {
+            "ContainerSpec": {"Image": "img:1@sha256:abc", "Labels": {"a": "b"}},
+            "Resources": {"Limits": {"MemoryBytes": 1024}},
+        },
+        "Status": {
+            "State": state,
+            "Message": status.pop("Message", state),
+            "Timestamp": "2026-12-02T23:29:05Z",
+            **status,
+        },
+        "DesiredState": desired,
+    }
+
+
+def node(state="ready", hostname="gpu-2"):
+    return {"ID": "n1", "Description": {"Hostname": hostname}, "Status": {"State": state}}
+
+
+SERVICE = {"ID": "s1", "Spec": {"Name": "mlc-k1", "Labels": {"mlc": "1"}}}
+
+
+def test_a_running_task():
+    seen = task_state(task(), node(), SERVICE)
+    assert isinstance(seen, ContainerState)
+    assert (seen.id, seen.name, seen.status, seen.running) == ("s1", "mlc-k1", "running", True)
+    assert (seen.node, seen.error, seen.exit_code) == ("gpu-2", "", 0)
+    assert seen.image == "img:1@sha256:abc"
+    assert seen.image_id == "sha256:abc"
+    assert seen.labels == {"mlc": "1"}
+    assert seen.memory_limit == 1024
+    assert seen.started_at == "2026-12-02T23:29:05Z"
+    assert seen.finished_at == ""
+    assert seen.description == "running on gpu-2"
+
+
+def test_a_task_whose_node_went_down_died_with_it():
+    """As measured (tests/test_swarm_cluster.py): the task still says running."""
+    seen = task_state(task("running", "shutdown"), node("down"), SERVICE)
+    assert (seen.status, seen.running) == ("dead", False)
+    assert seen.error == "node gpu-2 left the swarm"
+    assert seen.finished_at
+    assert "left the swarm" in seen.description
+
+
+def test_a_task_whose_node_the_manager_forgot():
+    seen = task_state(task("running"), None, SERVICE)
+    assert seen.error == "node n1 left the swarm"
+    assert seen.status == "dead"
+
+
+def test_a_task_that_ended_before_its_node_went_down_keeps_its_own_reason():
+    ended = task(
+        "failed", "shutdown", Err="task: non-zero exit (3)", ContainerStatus={"ExitCode": 3}
+    )
+    seen = task_state(ended, node("down"), SERVICE)
+    assert (seen.status, seen.exit_code) == ("exited", 3)
+    assert seen.error == "task: non-zero exit (3)"
+    assert not node_left(ended, node("down"))
+
+
+def test_a_pending_task_has_no_node():
+    waiting = task(
+        "pending", node_id="", Err="no suitable node (insufficient resources on 3 nodes)"
+    )
+    seen = task_state(waiting, None, SERVICE)
+    assert (seen.status, seen.running, seen.node) == ("created", False, "")
+    assert "insufficient resources" in seen.error
+    assert not node_left(waiting, None)
+
+
+def test_assigned_gpus_are_device_requests():
+    given = task()
+    given["GenericResources"] = [
+        {"NamedResourceSpec": {"Kind": GPU_KIND, "Value": "GPU-aaaa"}},
+        {"NamedResourceSpec": {"Kind": "OTHER", "Value": "x"}},
+    ]
+    seen = task_state(given, node(), SERVICE)
+    assert seen.device_requests == [
+        {"Driver": "nvidia", "DeviceIDs": ["GPU-aaaa"], "Capabilities": [["gpu"]]}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("state", "seam"),
+    [
+        ("pending", "created"),
+        ("preparing", "created"),
+        ("running", "running"),
+        ("complete", "exited"),
+        ("failed", "exited"),
+        ("shutdown", "exited"),
+        ("rejected", "dead"),
+        ("orphaned", "dead"),
+    ],
+)
+def test_task_states_in_the_seams_words(state, seam):
+    assert seam_status(state) == seam
+
+
+def test_container_state_without_a_node_still_builds():
+    """Existing callers (the Docker backend) do not pass ``node``."""
+    state = ContainerState(id="c", name="n", image="i", image_id="", running=False, status="exited")
+    assert state.node == ""
