@@ -13,8 +13,14 @@ from typing import Any
 import docker
 import pytest
 
+from jupyter_mlcontainer.core.gpus import GPURequest
+from jupyter_mlcontainer.core.plan import build_plan
+from jupyter_mlcontainer.swarm.spec import service_spec
+from jupyter_mlcontainer.swarm.tasks import task_state
+
 from .conftest import BARE_IMAGE
 from .swarm import GPU_KIND, GPU_WORKER, MANAGER, SIMULATED_GPUS, WORKER, SwarmCluster
+from .test_spec import launch
 
 pytestmark = [pytest.mark.engine, pytest.mark.swarm]
 
@@ -196,6 +202,13 @@ def test_a_stopped_workers_task_as_the_manager_reports_it(swarm_cluster, service
       node is gone, so the backend must read the node's state (``NodeID`` → ``GET /nodes``);
     - when the engine comes back, the node is ``ready`` again and reports the task
       ``shutdown`` (``Status.Message`` ``"shutdown"``): it does not restart it.
+
+    A task with placement constraints and reservations (memory, generic resources) fares
+    otherwise (test_a_plans_service_runs_and_reads_back): once its node is ``down``, the
+    constraint enforcer sets ``Status.State`` ``rejected``, ``Status.Message`` ``"task
+    rejected by constraint enforcer"``, ``Status.Err`` ``"assigned node no longer meets
+    constraints"``, ``DesiredState`` ``shutdown``, keeping ``ContainerStatus`` (ContainerID,
+    PID, ``ExitCode`` 0). Either way the node's record is what says the node left.
     """
     service = services("lost", ["sleep", "600"], constraints=[f"node.hostname=={WORKER}"])
     task = wait_task(swarm_cluster, service, running)
@@ -250,3 +263,62 @@ def test_close_leaves_nothing(swarm_cluster):
     ]
     assert cgroups == []
     cluster.close()  # twice is fine
+
+
+def test_a_plans_service_runs_and_reads_back(swarm_cluster, services):
+    """swarm/spec.py's spec as a real manager (API 1.41) takes it, and swarm/tasks.py's
+    reading of its task, before and after its node's engine stopped (SIMULATED GPUs)."""
+    plan = build_plan(
+        launch(
+            image=BARE_IMAGE,
+            argv=["sleep", "600"],
+            cwd="",
+            mem_limit="64m",
+            publish_ip="0.0.0.0",
+            gpus=GPURequest("count", count=1),
+        )
+    )
+    spec = service_spec(plan, constraints=["node.labels.gpu==true"])
+    spec["Labels"] = {**spec["Labels"], TEST_LABEL: "1"}  # removed by the fixture
+    api = swarm_cluster.manager_api()
+    created = api.create_service(
+        spec["TaskTemplate"],
+        name=spec["Name"],
+        labels=spec["Labels"],
+        mode=spec["Mode"],
+        endpoint_spec=spec["EndpointSpec"],
+    )["ID"]
+    task = wait_task(swarm_cluster, created, running)
+    node = api.inspect_node(task["NodeID"])
+    state = task_state(task, node, api.inspect_service(created))
+    assert (state.id, state.name, state.status, state.node) == (
+        created,
+        plan.name,
+        "running",
+        GPU_WORKER,
+    )
+    assert state.memory_limit == 64 << 20
+    (request,) = state.device_requests
+    assert len(request["DeviceIDs"]) == 1
+    assert request["DeviceIDs"][0] in SIMULATED_GPUS
+    inspected = (
+        swarm_cluster.nodes[GPU_WORKER]
+        .api()
+        .inspect_container(task["Status"]["ContainerStatus"]["ContainerID"])
+    )
+    host = inspected["HostConfig"]
+    assert (host["Init"], host["CapDrop"], host["Memory"]) == (True, ["ALL"], 64 << 20)
+    assert inspected["Config"]["User"] == plan.create_args["user"]
+    assert any(e.startswith(f"{RESOURCE_ENV}=GPU-simulated") for e in inspected["Config"]["Env"])
+    published = {p["PublishedPort"] for p in task["Status"]["PortStatus"]["Ports"]}
+    assert published == set(plan.create_args["ports"])
+    swarm_cluster.stop_node(GPU_WORKER)
+    try:
+        swarm_cluster.wait_node_state(GPU_WORKER, "down", timeout=30)
+        lost = task_of(swarm_cluster, created)
+        dead = task_state(lost, api.inspect_node(lost["NodeID"]))
+        assert (dead.status, dead.running) == ("dead", False)
+        assert dead.error == f"node {GPU_WORKER} left the swarm"
+    finally:
+        swarm_cluster.start_node(GPU_WORKER)
+    swarm_cluster.wait_node_state(GPU_WORKER, "ready", timeout=60)

@@ -26,6 +26,8 @@ WAITING = frozenset(
 STOPPED = frozenset({"complete", "failed", "shutdown"})
 #: Task states of a task that will never run, or whose node lost it (the seam's "dead").
 LOST = frozenset({"rejected", "orphaned", "remove"})
+#: Task states a task reaches by itself (its process ended), whatever its node does after.
+ENDED_BY_ITSELF = frozenset({"complete", "failed"})
 #: Node states in which its tasks are gone with it.
 NODE_GONE = frozenset({"down"})
 
@@ -40,10 +42,13 @@ def node_name(node: Mapping[str, Any] | None, node_id: str) -> str:
 def node_left(task: Mapping[str, Any], node: Mapping[str, Any] | None) -> bool:
     """Whether the task's node left the swarm under it: the node is ``down``, or the manager
     no longer knows it (``node`` None for a task that has a ``NodeID``), while the task had
-    not stopped by itself."""
+    not ended by itself. The manager's own verdict on such a task varies (it stays
+    ``running``; or, with placement constraints or generic resources, the constraint
+    enforcer marks it ``rejected``, "assigned node no longer meets constraints"): the node
+    decides."""
     node_id = str(task.get("NodeID") or "")
     state = str(task.get("Status", {}).get("State", ""))
-    if not node_id or state in STOPPED | LOST:
+    if not node_id or state in ENDED_BY_ITSELF:
         return False
     if node is None:
         return True
