@@ -5,7 +5,8 @@ Pure: no engine. A kernel is a service of one task, so the service's state is it
 task's. What the manager reports when a node's engine stops under a running task was measured
 on the test swarm (tests/test_swarm_cluster.py): the node goes ``down`` ("heartbeat failure"),
 the task's ``DesiredState`` becomes ``shutdown``, but its ``Status.State`` stays the last one
-the node reported (``running``) with no ``Err``. The task alone never says the node is gone:
+the node reported (``running``) with no ``Err``; with placement constraints and reservations
+the constraint enforcer marks it ``rejected`` instead. The task alone never says the node is gone:
 the node's record decides, and such a kernel is dead with the reason "node NAME left the
 swarm".
 """
