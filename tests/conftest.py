@@ -28,6 +28,7 @@ from jupyter_mlcontainer.docker.engine import Engine
 
 from . import leftovers
 from .engines import SecondEngine, SimulatedGpuEngine
+from .swarm import SwarmCluster, SwarmUnavailable
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
@@ -189,6 +190,32 @@ def gpu_engine(docker_api: Any) -> Any:
     """SIMULATED GPUs: an engine that accepts GPU requests, and a stand-in nvidia-smi that
     lists four GPUs (tests/engines.py)."""
     yield from serving(SimulatedGpuEngine())
+
+
+@pytest.fixture(scope="session")
+def swarm_cluster() -> Any:
+    """A 3-node Docker Swarm (tests/swarm.py): a manager, a worker and a worker with SIMULATED
+    GPUs, each node with the bare test image. Skips where the machine cannot run it (the
+    engine guard then fails the run); fails at teardown if anything of it is left.
+
+    It makes nothing on the suite's engine (it only reads the image from it), so it does not
+    take ``docker_api`` and its session-wide leftover checks."""
+    try:
+        cluster = SwarmCluster()
+    except SwarmUnavailable as e:
+        pytest.skip(f"no test swarm: {e}")
+    if subprocess.run(["docker", "image", "inspect", BARE_IMAGE], capture_output=True).returncode:
+        cluster.close()
+        pytest.skip(f"test image missing ({BARE_IMAGE}): run scripts/images.sh")
+    try:
+        cluster.start()
+        cluster.load(BARE_IMAGE)
+        yield cluster
+    finally:
+        cluster.close()
+    left = cluster.leftovers()
+    if left:
+        pytest.fail(f"the test swarm left: {', '.join(left)}")
 
 
 def push(api: Any, image: str, remote: str) -> str:

@@ -20,7 +20,7 @@ ALLOWED = {
 }
 #: Backends: what only ``core/backend.py`` finds (by entry point), never imported by the layers
 #: that use a backend (kernel, server, cli), which reach it through the seam alone.
-BACKENDS = {"docker"}
+BACKENDS = {"docker", "swarm"}
 #: Third-party packages that are a backend's internals.
 BACKEND_LIBRARIES = {"docker", "requests", "paramiko"}
 
@@ -64,8 +64,9 @@ def libraries_of(path: Path) -> set[str]:
     return found
 
 
-#: Backend layers: the Docker engine's modules implement core/backend.py's Backend.
-ALLOWED_BACKENDS = {"docker": {"agent", "core"}}
+#: Backend layers: the Docker engine's modules implement core/backend.py's Backend; Docker
+#: Swarm's may reuse the Docker engine's (the same API), and nothing else.
+ALLOWED_BACKENDS = {"docker": {"agent", "core"}, "swarm": {"core", "docker"}}
 
 
 @pytest.mark.parametrize("layer", ["kernel", "server", "cli"])

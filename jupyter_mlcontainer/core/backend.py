@@ -104,6 +104,8 @@ class ContainerState:
     memory_limit: int = 0
     #: The backend's own sentence about it, for people ("Up 5 minutes").
     description: str = ""
+    #: The node it runs on where the backend schedules (a Swarm node's hostname); "" else.
+    node: str = ""
 
 
 @dataclass(frozen=True)
