@@ -471,6 +471,21 @@ def test_help_lists_every_subcommand_whole():
         assert f"{name}  " in bare.stdout and shown in bare.stdout
 
 
+def test_every_subcommand_keeps_jupyters_own_flags():
+    # A command with flags of its own once lost --debug (and --show-config): `run --debug`
+    # was refused as "expected one argument".
+    from traitlets.utils.importstring import import_item
+
+    from jupyter_mlcontainer.cli.app import MLContainerApp
+
+    for name, (app, _) in MLContainerApp.subcommands.items():
+        cls = import_item(app) if isinstance(app, str) else app
+        assert {"debug", "show-config"} <= set(cls.flags), name
+    result = cli("versions", "--debug", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--debug" in result.stdout and "--json" in result.stdout
+
+
 def test_list_names_the_image_a_local_build_was_added_from(jp_environ, jp_data_dir, docker_api):
     # Pinned to its local image id (no registry has it under its name): the id alone tells a
     # reader nothing.

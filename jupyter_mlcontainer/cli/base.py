@@ -59,6 +59,14 @@ class Command(JupyterApp):
 
     version = __version__
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A command's own ``flags`` add to Jupyter's (--debug, --show-config…), never replace
+        them: ``--debug`` shows tracebacks on every command."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("flags")
+        if own is not None:
+            cls.flags = {**JupyterApp.flags, **own}
+
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         try:
             return asyncio.run(coro)
