@@ -35,7 +35,7 @@ def test_the_fields_are_the_tagged_traits():
     fields = {f.name: f for f in add_fields()}
     assert next(iter(fields)) == "image" and fields["image"].argument
     settings = [name for name, f in fields.items() if f.setting]
-    assert settings == ["image", "gpus", "shm_size", "mem_limit", "docker_host"]
+    assert settings == ["image", "gpus", "shm_size", "mem_limit", "docker_host", "backend"]
     rest = [name for name, f in fields.items() if f.rest]
     assert sorted(rest) == sorted(
         ["image", "name", "display_name", "gpus", "shm_size", "mem_limit", "replace"]
@@ -72,6 +72,7 @@ def test_the_cli_options_are_derived_and_keep_their_names():
         "shm-size": "AddApp.shm_size",
         "mem-limit": "AddApp.mem_limit",
         "docker-host": "AddApp.docker_host",
+        "backend": "AddApp.kernel_backend",  # the command has a backend() of its own
     }
     assert set(AddApp.flags) == {"user", "sys-prefix", "replace"}
     traits = AddApp.class_traits(config=True)

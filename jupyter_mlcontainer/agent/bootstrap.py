@@ -50,6 +50,7 @@ from .protocol import (
     HOLD,
     HOME_NOT_WRITABLE,
     HOME_NOT_WRITABLE_EXIT,
+    INTERRUPT,
     KILL,
     LEASE_EXPIRED,
     NONCE_BYTES,
@@ -236,8 +237,8 @@ def watch(server: socket.socket, timeout: float, key: bytes) -> None:
 def supervise(module: str, server: socket.socket) -> None:
     """Run the kernel in a child process, so that a restart starts a fresh one in this same
     container: HOLD = the kernel's next exit is a restart (reported as EXITED<code>), KILL /
-    TERMINATE = SIGKILL / SIGTERM it, START = start a new one (answered STARTED). Signals
-    pass to the kernel."""
+    TERMINATE / INTERRUPT = SIGKILL / SIGTERM / SIGINT it, START = start a new one (answered
+    STARTED). Signals pass to the kernel."""
     import signal
 
     wake_r, wake_w = os.pipe()
@@ -291,6 +292,8 @@ def supervise(module: str, server: socket.socket) -> None:
                 hold = True
             elif command in (KILL, TERMINATE) and _child[0]:
                 os.kill(_child[0], signal.SIGKILL if command == KILL else signal.SIGTERM)
+            elif command == INTERRUPT and _child[0]:
+                os.kill(_child[0], signal.SIGINT)
             elif command == START and not _child[0]:
                 spawn()
                 control.sendall(STARTED)

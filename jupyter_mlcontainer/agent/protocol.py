@@ -54,6 +54,7 @@ CONTROL_OK = b"k"
 HOLD = b"H"  # the kernel's next exit is a restart: report "x<code>\n", keep the container
 KILL = b"K"  # SIGKILL the kernel
 TERMINATE = b"T"  # SIGTERM the kernel
+INTERRUPT = b"I"  # SIGINT the kernel (backends that cannot signal a container: Swarm)
 START = b"S"  # start a fresh kernel process, answered STARTED
 STARTED = b"s"
 EXITED = b"x"  # prefix of the exit report: b"x<code>\n"

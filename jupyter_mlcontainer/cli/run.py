@@ -304,7 +304,7 @@ class RunApp(Command):
                     asyncio.get_running_loop().add_signal_handler(signal.SIGINT, on_ctrl_c)
                 provisioner = km.provisioner
                 if isinstance(provisioner, MLContainerProvisioner) and provisioner.container_id:
-                    state = await provisioner.backend.inspect(provisioner.container_id)
+                    state = await provisioner.container_backend.inspect(provisioner.container_id)
                     container.extend([state] if state else [])
                 granted = getattr(provisioner, "granted_gpus", None)
                 record["gpus_granted"] = granted.describe() if granted is not None else None
@@ -351,7 +351,7 @@ class RunApp(Command):
             record["reason"] = reason
         # The kernel's own backend (its docker_host), not this shell's default one.
         backend = (
-            km.provisioner.backend
+            km.provisioner.container_backend
             if isinstance(km.provisioner, MLContainerProvisioner)
             else backends.connect(str(config.get("docker_host") or "") or None)
         )

@@ -42,7 +42,10 @@ if TYPE_CHECKING:
 ENDED_STATES = frozenset({"exited", "dead"})
 #: The entry point group backends register in; ``docker`` is also known without it.
 ENTRY_POINT_GROUP = "jupyter_mlcontainer.backends"
-BUILT_IN = {"docker": "jupyter_mlcontainer.docker.backend:DockerBackend"}
+BUILT_IN = {
+    "docker": "jupyter_mlcontainer.docker.backend:DockerBackend",
+    "swarm": "jupyter_mlcontainer.swarm.backend:SwarmBackend",
+}
 
 #: A pull's progress: called with each of the engine's progress events.
 OnEvent = Callable[[dict[str, Any]], None]
@@ -323,8 +326,10 @@ class Backend(Protocol):
     async def routable(self, network: str) -> bool:
         """Whether this process reaches containers' own addresses on ``network``."""
 
-    def kernel_host(self) -> str:
-        """Where this process reaches a remote backend's published ports ("" when local)."""
+    def kernel_host(self, container_id: str = "") -> str:
+        """Where this process reaches a remote backend's published ports ("" when local). A
+        scheduled backend knows a container's node once it started (``container_id``); before
+        that, it names its own host."""
 
     async def own_path_map(self) -> dict[str, str]:
         """A server running in a container of this backend: its mounts, container path → the

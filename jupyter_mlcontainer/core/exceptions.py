@@ -57,6 +57,11 @@ class Unsupported(EngineError):
     """The backend has no such verb (a Swarm task takes no signal): use another way."""
 
 
+class Unschedulable(EngineError):
+    """No node of a scheduled backend (a swarm) can take the kernel now: not enough free
+    memory, CPUs or GPUs anywhere, or no node meets its constraints."""
+
+
 class NetworkGoneError(NotFound):
     """The network a container was to join is gone (removed by a prune meanwhile)."""
 

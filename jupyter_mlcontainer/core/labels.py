@@ -43,6 +43,8 @@ USER = f"{PREFIX}.user"
 MEMORY = f"{PREFIX}.memory"
 #: The fixed subnet of the kernels' network (kernels pick their addresses on it).
 SUBNET = f"{PREFIX}.subnet"
+#: A Swarm secret (a kernel's files): the id of the service it belongs to, removed with it.
+SERVICE = f"{PREFIX}.service"
 #: A user's HOME volume: whose (uid) and for which image (the reference it was made for).
 PURPOSE_HOME = "home"
 HOME_UID = f"{PREFIX}.home-uid"

@@ -265,7 +265,7 @@ class DockerBackend:
     async def routable(self, network: str) -> bool:
         return await self.engine.kernel_networks.routable(network)
 
-    def kernel_host(self) -> str:
+    def kernel_host(self, container_id: str = "") -> str:
         return endpoint.kernel_host(self.engine.endpoint) if self.engine.remote else ""
 
     async def own_path_map(self) -> dict[str, str]:

@@ -383,17 +383,37 @@ class Engine:
         shuts down right after still removes it.
         """
 
-        def remove() -> None:
-            with self._call(
-                f"remove the kernel's container {container_id[:12]} (in the background)"
-            ):
-                try:
-                    containers.remove_now(self._api(), container_id)
-                except Exception as e:
-                    log.warning("Could not remove kernel container %s: %s", container_id[:12], e)
-            self.forget_exit(container_id)
+        def remove(api: docker.APIClient) -> None:
+            try:
+                containers.remove_now(api, container_id)
+            finally:
+                self.forget_exit(container_id)
 
-        future = self._executor.submit(remove)
+        self.in_background(
+            f"remove the kernel's container {container_id[:12]}",
+            remove,
+            on_error=lambda e: log.warning(
+                "Could not remove kernel container %s: %s", container_id[:12], e
+            ),
+        )
+
+    def in_background(
+        self,
+        what: str,
+        fn: Callable[[docker.APIClient], None],
+        on_error: Callable[[Exception], None],
+    ) -> None:
+        """Run ``fn(api)`` on the engine's executor without waiting (:meth:`drain` waits);
+        ``on_error`` gets what it raised. Counted as under way while it runs (:meth:`busy`)."""
+
+        def run() -> None:
+            with self._call(f"{what} (in the background)"):
+                try:
+                    fn(self._api())
+                except Exception as e:
+                    on_error(e)
+
+        future = self._executor.submit(run)
         self._pending.add(future)
         future.add_done_callback(self._pending.discard)
 

@@ -28,6 +28,7 @@ ANSWERS: dict[type[ex.MLContainerError], tuple[int, str]] = {
     ex.ImagePullError: (500, "Kernel image pull failed"),
     ex.GPUUnavailableError: (500, "No GPU support on the Docker engine"),
     ex.KernelStartError: (500, "Container kernel did not start"),
+    ex.Unschedulable: (503, "No node can take the kernel now"),
     ex.ConfigurationError: (500, "Container kernel misconfigured"),
     ex.ImageProbeError: (500, "Kernel image unusable"),
     ex.InvalidReferenceError: (400, "Invalid image reference"),

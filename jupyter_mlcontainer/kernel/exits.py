@@ -25,7 +25,7 @@ async def wait_until_up(p: MLContainerProvisioner) -> None:
         while True:
             if await heartbeat.answered(timeout=0.1):
                 return
-            state = await p.backend.inspect(p.container.id)
+            state = await p.container_backend.inspect(p.container.id)
             if state is None or not state.running:
                 exit_ = await record_exit(p, state)
                 msg = f"The kernel did not start. {exit_.message()}"
@@ -55,14 +55,14 @@ async def record_exit(p: MLContainerProvisioner, state: ContainerState | None) -
         )
     else:
         try:
-            tail = await p.backend.logs(state.id, tail=p.log_tail)
+            tail = await p.container_backend.logs(state.id, tail=p.log_tail)
         except EngineUnavailableError:  # the backend is going away: the reason matters more
             tail = ""
         stopping = p.run.stopping  # after the logs: a stop may have been asked meanwhile
         exit_ = dataclasses.replace(
             ContainerExit.from_state(state, tail),
             requested=stopping,
-            engine_stopped_at="" if stopping else await p.backend.stopped_at(state),
+            engine_stopped_at="" if stopping else await p.container_backend.stopped_at(state),
         )
     p.last_exit = exit_
     p.run.exit_code = exit_.exit_code
@@ -89,4 +89,4 @@ async def discard_container(p: MLContainerProvisioner) -> None:
     container_id, p.container.id = p.container.id, None
     p.run.running = False
     if container_id is not None:
-        await p.backend.remove(container_id)
+        await p.container_backend.remove(container_id)

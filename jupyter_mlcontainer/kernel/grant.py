@@ -65,7 +65,7 @@ async def resolve_gpus(p: MLContainerProvisioner) -> gpu.GPURequest:
     if request.mode == "none":
         p.container.granted_gpus = request
         return request
-    backend = p.backend
+    backend = p.container_backend
     support = await backend.gpu_support(max_age=FACTS_MAX_AGE)
     if support.ignores_requests and request.explicit:
         msg = (
@@ -110,7 +110,7 @@ async def confirm_gpus(
     :class:`GPUsTakenMeanwhile`."""
     if not p.container.ledger_gpus or granted.mode != "ids":
         return
-    holders = others(p, await p.backend.gpu_holders(), but=container_id)
+    holders = others(p, await p.container_backend.gpu_holders(), but=container_id)
     if ledger.lost_gpus(container_id, granted.ids, holders, p.policy.gpu_sharing):
         raise GPUsTakenMeanwhile
 

@@ -51,6 +51,52 @@ async def hold_for_restart(p: MLContainerProvisioner) -> None:
     p.run.supervisor = supervisor
 
 
+async def signal_through_supervisor(p: MLContainerProvisioner, name: str) -> None:
+    """A signal for a backend that cannot signal a container (``Capabilities.signals`` is
+    False: Swarm): SIGINT, SIGTERM and SIGKILL go to the kernel through its container's
+    supervisor; without one, a stop removes the container, and an interrupt is impossible
+    (the kernelspec's ``interrupt_mode: "message"`` is the way then)."""
+    commands = {"SIGINT": "interrupt", "SIGTERM": "terminate", "SIGKILL": "kill"}
+    launch = p.container.launch
+    container_id = p.container.id
+    if name not in commands or container_id is None:
+        p.log.debug("Kernel %s: %s is not sent on this backend", p.kernel_id, name)
+        return
+    supervisor = p.run.supervisor
+    opened = None
+    if (supervisor is None or supervisor.lost) and launch is not None and launch.supervise:
+        key = p.connection_info.get("key") or b""
+        try:
+            opened = supervisor = await Supervisor.connect(
+                reach.lease_target(p.container, launch),
+                key if isinstance(key, bytes) else key.encode(),
+            )
+        except SupervisorError as e:
+            p.log.debug("Kernel %s: %s", p.kernel_id, e)
+            supervisor = None
+    try:
+        if supervisor is not None and not supervisor.lost:
+            if name == "SIGINT":
+                await supervisor.interrupt()
+            else:
+                await supervisor.signal(kill=name == "SIGKILL")
+            return
+    except OSError as e:
+        p.log.debug("Kernel %s: the supervisor went away: %s", p.kernel_id, e)
+    finally:
+        if opened is not None:
+            opened.close()
+    if name == "SIGINT":
+        p.log.warning(
+            "Kernel %s cannot be interrupted: its backend has no signals and its container no "
+            "supervisor (set restart_in_container, or the kernelspec's interrupt_mode to "
+            '"message")',
+            p.kernel_id,
+        )
+        return
+    await p.container_backend.remove(container_id)  # a stop: the container goes with it
+
+
 def _same_container(p: MLContainerProvisioner, launch: KernelLaunch) -> bool:
     old = p.container.launch
     return (

@@ -45,7 +45,7 @@ async def prepare_launch(p: MLContainerProvisioner, kwargs: dict[str, Any]) -> K
         )
     uid, gid = kernel_user(p.cwd, p.uid, p.gid)
     p.policy.check_user(uid, gid)  # before anything exists on the backend
-    backend = p.backend
+    backend = p.container_backend
     host_memory = 0
     if p.mem_limit is None:  # the policy's default applies: it may be a share of this
         host_memory = await backend.memory_total(max_age=FACTS_MAX_AGE)
@@ -107,7 +107,7 @@ async def join_kernel_network(p: MLContainerProvisioner) -> None:
     """Bridge mode: the kernels' network (made on first use), by id, with its fixed subnet."""
     p.run.network = None
     if p.network == "bridge" and p.bridge_network:
-        p.run.network = await p.backend.kernel_network(p.bridge_network)
+        p.run.network = await p.container_backend.kernel_network(p.bridge_network)
 
 
 async def ensure_home_volume(
@@ -117,7 +117,7 @@ async def ensure_home_volume(
     if not p.persistent_home:
         return None, False
     name = home_volume_name(uid, image)
-    made = await p.backend.ensure_volume(
+    made = await p.container_backend.ensure_volume(
         name,
         {
             labels.MANAGED: "true",
@@ -132,7 +132,7 @@ async def ensure_home_volume(
 async def user_namespace(p: MLContainerProvisioner) -> str:
     """keep-id on rootless Podman: the kernel's uid is the user's own on the host too
     (without it, uid N inside is the user's N-th subordinate uid outside)."""
-    kind = await p.backend.kind()
+    kind = await p.container_backend.kind()
     return "keep-id" if kind.podman and kind.rootless else ""
 
 

@@ -158,7 +158,9 @@ class MLContainerPool(LoggingConfigurable):
             return 0
         if provisioner.network == "none":  # ipc sockets in a directory of each kernel's own
             return 0
-        if provisioner.backend.remote:  # each kernel's own CurveZMQ keys, made at its start
+        if (
+            provisioner.container_backend.remote
+        ):  # each kernel's own CurveZMQ keys, made at its start
             return 0
         return max(0, min(wanted, self.max_per_kernelspec))
 
@@ -187,12 +189,12 @@ class MLContainerPool(LoggingConfigurable):
         pooled = entry.provisioner
         if pooled is None or await pooled.poll() is not None:
             return False
-        image = await provisioner.backend.image(provisioner.image)
+        image = await provisioner.container_backend.image(provisioner.image)
         details = pooled.image_details or {}
         if image is None:
             return False
         if not details.get("image_id"):  # its own record is not there yet: ask the engine
-            state = await provisioner.backend.inspect(pooled.container_id or "")
+            state = await provisioner.container_backend.inspect(pooled.container_id or "")
             details = {"image_id": state.image_id if state else None}
         return bool(image.get("Id") == details.get("image_id"))
 

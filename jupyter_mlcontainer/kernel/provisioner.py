@@ -36,7 +36,7 @@ from .answers import answered
 from .claim import claimed_from_pool
 from .container import KernelContainer, KernelRun
 from .exits import discard_container, record_exit, record_requested_exit
-from .inplace import hold_for_restart, restarted_in_place
+from .inplace import hold_for_restart, restarted_in_place, signal_through_supervisor
 from .launch import prepare_launch
 from .policy import MLContainerPolicy
 from .settings import ContainerKernelSettings
@@ -114,9 +114,10 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         return self.container.id is not None and self.run.running
 
     @property
-    def backend(self) -> backends.Backend:
-        """Where this kernel's containers run (``docker_host``: an engine's address)."""
-        return backends.connect(self.docker_host or None)
+    def container_backend(self) -> backends.Backend:
+        """Where this kernel's containers run: the ``backend`` setting's kind (a Docker engine,
+        a swarm) at ``docker_host`` (an engine's or a manager's address)."""
+        return backends.connect(self.docker_host or None, self.backend)
 
     @property
     def fills_a_pool(self) -> bool:
@@ -198,8 +199,8 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
 
         async def learn() -> None:
             try:
-                state = await self.backend.inspect(container_id) if container_id else None
-                image = await self.backend.image(state.image_id) if state else None
+                state = await self.container_backend.inspect(container_id) if container_id else None
+                image = await self.container_backend.image(state.image_id) if state else None
             except Exception as e:  # only a record is lost
                 self.log.debug("Kernel %s: no image details: %s", self.kernel_id, e)
                 return
@@ -218,7 +219,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         """Look up what was installed into the running container that its image has not."""
         container_id = self.container.id
         if container_id is not None:
-            changes = await self.backend.changes(container_id)
+            changes = await self.container_backend.changes(container_id)
             if self.container.id == container_id:
                 self.container.drift = environments.drift(changes)
         return self.container.drift
@@ -240,7 +241,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
         if supervisor is not None and not supervisor.lost:
             code = supervisor.exit_code()  # held for a restart: the kernel, not the container
             return None if code is None else record_requested_exit(self, code)
-        exits = self.backend.exits()
+        exits = self.container_backend.exits()
         code = exits.exit_code(container_id)
         if self.run.stopping:
             if code is not None:
@@ -250,7 +251,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                 return None
         self.run.last_inspect = time.monotonic()
         try:
-            state = await self.backend.inspect(container_id)
+            state = await self.container_backend.inspect(container_id)
         except EngineUnavailableError as e:
             if not self.run.backend_warned:
                 self.log.warning("Kernel %s: cannot check its container: %s", self.kernel_id, e)
@@ -270,7 +271,7 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
                 # Its reason and log are recorded. Headless tools (nbclient) never shut a dead
                 # kernel down, so nothing else would remove its container; a restart or
                 # shutdown that follows finds it gone, which is fine.
-                self.backend.remove_soon(container_id)
+                self.container_backend.remove_soon(container_id)
         return exit_.exit_code
 
     async def wait(self) -> int | None:
@@ -288,7 +289,11 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             name = signal.Signals(signum).name
         except ValueError:
             name = str(signum)
-        await self.backend.signal(self.container.id, name)
+        backend = self.container_backend
+        if not backend.capabilities.signals:  # declared: the supervisor carries it
+            await signal_through_supervisor(self, name)
+            return
+        await backend.signal(self.container.id, name)
 
     async def shutdown_requested(self, restart: bool = False) -> None:
         self.run.stopping = True
@@ -337,9 +342,9 @@ class MLContainerProvisioner(ContainerKernelSettings, LocalProvisioner):  # type
             container_id, self.container.id = self.container.id, None
             self.run.running = False
             if container_id is not None and self.in_a_server:
-                self.backend.remove_soon(container_id)
+                self.container_backend.remove_soon(container_id)
             elif container_id is not None:
-                await self.backend.remove(container_id)
+                await self.container_backend.remove(container_id)
         if not restart and self.run.ipc_dir is not None:
             shutil.rmtree(self.run.ipc_dir, ignore_errors=True)
             self.run.ipc_dir = None

@@ -72,7 +72,7 @@ class Held:
 
 async def _held_by(p: MLContainerProvisioner, user: str) -> list[Held]:
     """The user's live kernel containers on this backend, oldest first."""
-    backend = p.backend
+    backend = p.container_backend
     listed = await backend.containers(labels.managed_filter())
     found = []
     for state in listed:

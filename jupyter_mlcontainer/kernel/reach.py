@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 def choose_encryption(p: MLContainerProvisioner, kwargs: dict[str, Any]) -> None:
     """Set ``transport_encryption`` in jupyter_client's launch arguments (before its
     ``pre_launch`` makes the connection file and the CurveZMQ keys)."""
-    backend = p.backend
+    backend = p.container_backend
     km = p.parent
     if backend.remote:
         p.policy.check_remote(backend.address, backend.encrypted, p.remote_encryption)
@@ -60,7 +60,7 @@ def use_ipc_sockets(p: MLContainerProvisioner) -> None:
 def remote_kernel_host(p: MLContainerProvisioner, server_root: str) -> str:
     """On a remote backend, where this server reaches its kernel ('' for a local one); refuses
     what cannot work across machines, before anything is created there."""
-    backend = p.backend
+    backend = p.container_backend
     if not backend.remote:
         return ""
     if p.network != "bridge":
@@ -96,7 +96,7 @@ async def publishes_ports(p: MLContainerProvisioner) -> bool:
         return bool(p.network == "bridge")
     if p.bridge_access == "address":
         return False
-    return not await p.backend.routable(network.id)
+    return not await p.container_backend.routable(network.id)
 
 
 def lease_address(p: MLContainerProvisioner) -> str | None:
@@ -140,6 +140,10 @@ def reach_started(p: MLContainerProvisioner, launch: KernelLaunch) -> None:
         assert launch.address  # an address mode launch always names it
         reach_at(p, launch.address)
     elif p.run.kernel_host:
+        backend = p.container_backend
+        if backend.capabilities.scheduled and p.container.id and not p.kernel_address:
+            # The scheduler chose the node: its ports are published there.
+            p.run.kernel_host = backend.kernel_host(p.container.id) or p.run.kernel_host
         reach_at(p, p.run.kernel_host)  # its ports, published on a remote host
 
 

@@ -253,6 +253,17 @@ class ContainerKernelSettings(HasTraits):
         # Not in the REST API: its kernelspecs are pinned and probed on its own server's engine.
     ).tag(config=True, add=True, rest=False)
 
+    backend = CaselessStrEnum(
+        ["docker", "swarm"],
+        default_value="docker",
+        help="""Where the kernel's container runs: ``docker`` (the default), a Docker engine;
+        ``swarm``, a service of one task on a Docker Swarm, placed by its scheduler on a node
+        with room for its memory and GPUs (``docker_host`` names a manager; ports are published
+        on the task's node, CurveZMQ-encrypted). On a swarm, set ``persistent_home`` to false
+        (volumes are per node), use an image with ipykernel, and ask for GPUs by count; a
+        kernel is interrupted through its in-container supervisor (see docs/backends.md).""",
+    ).tag(config=True, add=True, rest=False)
+
     remote_encryption = CaselessStrEnum(
         ["curve", "none"],
         default_value="curve",

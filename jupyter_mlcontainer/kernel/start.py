@@ -30,6 +30,7 @@ from ..core.exceptions import (
     KernelStartError,
     NetworkGoneError,
     PortTaken,
+    Unschedulable,
 )
 from ..core.plan import KernelLaunch, build_plan
 from ..core.probe import ImageProbe
@@ -90,7 +91,7 @@ async def _start_in_network(p: MLContainerProvisioner, launch: KernelLaunch) -> 
             p.kernel_id,
             p.image,
         )
-        probe = _RUNTIME_PROBES[p.image] = await p.backend.probe_image(p.image)
+        probe = _RUNTIME_PROBES[p.image] = await p.container_backend.probe_image(p.image)
         await _start_with_untouched_runtime(p, launch, probe)
 
 
@@ -105,13 +106,13 @@ async def _start_with_untouched_runtime(
         exit_ = p.last_exit
         if probe is None or exit_ is None or exit_.exit_code != RUNTIME_MISMATCH_EXIT:
             raise
-        volume = p.backend.runtime_volume(probe, p.runtime_packages)
+        volume = p.container_backend.runtime_volume(probe, p.runtime_packages)
         p.log.warning(
             "Kernel %s: the runtime %s changed after it was sealed; rebuilding it",
             p.kernel_id,
             volume,
         )
-        await p.backend.discard_runtime(volume)
+        await p.container_backend.discard_runtime(volume)
         await _start_with_writable_home(p, launch, probe)
 
 
@@ -133,7 +134,7 @@ async def _start_with_writable_home(
             launch.uid,
             launch.home_volume,
         )
-        await p.backend.give_home_to_user(
+        await p.container_backend.give_home_to_user(
             launch.home_volume,
             launch.uid if launch.uid is not None else 0,
             launch.gid if launch.gid is not None else 0,
@@ -193,7 +194,7 @@ async def _start_container(
     p: MLContainerProvisioner, launch: KernelLaunch, probe: ImageProbe | None
 ) -> None:
     """One attempt: create, copy the connection file in, start, wait for the heartbeat."""
-    backend = p.backend
+    backend = p.container_backend
     p.run.launches += 1
     p.run.exit_code = None
     runtime_volume, runtime_digest = None, ""
@@ -238,6 +239,8 @@ async def _start_container(
             await backend.start(container_id)
         except (NetworkGoneError, PortTaken, AddressTaken):
             raise  # the layers above recover from these
+        except Unschedulable:
+            raise  # says what to free or ask for less of
         except CommandNotFound as e:
             msg = (
                 f"The image {p.image!r} cannot run the kernel command: {e}. The image needs "
@@ -265,7 +268,7 @@ async def probe_for_runtime(p: MLContainerProvisioner) -> ImageProbe | None:
     probe = ImageProbe.from_dict(recorded["probe"]) if recorded.get("probe") else None
     if p.inject_runtime == "always":
         if probe is None:
-            probe = _RUNTIME_PROBES.get(p.image) or await p.backend.probe_image(p.image)
+            probe = _RUNTIME_PROBES.get(p.image) or await p.container_backend.probe_image(p.image)
         return probe
     if probe is not None:
         return probe if probe.ipykernel is None else None

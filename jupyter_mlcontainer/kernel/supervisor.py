@@ -8,6 +8,7 @@ kernel's key (HMAC-SHA256 of a nonce the supervisor sends), then sends one-byte 
 - ``H``: the kernel's next exit is a restart: report it (``x<code>\\n``) and keep the
   container, instead of ending it with the kernel's exit code;
 - ``K`` / ``T``: SIGKILL / SIGTERM the kernel (``now=True`` restarts);
+- ``I``: SIGINT the kernel (an interrupt, where the backend cannot signal: Swarm);
 - ``S``: start a fresh kernel process with the same connection file (answered ``s``).
 
 The restart thus keeps the container, its address, ports, mounts and limits, and skips the
@@ -25,6 +26,7 @@ from ..agent.protocol import (
     CONTROL_OK,
     EXITED,
     HOLD,
+    INTERRUPT,
     KILL,
     NONCE_BYTES,
     START,
@@ -101,6 +103,11 @@ class Supervisor:
 
     async def signal(self, kill: bool) -> None:
         self._writer.write(KILL if kill else TERMINATE)
+        await self._writer.drain()
+
+    async def interrupt(self) -> None:
+        """SIGINT the kernel (not its supervisor)."""
+        self._writer.write(INTERRUPT)
         await self._writer.drain()
 
     async def start(self) -> None:

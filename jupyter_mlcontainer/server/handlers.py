@@ -248,7 +248,9 @@ class KernelsHandler(MLContainerHandler):
         by_backend: dict[Backend, list[str]] = {}
         for provisioner in kernels.values():
             if provisioner.container_id:
-                by_backend.setdefault(provisioner.backend, []).append(provisioner.container_id)
+                by_backend.setdefault(provisioner.container_backend, []).append(
+                    provisioner.container_id
+                )
         containers: dict[str, ContainerState] = {}
         for backend, ids in by_backend.items():
             listed = await backend.containers(labels.managed_filter() | {"id": ids})
@@ -305,7 +307,7 @@ class KernelHandler(MLContainerHandler):
             self.log.debug("Kernel %s: drift not looked up: %s", kernel_id, e)
         out = _summary(kernel_id, provisioner, self.reclaimer)
         container_id = provisioner.container_id
-        backend = provisioner.backend
+        backend = provisioner.container_backend
         state = await backend.inspect(container_id) if container_id else None
         out["state"] = state.status if state else "gone"
         if out["state"] == "removing":
