@@ -1,0 +1,386 @@
+"""SwarmBackend (swarm/backend.py) against a fake manager: a small APIClient that records its
+calls and answers with service, task and node records shaped like a real manager's (as
+tests/test_swarm_cluster.py measured them). No engine, no swarm."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import docker.errors
+import pytest
+
+from jupyter_mlcontainer.core import backend as seam
+from jupyter_mlcontainer.core import labels
+from jupyter_mlcontainer.core.exceptions import Unschedulable, Unsupported
+from jupyter_mlcontainer.core.plan import build_plan, container_files
+from jupyter_mlcontainer.docker.backend import DockerBackend
+from jupyter_mlcontainer.docker.engine import Engine
+from jupyter_mlcontainer.swarm import backend as swarm_backend
+from jupyter_mlcontainer.swarm.backend import SwarmBackend
+
+from .test_spec import launch
+
+MANAGER_URL = "tcp://10.214.9.2:2375"
+WORKER, WORKER_ADDR, WORKER_ID = "sw-worker", "10.214.9.3", "node-worker"
+
+
+def node(node_id: str, hostname: str, addr: str, state: str = "ready", **resources: Any) -> dict:
+    return {
+        "ID": node_id,
+        "Description": {
+            "Hostname": hostname,
+            "Resources": {"MemoryBytes": 8 << 30, "NanoCPUs": 4_000_000_000, **resources},
+        },
+        "Spec": {"Role": "worker", "Availability": "active", "Labels": {}},
+        "Status": {"State": state, "Addr": addr},
+    }
+
+
+class FakeManager:
+    """The calls of docker.APIClient that the backend makes, on an in-memory swarm. ``placing``
+    decides what the scheduler does with a new task: ``run`` (on the worker) or ``pending``."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.service_records: dict[str, dict[str, Any]] = {}
+        self.task_records: list[dict[str, Any]] = []
+        self.secret_records: dict[str, dict[str, Any]] = {}
+        self.node_records = {
+            "node-manager": node("node-manager", "sw-manager", "10.214.9.2"),
+            WORKER_ID: node(WORKER_ID, WORKER, WORKER_ADDR),
+        }
+        self.placing = "run"
+        self._ids = 0
+
+    def _id(self, prefix: str) -> str:
+        self._ids += 1
+        return f"{prefix}{self._ids:020d}"
+
+    # --- the engine -------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        self.calls.append("info")
+        return {"Swarm": {"ControlAvailable": True, "LocalNodeState": "active"}}
+
+    def version(self) -> dict[str, Any]:
+        self.calls.append("version")
+        return {"Version": "26.1.5", "ApiVersion": "1.45"}
+
+    # --- nodes ------------------------------------------------------------------------------
+
+    def nodes(self, filters: Any = None) -> list[dict[str, Any]]:
+        self.calls.append("nodes")
+        return list(self.node_records.values())
+
+    def inspect_node(self, node_id: str) -> dict[str, Any]:
+        self.calls.append("inspect_node")
+        if node_id not in self.node_records:
+            raise docker.errors.NotFound(f"node {node_id} not found")
+        return self.node_records[node_id]
+
+    # --- services ---------------------------------------------------------------------------
+
+    def create_service(self, task_template: dict, name: str, labels: dict, mode: dict, **kw: Any):
+        self.calls.append("create_service")
+        service_id = self._id("svc")
+        spec = {"Name": name, "Labels": labels, "TaskTemplate": task_template, "Mode": mode}
+        if kw.get("endpoint_spec"):
+            spec["EndpointSpec"] = kw["endpoint_spec"]
+        self.service_records[service_id] = {
+            "ID": service_id,
+            "Version": {"Index": 1},
+            "CreatedAt": "2026-12-03T05:00:00.000000000Z",
+            "Spec": spec,
+        }
+        return {"ID": service_id}
+
+    def inspect_service(self, service_id: str) -> dict[str, Any]:
+        self.calls.append("inspect_service")
+        if service_id not in self.service_records:
+            raise docker.errors.NotFound(f"service {service_id} not found")
+        return self.service_records[service_id]
+
+    def update_service(self, service_id: str, version: int, **changes: Any) -> None:
+        self.calls.append("update_service")
+        service = self.service_records[service_id]
+        assert version == service["Version"]["Index"], "updated at a stale version"
+        assert changes.pop("fetch_current_spec") is True
+        if "task_template" in changes:
+            service["Spec"]["TaskTemplate"] = changes["task_template"]
+        if "mode" in changes:
+            service["Spec"]["Mode"] = changes["mode"]
+            if changes["mode"]["Replicated"]["Replicas"] == 1:
+                self._schedule(service)
+        service["Version"]["Index"] += 1
+
+    def _schedule(self, service: dict[str, Any]) -> None:
+        status: dict[str, Any]
+        task: dict[str, Any] = {
+            "ID": self._id("task"),
+            "ServiceID": service["ID"],
+            "CreatedAt": "2026-12-03T05:00:01.000000000Z",
+            "DesiredState": "running",
+            "Spec": service["Spec"]["TaskTemplate"],
+        }
+        if self.placing == "run":
+            task["NodeID"] = WORKER_ID
+            status = {
+                "State": "running",
+                "Message": "started",
+                "Timestamp": "2026-12-03T05:00:02.000000000Z",
+                "ContainerStatus": {"ContainerID": "c" * 64, "PID": 42, "ExitCode": 0},
+            }
+        else:
+            status = {
+                "State": "pending",
+                "Message": "pending task scheduling",
+                "Err": "no suitable node (insufficient resources on 2 nodes)",
+                "Timestamp": "2026-12-03T05:00:02.000000000Z",
+            }
+        task["Status"] = status
+        self.task_records.append(task)
+
+    def tasks(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        self.calls.append("tasks")
+        wanted = filters["service"]
+        wanted = set(wanted if isinstance(wanted, list) else [wanted])
+        return [t for t in self.task_records if t["ServiceID"] in wanted]
+
+    def services(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        self.calls.append("services")
+        wanted = [label.split("=", 1) for label in filters["label"]]
+        return [
+            s
+            for s in self.service_records.values()
+            if all(s["Spec"]["Labels"].get(k) == v for k, v in wanted)
+        ]
+
+    def remove_service(self, service_id: str) -> None:
+        self.calls.append("remove_service")
+        if service_id not in self.service_records:
+            raise docker.errors.NotFound(f"service {service_id} not found")
+        del self.service_records[service_id]
+        self.task_records = [t for t in self.task_records if t["ServiceID"] != service_id]
+
+    def service_logs(self, service_id: str, **kw: Any) -> list[bytes]:
+        self.calls.append("service_logs")
+        if service_id not in self.service_records:
+            raise docker.errors.NotFound(f"service {service_id} not found")
+        return [b"line 1\n", b"line 2\n"]
+
+    # --- secrets ----------------------------------------------------------------------------
+
+    def create_secret(self, name: str, data: bytes, labels: dict[str, str]) -> dict[str, str]:
+        self.calls.append("create_secret")
+        secret_id = self._id("sec")
+        self.secret_records[secret_id] = {"ID": secret_id, "Spec": {"Name": name, "Labels": labels}}
+        self.secret_data = data
+        return {"ID": secret_id}
+
+    def secrets(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        self.calls.append("secrets")
+        key, _, value = filters["label"].partition("=")
+        return [s for s in self.secret_records.values() if s["Spec"]["Labels"].get(key) == value]
+
+    def remove_secret(self, secret_id: str) -> None:
+        self.calls.append("remove_secret")
+        if secret_id not in self.secret_records:
+            raise docker.errors.NotFound(f"secret {secret_id} not found")
+        del self.secret_records[secret_id]
+
+
+@pytest.fixture
+def manager(monkeypatch: pytest.MonkeyPatch) -> FakeManager:
+    monkeypatch.setattr(swarm_backend.leases, "hold", lambda: "instance")
+    monkeypatch.setattr(swarm_backend, "PENDING_PATIENCE", 0.0)
+    monkeypatch.setattr(swarm_backend, "POLL_INTERVAL", 0.01)
+    return FakeManager()
+
+
+@pytest.fixture
+def backend(manager: FakeManager) -> SwarmBackend:
+    engine = Engine(MANAGER_URL)  # not shared: Engine.for_url would keep it for the session
+    engine._client = manager  # type: ignore[assignment]
+    return SwarmBackend(engine)
+
+
+def a_plan(**kw: Any) -> Any:
+    return build_plan(launch(mem_limit="64m", publish_ip="0.0.0.0", **kw))
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_a_kernel_is_created_given_its_files_started_read_and_removed(backend, manager):
+    plan = a_plan()
+    service_id = run(backend.create(plan))
+    created = manager.service_records[service_id]["Spec"]
+    assert created["Mode"] == {"Replicated": {"Replicas": 0}}  # no task before its files
+    assert created["Name"] == plan.name
+    assert created["Labels"][labels.KERNEL_ID] == "k1"
+    assert created["TaskTemplate"]["RestartPolicy"]["Condition"] == "none"
+    assert run(backend.inspect(service_id)).status == "created"
+
+    tar = container_files({"key": "secret"}, 1000, 1001)
+    run(backend.put_files(service_id, "/tmp", tar))
+    assert manager.task_records == []  # attached while the service has no task
+    (attached,) = manager.service_records[service_id]["Spec"]["TaskTemplate"]["ContainerSpec"][
+        "Secrets"
+    ]
+    assert attached["File"] == {
+        "Name": "/tmp/mlcontainer/connection.json",
+        "UID": "1000",
+        "GID": "1001",
+        "Mode": 0o400,
+    }
+    (secret,) = manager.secret_records.values()
+    assert secret["Spec"]["Labels"][labels.SERVICE] == service_id
+    assert secret["Spec"]["Labels"][labels.MANAGED] == "true"
+    assert secret["Spec"]["Labels"][labels.KERNEL_ID] == "k1"
+    assert b'"key": "secret"' in manager.secret_data
+
+    run(backend.start(service_id))
+    assert backend.kernel_host(service_id) == WORKER_ADDR  # the node its ports are on
+    assert backend.kernel_host() == "10.214.9.2"  # before a start: the manager's host
+    state = run(backend.inspect(service_id))
+    assert (state.id, state.name, state.status, state.running) == (
+        service_id,
+        plan.name,
+        "running",
+        True,
+    )
+    assert state.node == WORKER
+    assert run(backend.logs(service_id)) == "line 1\nline 2\n"
+
+    run(backend.remove(service_id))
+    assert manager.service_records == {} and manager.secret_records == {}
+    run(backend.remove(service_id))  # twice is fine
+    assert run(backend.inspect(service_id)) is None
+    assert run(backend.logs(service_id)) == ""
+    verbs = [c for c in manager.calls if c not in ("info", "version", "tasks", "inspect_node")]
+    assert verbs[: verbs.index("remove_service")] == [
+        "create_service",
+        "inspect_service",  # inspect before the start
+        "inspect_service",  # put_files: the service as it is
+        "create_secret",
+        "update_service",  # the secret attached
+        "inspect_service",  # start: scale to one replica
+        "update_service",
+        "inspect_service",  # inspect
+        "service_logs",
+    ]
+
+
+def test_a_task_no_node_can_take_is_a_typed_error_that_says_what_to_do(backend, manager):
+    manager.placing = "pending"
+    service_id = run(backend.create(a_plan()))
+    with pytest.raises(Unschedulable, match="insufficient resources") as raised:
+        run(backend.start(service_id))
+    assert "fewer GPUs" in str(raised.value) and "Free what other kernels hold" in str(raised.value)
+
+
+def test_a_kernel_whose_node_left_the_swarm_is_dead_with_that_reason(backend, manager):
+    service_id = run(backend.create(a_plan()))
+    run(backend.start(service_id))
+    manager.node_records[WORKER_ID]["Status"]["State"] = "down"
+    manager.task_records[0]["DesiredState"] = "shutdown"  # its Status.State stays "running"
+    state = run(backend.inspect(service_id))
+    assert (state.status, state.running, state.error) == (
+        "dead",
+        False,
+        f"node {WORKER} left the swarm",
+    )
+    assert run(backend.stopped_at(state)) == "05:00:02"
+    assert backend.exits().exit_code(service_id) == 0
+    del manager.node_records[WORKER_ID]  # removed from the swarm by an admin
+    assert run(backend.inspect(service_id)).error == f"node {WORKER_ID} left the swarm"
+
+
+def test_our_services_are_listed_as_their_tasks_say(backend, manager):
+    first = run(backend.create(a_plan()))
+    run(backend.start(first))
+    second = run(backend.create(a_plan(kernel_id="k2")))
+    found = run(backend.containers(labels.managed_filter()))
+    by_id = {state.id: state for state in found}
+    assert (by_id[first].status, by_id[first].node) == ("running", WORKER)
+    assert by_id[second].status == "created"
+    assert (
+        run(backend.containers(labels.managed_filter(**{labels.KERNEL_ID: "k2"})))[0].id == second
+    )
+
+
+def test_what_a_swarm_cannot_do_is_declared_and_says_what_to_do(backend):
+    assert backend.capabilities.signals is False
+    assert backend.capabilities.scheduled is True
+    assert backend.remote is True
+    with pytest.raises(Unsupported, match="supervisor"):
+        run(backend.signal("svc", "SIGINT"))
+    with pytest.raises(Unsupported, match="persistent_home to false"):
+        run(backend.ensure_volume("mlc-home-1000-img", {}))
+    with pytest.raises(Unsupported, match="ipykernel"):
+        run(backend.ensure_runtime("img:1", None, [], None, logging.getLogger()))  # type: ignore[arg-type]
+    assert run(backend.stats("svc")) is None
+    assert run(backend.settle_networks(repair=True)) == []
+
+
+def test_facts_of_the_nodes(backend, manager):
+    manager.node_records["node-manager"]["Description"]["Resources"]["MemoryBytes"] = 16 << 30
+    manager.node_records[WORKER_ID]["Status"]["State"] = "down"  # not counted
+    assert run(backend.memory_total()) == 16 << 30
+    assert not run(backend.gpu_support()).available
+    manager.node_records[WORKER_ID]["Status"]["State"] = "ready"
+    manager.node_records[WORKER_ID]["Description"]["Resources"]["GenericResources"] = [
+        {"NamedResourceSpec": {"Kind": "NVIDIA-GPU", "Value": "GPU-aaaa"}}
+    ]
+    assert run(backend.gpu_support()).available
+
+
+def test_a_worker_cannot_run_kernels(backend, manager, monkeypatch):
+    monkeypatch.setattr(
+        manager, "info", lambda: {"Swarm": {"ControlAvailable": False, "LocalNodeState": "active"}}
+    )
+    with pytest.raises(ConnectionError, match="not a swarm manager"):
+        run(backend.create(a_plan()))
+
+
+def test_the_backend_setting_reaches_connect():
+    from jupyter_mlcontainer.kernel.provisioner import MLContainerProvisioner
+
+    swarm = MLContainerProvisioner(image="img:1", backend="swarm", docker_host=MANAGER_URL)
+    found = swarm.container_backend
+    assert isinstance(found, SwarmBackend)
+    assert found == seam.connect(MANAGER_URL, "swarm")
+    assert found in seam.known()
+    plain = MLContainerProvisioner(image="img:1", docker_host=MANAGER_URL)
+    assert plain.backend == "docker"  # existing kernelspecs: unchanged
+    assert type(plain.container_backend) is DockerBackend
+    assert plain.container_backend != found  # one engine, two views
+    with pytest.raises(Exception, match="backend"):
+        MLContainerProvisioner(image="img:1", backend="kubernetes")
+
+
+class _FakeBackend:
+    capabilities = seam.Capabilities(signals=False, scheduled=True)
+
+    def __init__(self) -> None:
+        self.removed: list[str] = []
+
+    async def remove(self, container_id: str) -> None:
+        self.removed.append(container_id)
+
+
+def test_without_signals_a_stop_removes_and_an_interrupt_only_warns(monkeypatch, caplog):
+    """No supervisor to carry the signal (the kernel was not started supervised)."""
+    from jupyter_mlcontainer.kernel.provisioner import MLContainerProvisioner
+
+    fake = _FakeBackend()
+    monkeypatch.setattr(MLContainerProvisioner, "container_backend", property(lambda _: fake))
+    p = MLContainerProvisioner(image="img:1", backend="swarm")
+    p.container.id = "svc1"
+    run(p.send_signal(2))  # SIGINT
+    assert fake.removed == []
+    run(p.send_signal(15))  # SIGTERM
+    assert fake.removed == ["svc1"]
