@@ -74,7 +74,9 @@ def test_the_cli_options_are_derived_and_keep_their_names():
         "docker-host": "AddApp.docker_host",
         "backend": "AddApp.kernel_backend",  # the command has a backend() of its own
     }
-    assert set(AddApp.flags) == {"user", "sys-prefix", "replace"}
+    from jupyter_core.application import JupyterApp
+
+    assert set(AddApp.flags) - set(JupyterApp.flags) == {"user", "sys-prefix", "replace"}
     traits = AddApp.class_traits(config=True)
     for name in ("gpus", "shm_size", "mem_limit", "docker_host", "kernel_name", "display_name"):
         assert traits[name].default_value is None  # not given

@@ -127,3 +127,37 @@ def test_two_notebooks_recorded_environments_differ():
         "installed in the kernel: + tqdm==4",
     ]
     assert environment_differences(a, dict(a)) == []
+
+
+def test_an_extend_never_undoes_a_change_made_meanwhile(tmp_path):
+    import json
+
+    from jupyter_mlcontainer.core.kernelspec import InstalledSpec
+    from jupyter_mlcontainer.kernel.extend import ExtendError, unchanged_since, writable
+
+    folder = tmp_path / "team"
+    folder.mkdir()
+    started = envs.with_added_version(spec(), envs.Version(number=0, image="reg/team/py@x"))
+    (folder / "kernel.json").write_text(json.dumps(started))
+    installed = InstalledSpec("team", folder, started)
+    writable(installed)  # a folder this user may write: no refusal
+    assert unchanged_since(installed, envs.current(started)) == started
+    # Meanwhile someone rolled it back (CLI, another server): the extend must not undo it.
+    (folder / "kernel.json").write_text(json.dumps(envs.with_current(started, 1)))
+    with pytest.raises(ExtendError, match="changed while it was being extended"):
+        unchanged_since(installed, envs.current(started))
+
+
+async def test_a_refused_push_pins_the_new_version_by_its_image_id():
+    from jupyter_mlcontainer.core.exceptions import ImagePullError
+    from jupyter_mlcontainer.kernel.extend import _pin
+
+    class Refusing:  # only the verb _pin uses: an upstream repository nobody here may push to
+        async def push_image(self, image_id: str, repository: str, tag: str) -> str:
+            raise ImagePullError(f"Could not push the new image to {repository!r}: denied.")
+
+    said: list[str] = []
+    parent = "docker.io/library/python@sha256:" + "2" * 64
+    pinned, pushed = await _pin(Refusing(), parent, "sha256:" + "3" * 64, "k" * 16, said.append)
+    assert (pinned, pushed) == ("sha256:" + "3" * 64, False)
+    assert "runs on this engine only" in said[-1] and "denied" in said[-1]

@@ -254,6 +254,50 @@ async def test_packages_a_kernel_installs_into_itself_are_recorded_and_not_kept(
     assert f"extend {name} --pip mlc-demo==1.1.0" in ran.stderr
 
 
+@pytest.fixture
+def user_site_image(docker_api: Any, derived_images: Any) -> Any:
+    """IMAGE whose environment sees user-site packages (as a system Python or a conda base
+    does), which the kernel's user may not write: pip falls back to a user install."""
+    tag = "mlc-test/user-site:1"
+    dockerfile = (
+        f"FROM {IMAGE}\nUSER root\nRUN sed -i 's/^include-system-site-packages = false/"
+        "include-system-site-packages = true/' /opt/venv/pyvenv.cfg\n"
+    )
+    for line in docker_api.build(
+        fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, forcerm=True, decode=True
+    ):
+        assert "error" not in line, line
+    yield tag
+    docker_api.remove_image(tag, force=True)
+
+
+async def test_a_user_install_goes_into_the_kernels_container_never_into_home(
+    jp_environ, kernelspec, notebook_dir, wheelhouse, user_site_image
+):
+    """pip's fallback to `--user` lands in the kernel's own container (PYTHONUSERBASE), where
+    it imports and is recorded as drift; not in HOME, which later kernels would import."""
+    local = notebook_dir / "wheels"
+    local.mkdir()
+    for wheel in wheelhouse.iterdir():
+        (local / wheel.name).write_bytes(wheel.read_bytes())
+    name = kernelspec("usersite", image=user_site_image)
+    install = "%pip install --no-index --find-links ./wheels mlc-demo==1.1.0"
+    async with running_kernel(name, notebook_dir) as (km, kc):
+        out, reply = await execute(kc, install, timeout=120)
+        assert reply["status"] == "ok" and "user installation" in out, out
+        out, _ = await execute(
+            kc,
+            "import mlc_demo, os; print(mlc_demo.__file__); "
+            "print(os.path.exists(os.path.expanduser('~/.local/lib')))",
+        )
+        where, in_home = out.split()
+        assert where.startswith("/tmp/mlc-user-site/") and in_home == "False", out
+        assert (await km.provisioner.refresh_drift()).added == {"mlc-demo": "1.1.0"}
+    async with running_kernel(name, notebook_dir) as (km, kc):
+        out, reply = await execute(kc, "import mlc_demo")
+        assert reply["status"] == "error" and "ModuleNotFoundError" in out
+
+
 def test_doctor_shows_home_volumes_that_carry_packages(jp_environ, docker_api):
     """pip --user packages in a HOME volume (which kernels do not import) are shown."""
     volume = "mlc-home-4398-mlcontainer-python"

@@ -200,6 +200,8 @@ async def test_a_failed_extend_names_the_package_and_changes_nothing(
         ({"pip": ["./tqdm-4.66.5-py3-none-any.whl"]}, "a path or a URL is not accepted"),
         ({"pip": [], "apt": []}, "Nothing to add"),
         ({"apt": ["curl; rm -rf /"]}, "is not a Debian package name"),
+        # this server installs only from its wheelhouse (extend_wheelhouse)
+        ({"apt": ["graphviz"]}, "only from its wheelhouse"),
     ],
 )
 async def test_bad_extend_bodies_are_refused(jp_fetch, body, words):

@@ -344,7 +344,7 @@ class Backend(Protocol):
 
     async def home_packages(self, volume: ProjectVolume) -> list[str]:
         """``name==version`` of the packages pip installed into a HOME volume's ``~/.local``
-        (kernels do not import them: PYTHONNOUSERSITE)."""
+        (kernels do not import them: their PYTHONUSERBASE is in the container)."""
 
     async def prune_volumes(
         self, needed_images: Iterable[str], everything: bool = False, dry_run: bool = False

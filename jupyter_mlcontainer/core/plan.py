@@ -51,6 +51,8 @@ MAX_VOLUME_NAME = 128
 ENGINE_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock", "/run/podman/podman.sock")
 #: The network bridge-mode kernels join: made with inter-container traffic off.
 KERNEL_NETWORK = "mlc-kernels"
+#: Where user-site packages go in a kernel's container (its own layer, never HOME).
+USER_BASE = "/tmp/mlc-user-site"
 #: Variables every kernel container gets: the pinned image, its source reference, the GPUs
 #: granted, the kernelspec's name.
 ENV_IMAGE = "JUPYTER_MLCONTAINER_IMAGE"
@@ -405,11 +407,13 @@ def kernel_environment(launch: KernelLaunch, watched: bool, gpus_granted: bool) 
     # The kernel's parent is the container's init, PID 1. Saying so keeps ipykernel's parent
     # poller off and silences its "Ctrl-C will not work" banner (SIGINT does reach it).
     env["JPY_PARENT_PID"] = "1"
-    # Packages pip-installed into the persistent HOME (~/.local) stay out of the kernel's
-    # path: every later kernel of the image would import them, and no notebook would record
-    # them. `jupyter mlcontainer extend` makes them a version of the image instead. A
-    # kernelspec may opt back in with PYTHONNOUSERSITE="" in its env.
-    env.setdefault("PYTHONNOUSERSITE", "1")
+    # `pip install --user` (and `%pip install` where the image's environment is not the
+    # kernel user's to write) go into the kernel's own container, never into the persistent
+    # HOME (~/.local), which every later kernel of the image would import with no notebook
+    # recording it: in the container, a restart in place keeps them, a new kernel does not,
+    # and the drift check finds and records them (`jupyter mlcontainer extend` makes them a
+    # version). A kernelspec's env may set its own PYTHONUSERBASE.
+    env.setdefault("PYTHONUSERBASE", USER_BASE)
     # What the kernel runs in, for notebooks to show or record (no secrets: all in kernel.json).
     env[ENV_IMAGE] = launch.image
     env[ENV_SOURCE_IMAGE] = launch.source_image or launch.image

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -66,16 +67,28 @@ async def derive(
             api.put_archive(container_id, archive[0], archive[1])
             api.start(container_id)
             lines: list[str] = []
-            for chunk in api.logs(container_id, stream=True, follow=True):
-                for line in bytes(chunk).decode(errors="replace").splitlines():
-                    lines.append(line)
-                    if on_line is not None:
-                        on_line(line)
+            # A streamed log has no read timeout: a build that hangs is killed at the limit.
+            expired = threading.Event()
+            timer = threading.Timer(timeout, _kill, (api, container_id, expired))
+            timer.daemon = True
+            timer.start()
             try:
-                code = int(api.wait(container_id, timeout=timeout).get("StatusCode", -1))
-            except requests.exceptions.ReadTimeout as e:
-                msg = f"The build of an image FROM {parent!r} ran longer than {timeout:.0f} s"
-                raise EngineError(msg) from e
+                for chunk in api.logs(container_id, stream=True, follow=True):
+                    for line in bytes(chunk).decode(errors="replace").splitlines():
+                        lines.append(line)
+                        if on_line is not None:
+                            on_line(line)
+                code = int(api.wait(container_id, timeout=30).get("StatusCode", -1))
+            except requests.exceptions.ReadTimeout:
+                expired.set()
+            finally:
+                timer.cancel()
+            if expired.is_set():
+                msg = (
+                    f"The build of an image FROM {parent!r} ran longer than {timeout:.0f} s "
+                    "and was stopped (nothing was changed)"
+                )
+                raise EngineError(msg)
             output = "\n".join(lines)
             if code != 0:
                 return None, output
@@ -89,6 +102,12 @@ async def derive(
             remove_now(api, container_id)
 
     return await engine.call(f"build an image FROM {parent!r}", built)
+
+
+def _kill(api: docker.APIClient, container_id: str, expired: threading.Event) -> None:
+    expired.set()
+    with contextlib.suppress(docker.errors.APIError):
+        api.kill(container_id)
 
 
 def _restore(config: Mapping[str, Any]) -> list[str]:
@@ -146,7 +165,7 @@ async def push(engine: Engine, repository: str, tag_name: str) -> str:
 def _push_failed(repository: str, reason: str) -> str:
     return (
         f"Could not push the new image to {repository!r}: {without_repeats(reason).strip()}. "
-        "Run 'docker login REGISTRY' if the registry needs it; the kernelspec was not changed."
+        "Run 'docker login REGISTRY' if the registry needs it."
     )
 
 

@@ -18,7 +18,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import logging
 import os
 import re
@@ -117,6 +119,7 @@ async def extend_kernel(
         msg = f"{spec.name!r} was not made by `jupyter mlcontainer add`: add it first."
         raise ConfigurationError(msg)
     say = on_line or (lambda line: log.info("%s", line))
+    writable(spec)  # before any work that a refused write would waste
     current = envs.current(spec.spec)
     if not request.apt and has_pins(spec.spec, current, request.requirements):
         say(f"Version {current.number} has {', '.join(request.requirements)} already.")
@@ -127,7 +130,11 @@ async def extend_kernel(
     parent_id = str(parent["Id"])
     probe = ks.recorded(spec.spec).get("probe") or {}
     image_packages = await packages_of(backend, current.image, parent_id)
-    lock = resolve(request, image_packages, probe) if request.requirements else ""
+    lock = (
+        await asyncio.to_thread(resolve, request, image_packages, probe)
+        if request.requirements
+        else ""
+    )
     if not lock.strip() and not request.apt:
         say("The image has every package asked for already: nothing to add.")
         return ExtendResult(spec.name, current, unchanged=True)
@@ -151,11 +158,39 @@ async def extend_kernel(
         parent_image=current.image,
         lock=lock,
     )
-    new = envs.with_added_version(spec.spec, version)
+    new = envs.with_added_version(unchanged_since(spec, current), version)
     write_spec(spec, new)
     made = envs.current(new)
     say(f"{spec.name} is now version {made.number}: {made.summary()} ({pinned})")
     return ExtendResult(spec.name, made, reused=found is not None, pushed=pushed)
+
+
+def writable(spec: ks.InstalledSpec) -> None:
+    """Refuse before building when ``spec``'s kernel.json could not be rewritten."""
+    if not os.access(spec.path, os.W_OK) or not os.access(spec.path / "kernel.json", os.W_OK):
+        msg = (
+            f"{spec.path} is not writable by this user: a kernelspec installed system-wide "
+            "needs its owner (or root) to extend it; nothing was changed."
+        )
+        raise ConfigurationError(msg)
+
+
+def unchanged_since(spec: ks.InstalledSpec, current: envs.Version) -> dict[str, Any]:
+    """``spec``'s kernel.json as it is now, when its current version is still ``current``
+    (a rollback, extend or replace made meanwhile by someone else is never undone)."""
+    try:
+        now: dict[str, Any] = json.loads((spec.path / "kernel.json").read_text())
+    except (OSError, ValueError) as e:
+        msg = f"{spec.path / 'kernel.json'} could not be read again ({e}); nothing was changed."
+        raise ExtendError(msg) from None
+    if envs.current(now).to_json() != current.to_json():
+        msg = (
+            f"{spec.name} changed while it was being extended (its current version is no "
+            f"longer {current.number}); nothing was changed. Extend it again: an identical "
+            "request reuses the image just made."
+        )
+        raise ExtendError(msg)
+    return now
 
 
 def has_pins(spec_json: dict[str, Any], version: envs.Version, wanted: Sequence[str]) -> bool:
@@ -251,7 +286,10 @@ async def _build(
     say: Callable[[str], None],
 ) -> str:
     started = time.monotonic()
-    archive = _archive(lock, request, probe) if lock.strip() else _tar({"lock.txt": b""})
+    if lock.strip():  # downloads: off the event loop
+        archive = await asyncio.to_thread(_archive, lock, request, probe)
+    else:
+        archive = _tar({"lock.txt": b""})
     python = str(probe.get("python") or "python3")
     labels = {
         envs.PARENT: current.image,
@@ -379,7 +417,17 @@ async def _pin(
         return image_id, False
     repo = repository(parent)
     say(f"Pushing to {repo}")
-    digest = await backend.push_image(image_id, repo, f"mlc-{key[:12]}")
+    try:
+        digest = await backend.push_image(image_id, repo, f"mlc-{key[:12]}")
+    except MLContainerError as e:  # e.g. an upstream repository nobody here may push to
+        say(
+            f"{str(e).strip()}\nThe new version is pinned by its image id "
+            f"{ks.short_id(image_id)} and runs on this engine only. Versions "
+            "are shared through the repository the kernel came from: to share them, push the "
+            "kernel's image to a registry you can write to, `jupyter mlcontainer add` it from "
+            "there and extend that kernel."
+        )
+        return image_id, False
     return f"{repo}@{digest}", True
 
 

@@ -6,6 +6,7 @@ kernelspecs and asks the backend about the versions' images.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ def find_kernelspec(name: str) -> ks.InstalledSpec:
 def write_spec(spec: ks.InstalledSpec, new: dict[str, Any]) -> None:
     """Replace ``spec``'s kernel.json with ``new``, atomically (never half a file)."""
     target = spec.path / "kernel.json"
+    tmp = ""
     try:
         fd, tmp = tempfile.mkstemp(dir=spec.path, prefix=".kernel.json.")
         with os.fdopen(fd, "w") as out:
@@ -40,6 +42,9 @@ def write_spec(spec: ks.InstalledSpec, new: dict[str, Any]) -> None:
         os.chmod(tmp, target.stat().st_mode & 0o777)
         os.replace(tmp, target)
     except OSError as e:
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         msg = (
             f"Could not write {target}: {e.strerror or e}. A kernelspec installed system-wide "
             "needs its owner (or root) to change it; nothing was changed."

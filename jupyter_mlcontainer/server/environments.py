@@ -28,6 +28,7 @@ from jupyter_server.auth.decorator import authorized
 from packaging.requirements import InvalidRequirement, Requirement
 from tornado import web
 
+from ..core import backend as backends
 from ..core import environments as envs
 from ..core import kernelspec as ks
 from ..core.backend import Backend
@@ -70,19 +71,23 @@ class ExtendTracker:
         task = self._tasks.get(kernel_name)
         return task is not None and not task.done()
 
-    def start(self, spec: ks.InstalledSpec, request: ExtendRequest) -> ExtendState:
-        """Start extending ``spec`` (the caller checked that none runs for it)."""
+    def start(
+        self, spec: ks.InstalledSpec, request: ExtendRequest, backend: Backend | None = None
+    ) -> ExtendState:
+        """Start extending ``spec`` on ``backend`` (None: the server's) (the caller checked
+        that none runs for it)."""
         state = ExtendState(id=uuid.uuid4().hex, kernel_name=spec.name)
         self.extends[spec.name] = state
-        self._tasks[spec.name] = asyncio.ensure_future(self._extend(state, spec, request))
+        task = self._extend(state, spec, request, backend or self.backend)
+        self._tasks[spec.name] = asyncio.ensure_future(task)
         return state
 
     async def _extend(
-        self, state: ExtendState, spec: ks.InstalledSpec, request: ExtendRequest
+        self, state: ExtendState, spec: ks.InstalledSpec, request: ExtendRequest, backend: Backend
     ) -> None:
         try:
             on_line = self._on_line(state)
-            result = await extend_kernel(spec, request, self.backend, self.log, on_line)
+            result = await extend_kernel(spec, request, backend, self.log, on_line)
         except ExtendError as e:
             state.status, state.message, state.packages = "error", str(e), list(e.packages)
         except MLContainerError as e:
@@ -178,6 +183,10 @@ class _SpecHandler(MLContainerHandler):
                 403, "changing a kernelspec needs the permission to run kernels (execute:kernels)"
             )
 
+    def backend_of(self, spec: ks.InstalledSpec) -> Backend:
+        """The engine ``spec``'s kernels run on: its own ``docker_host``, else the server's."""
+        return backends.connect(spec.docker_host) if spec.docker_host else self.backend
+
     @property
     def extends(self) -> ExtendTracker:
         return self.settings["mlcontainer"]["extends"]  # type: ignore[no-any-return]
@@ -217,21 +226,29 @@ class ExtendHandler(_SpecHandler):
         pip, apt = requirements(body, "pip"), requirements(body, "apt")
         check_pip(pip)
         spec = self.spec(name)
+        wheelhouse = self.settings["mlcontainer"].get("extend_wheelhouse") or ""
         request = ExtendRequest(
             requirements=pip,
             apt=apt,
-            wheelhouse=self.settings["mlcontainer"].get("extend_wheelhouse") or "",
+            wheelhouse=wheelhouse,
             author=self.current_user.username,  # who the server verified, never the body's
         )
         try:
             request.check()
         except ConfigurationError as e:  # the request's fault, not the server's
             raise web.HTTPError(400, str(e)) from None
+        if wheelhouse and apt:
+            msg = (
+                "This server installs packages only from its wheelhouse "
+                "(MLContainerExtension.extend_wheelhouse): apt packages are not taken here; "
+                "ask an admin to add them with `jupyter mlcontainer extend --apt`."
+            )
+            raise web.HTTPError(400, msg)
         if not ks.made_by_us(spec.spec):
             raise web.HTTPError(400, f"{name!r} was not made by jupyter-mlcontainer: add it first")
         if self.extends.running(name):
             raise web.HTTPError(409, f"{name} is being extended already: wait for that to end")
-        state = self.extends.start(spec, request)
+        state = self.extends.start(spec, request, self.backend_of(spec))
         self.set_status(202)
         self.finish(asdict(state))
 
@@ -249,7 +266,7 @@ class RollbackHandler(_SpecHandler):
         if self.extends.running(name):
             raise web.HTTPError(409, f"{name} is being extended: wait for that to end")
         try:
-            version = await rollback(spec, number, self.backend)
+            version = await rollback(spec, number, self.backend_of(spec))
         except ConfigurationError as e:  # no such version, or its image is gone
             raise web.HTTPError(400, str(e)) from None
         self.finish({"name": name, "current": version.number, "version": version.to_json()})

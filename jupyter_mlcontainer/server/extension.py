@@ -72,7 +72,7 @@ class MLContainerExtension(ExtensionApp):
         help="""A folder of wheels that extends started from JupyterLab (POST
         /mlcontainer/kernelspecs/NAME/extend) resolve and install from, offline, instead of
         the package index ("": the index). For sites whose kernels may only have vetted
-        packages.""",
+        packages: apt packages are then refused there too.""",
     ).tag(config=True)
 
     drift_interval = Float(

@@ -1,15 +1,14 @@
 /** The sidebar's images section: each container kernelspec's image, and pulls with progress. */
 import { Event } from '@jupyterlab/services';
-import { addIcon, downloadIcon, historyIcon } from '@jupyterlab/ui-components';
+import { downloadIcon } from '@jupyterlab/ui-components';
 
 import { el, errorText, iconButton, message } from './dom';
-import { addPackages } from './extenddialog';
+import { environmentButtons } from './envbuttons';
 import { imageLine } from './format';
 import { showError } from './message';
 import { afterStart } from './pulls';
 import { IImages, IKernelImage, IPullState, startPull } from './request';
 import { Result, Section } from './section';
-import { showVersions } from './versionsdialog';
 
 export class ImageSection extends Section {
   constructor(
@@ -80,26 +79,8 @@ export class ImageSection extends Section {
     }
     const events = this.events;
     if (events) {
-      const name = entry.kernelspec;
-      row.appendChild(
-        iconButton(
-          addIcon,
-          'Add packages…',
-          'jp-mlcontainer-add-packages',
-          () => {
-            void addPackages(name, events).then(() => this.onPullEnd());
-          }
-        )
-      );
-      row.appendChild(
-        iconButton(
-          historyIcon,
-          'Versions…',
-          'jp-mlcontainer-versions-button',
-          () => {
-            void showVersions(name).then(() => this.onPullEnd());
-          }
-        )
+      row.append(
+        ...environmentButtons(entry.kernelspec, events, () => this.onPullEnd())
       );
     }
     return row;

@@ -5,15 +5,10 @@
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { Dialog, showDialog } from '@jupyterlab/apputils';
-import {
-  addIcon,
-  historyIcon,
-  listIcon,
-  stopIcon
-} from '@jupyterlab/ui-components';
+import { listIcon, stopIcon } from '@jupyterlab/ui-components';
 
 import { containerIcon, el, errorText, iconButton, message } from './dom';
-import { addPackages } from './extenddialog';
+import { environmentButtons } from './envbuttons';
 import {
   ISessionRef,
   kernelDetail,
@@ -23,7 +18,6 @@ import {
 import { showError } from './message';
 import { getKernel, IKernelContainer } from './request';
 import { Result, Section } from './section';
-import { showVersions } from './versionsdialog';
 
 export class KernelSection extends Section {
   constructor(
@@ -154,26 +148,9 @@ export class KernelSection extends Section {
     row.appendChild(logButton);
     const kernelName = kernel.kernel_name;
     if (kernelName) {
-      row.appendChild(
-        iconButton(
-          addIcon,
-          'Add packages…',
-          'jp-mlcontainer-add-packages',
-          () => {
-            void addPackages(kernelName, this.app.serviceManager.events).then(
-              () => this.onChange()
-            );
-          }
-        )
-      );
-      row.appendChild(
-        iconButton(
-          historyIcon,
-          'Versions…',
-          'jp-mlcontainer-versions-button',
-          () => {
-            void showVersions(kernelName);
-          }
+      row.append(
+        ...environmentButtons(kernelName, this.app.serviceManager.events, () =>
+          this.onChange()
         )
       );
     }

@@ -1,5 +1,7 @@
 import { expect, Page, test } from '@playwright/test';
 
+import { dismissNews } from './jupyterlab';
+
 // Environment versions (issue 20) on the ui-env kernelspec that run.sh adds, with the
 // extension's wheelhouse (extend_wheelhouse) holding mlc-ui-demo 1.0. In order: the first test
 // makes version 2, the second opens a notebook recorded with version 1.
@@ -22,16 +24,6 @@ test.afterAll(async ({ request }) => {
   await request.delete('/lab/api/workspaces/environments', { headers });
 });
 
-/** The dismissable "get notified about news?" toast, which would cover screenshots. */
-async function dismissNews(page: Page): Promise<void> {
-  const news = page.locator('.jp-toast-button', { hasText: 'No' });
-  try {
-    await news.waitFor({ state: 'visible', timeout: 5000 });
-    await news.click();
-  } catch {
-    // no toast this time
-  }
-}
 
 function notebook(metadata: Record<string, unknown>): Record<string, unknown> {
   return {

@@ -1,5 +1,7 @@
 import { expect, Locator, Page, test } from '@playwright/test';
 
+import { dismissNews } from './jupyterlab';
+
 const TOKEN = process.env.MLC_UI_TOKEN ?? 'ui-test';
 const PULL_IMAGE = process.env.MLC_UI_PULL_IMAGE ?? '';
 const SHOTS = process.env.MLC_UI_SCREENSHOTS ?? 'screenshots';
@@ -24,16 +26,6 @@ async function expectNoOverflow(panel: Locator): Promise<void> {
   expect(widths.outside).toEqual([]);
 }
 
-/** The dismissable "get notified about news?" toast, which would cover screenshots. */
-async function dismissNews(page: Page): Promise<void> {
-  const news = page.locator('.jp-toast-button', { hasText: 'No' });
-  try {
-    await news.waitFor({ state: 'visible', timeout: 5000 });
-    await news.click();
-  } catch {
-    // no toast this time
-  }
-}
 
 /** Choose JupyterLab's theme in the user's settings (it applies on the next page load). */
 async function setTheme(page: Page, theme: string): Promise<void> {
