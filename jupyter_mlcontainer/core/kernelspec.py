@@ -244,6 +244,11 @@ class InstalledSpec:
         return str(provisioner_config(self.spec).get("docker_host") or "")
 
     @property
+    def backend(self) -> str:
+        """The kind of backend its kernels run on ("docker", "swarm": core/backend.py)."""
+        return str(provisioner_config(self.spec).get("backend") or "docker")
+
+    @property
     def source(self) -> str:
         """The reference the image was pinned from (``add`` records it), else the image."""
         return str(recorded(self.spec).get("source") or self.image)

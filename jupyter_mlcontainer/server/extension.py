@@ -249,8 +249,8 @@ class MLContainerExtension(ExtensionApp):
         and any other this process has used."""
         found = [own]
         for spec in ks.installed_specs():
-            if spec.is_container and spec.docker_host:
-                found.append(backends.connect(spec.docker_host))
+            if spec.is_container and (spec.docker_host or spec.backend != "docker"):
+                found.append(backends.connect(spec.docker_host or None, spec.backend))
         found.extend(backends.known())
         return list(dict.fromkeys(found))
 
