@@ -384,3 +384,49 @@ def test_without_signals_a_stop_removes_and_an_interrupt_only_warns(monkeypatch,
     assert fake.removed == []
     run(p.send_signal(15))  # SIGTERM
     assert fake.removed == ["svc1"]
+
+
+def test_a_nodes_address_for_its_ports():
+    worker = node(WORKER_ID, WORKER, WORKER_ADDR)
+    assert swarm_backend.node_address(worker) == WORKER_ADDR
+    manager = node("m", "sw-manager", "0.0.0.0")
+    manager["ManagerStatus"] = {"Leader": True, "Addr": "10.214.9.2:2377"}
+    assert swarm_backend.node_address(manager) == "10.214.9.2"
+    assert swarm_backend.node_address(node("m", "sw-manager", "0.0.0.0")) == ""
+
+
+def test_gpus_auto_on_a_swarm_with_gpus_runs_on_the_cpu_and_says_to_ask_for_a_count(caplog):
+    """`auto` means every GPU of the host; a scheduler takes counts only (Swarm)."""
+    from types import SimpleNamespace
+
+    from jupyter_mlcontainer.core import gpus
+    from jupyter_mlcontainer.kernel.container import KernelContainer
+    from jupyter_mlcontainer.kernel.grant import resolve_gpus
+
+    class GPUSwarm:
+        capabilities = seam.Capabilities(signals=False, scheduled=True, gpu_requests="generic")
+        address = MANAGER_URL
+
+        async def gpu_support(self, max_age: float = 60, try_image: str = "") -> Any:
+            return gpus.GPUSupport(device_requests=True)
+
+        async def gpu_inventory(self, *args: Any, **kw: Any) -> tuple:
+            return ()
+
+    def provisioner(asked: str) -> Any:
+        return SimpleNamespace(
+            gpu_request=gpus.parse_gpus(asked),
+            container=KernelContainer(),
+            container_backend=GPUSwarm(),
+            policy=SimpleNamespace(
+                gpu_sharing=1, gpu_inventory_command="nvidia-smi", gpu_devices="gpu"
+            ),
+            image="img:1",
+            kernel_id="k1",
+            log=logging.getLogger("test"),
+        )
+
+    with caplog.at_level(logging.WARNING):
+        assert run(resolve_gpus(provisioner("auto"))).mode == "none"
+    assert "takes GPUs by count only" in caplog.text
+    assert run(resolve_gpus(provisioner("2"))) == gpus.GPURequest("count", count=2)

@@ -91,7 +91,18 @@ async def resolve_gpus(p: MLContainerProvisioner) -> gpu.GPURequest:
             )
     else:
         resolved = gpu.resolve(request, support)
-        if request.mode == "auto" and resolved.mode == "none":
+        generic = backend.capabilities.gpu_requests != "device"
+        if request.mode == "auto" and resolved.mode == "all" and generic:
+            # A count is all a scheduler takes (Swarm's generic resources): `auto` would ask
+            # for every GPU of a node, which it cannot express.
+            p.log.warning(
+                "Kernel %s runs on the CPU: %s takes GPUs by count only; set gpus to a number "
+                "(gpus: 1) to get some.",
+                p.kernel_id,
+                backend.address,
+            )
+            resolved = gpu.GPURequest("none")
+        elif request.mode == "auto" and resolved.mode == "none":
             p.log.warning(
                 "Kernel %s runs on the CPU: the Docker engine has %s. Install the NVIDIA "
                 "Container Toolkit for GPUs, or set gpus='none' to silence this warning.",

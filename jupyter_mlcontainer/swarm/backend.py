@@ -214,8 +214,8 @@ class SwarmBackend(DockerBackend):
         node = await self._call(
             "read the kernel's node", services.inspect_node, str(task.get("NodeID") or "")
         )
-        address = str(((node or {}).get("Status") or {}).get("Addr") or "")
-        if address and address != "0.0.0.0":  # noqa: S104 (a manager may report that)
+        address = node_address(node) if node is not None else ""
+        if address:
             self.hosts[service_id] = address
         elif node is not None and service_id not in self.hosts:
             self.hosts[service_id] = endpoint.kernel_host(self.engine.endpoint)
@@ -406,6 +406,16 @@ class SwarmBackend(DockerBackend):
 
     async def settle_networks(self, repair: bool) -> list[tuple[str, list[str]]]:
         return []  # managers refuse a second swarm network of one name
+
+
+def node_address(node: Mapping[str, Any]) -> str:
+    """Where a node publishes its tasks' host-mode ports: its ``Status.Addr``; a manager may
+    report ``0.0.0.0`` there, and its swarm address in ``ManagerStatus.Addr`` (host:port)."""
+    address = str((node.get("Status") or {}).get("Addr") or "")
+    if address in ("", "0.0.0.0"):  # noqa: S104 (what a manager may report)
+        manager = str((node.get("ManagerStatus") or {}).get("Addr") or "")
+        address = manager.rpartition(":")[0].strip("[]") if ":" in manager else manager
+    return "" if address == "0.0.0.0" else address  # noqa: S104
 
 
 def _not_started(service: Mapping[str, Any]) -> ContainerState:
