@@ -430,3 +430,17 @@ def test_gpus_auto_on_a_swarm_with_gpus_runs_on_the_cpu_and_says_to_ask_for_a_co
         assert run(resolve_gpus(provisioner("auto"))).mode == "none"
     assert "takes GPUs by count only" in caplog.text
     assert run(resolve_gpus(provisioner("2"))) == gpus.GPURequest("count", count=2)
+
+
+def test_a_removal_in_the_background_is_waited_for_by_drain(backend, manager):
+    service_id = run(backend.create(a_plan()))
+    run(backend.start(service_id))
+
+    async def remove_then_drain() -> None:
+        backend.remove_soon(service_id)
+        await backend.drain()
+
+    run(remove_then_drain())
+    assert manager.service_records == {} and backend.kernel_host(service_id) == "10.214.9.2"
+    backend.remove_soon(service_id)  # gone already: fine (logged, never raised)
+    run(backend.drain())

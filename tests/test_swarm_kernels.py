@@ -4,8 +4,12 @@ ports, CurveZMQ), interrupted and restarted through its in-container supervisor.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -32,6 +36,23 @@ def on_the_swarm(swarm_cluster: SwarmCluster, policy, monkeypatch):
     engine = Engine._instances.pop(swarm_cluster.manager_url, None)
     if engine is not None:
         engine.drain_blocking()
+
+
+@contextlib.asynccontextmanager
+async def told_on_failure(cluster: SwarmCluster, km: Any) -> AsyncIterator[None]:
+    """On a failure, print the kernel's service: its tasks' states and its log."""
+    try:
+        yield
+    except BaseException:
+        service_id = getattr(km.provisioner, "container_id", None)
+        if service_id:
+            api = cluster.manager_api()
+            with contextlib.suppress(Exception):
+                for task in api.tasks(filters={"service": service_id}):
+                    print(f"task {task['ID'][:12]}: {task['Status']}", file=sys.stderr)
+                log = b"".join(api.service_logs(service_id, stdout=True, stderr=True, tail=50))
+                print(log.decode(errors="replace"), file=sys.stderr)
+        raise
 
 
 def ours_on_the_swarm(cluster: SwarmCluster, kernel_id: str) -> list[str]:
@@ -61,7 +82,7 @@ async def test_a_kernel_on_the_swarm_runs_is_interrupted_restarts_and_leaves_not
         persistent_home=False,  # volumes are per node
         mount_cwd=False,  # the notebook folder is on this machine only
     )
-    async with running_kernel(name, notebook_dir) as (km, kc):
+    async with running_kernel(name, notebook_dir) as (km, kc), told_on_failure(cluster, km):
         service_id = km.provisioner.container_id
         api = cluster.manager_api()
         [task] = api.tasks(filters={"service": service_id})
