@@ -210,3 +210,42 @@ async def test_the_supervisor_restarts_the_kernel_for_the_key_holder_only(kernel
         os.killpg(proc.pid, signal.SIGKILL)  # the supervisor and its kernel, as a container's end
         out, _ = proc.communicate(timeout=30)
     assert out.count("ran") == 2
+
+
+async def test_an_interrupt_through_the_supervisor_reaches_the_kernel_only(kernel_module, tmp_path):
+    """A backend without signals (Swarm) interrupts through the supervisor, on a connection of
+    its own: the kernel gets SIGINT, the supervisor lives on, and the exit of a kernel held for
+    a restart is still reported to the connection that asked for the hold."""
+    lease = tmp_path / "lease"
+    key = b"the-kernel-key"
+    (tmp_path / "connection.json").write_text(json.dumps({"key": key.decode()}))
+    env = {
+        p.ENV_LEASE: f"unix:{lease}",
+        p.ENV_LEASE_TIMEOUT: "60",
+        p.ENV_SUPERVISE: "-",
+        "SLEEP": "60",
+        "STARTS": str(tmp_path / "starts"),
+    }
+    proc = bootstrap(
+        kernel_module, "-f", str(tmp_path / "connection.json"), env=env, start_new_session=True
+    )
+    try:
+        for _ in range(200):
+            if lease.exists() and (tmp_path / "starts").exists():
+                break
+            await asyncio.sleep(0.05)
+        held = await Supervisor.connect(str(lease), key)
+        await held.hold()
+        interrupting = await Supervisor.connect(str(lease), key)
+        await interrupting.interrupt()
+        interrupting.close()
+        for _ in range(100):
+            if held.exit_code() is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert held.exit_code() == 128 + 2  # SIGINT: the sleeping fake kernel had no handler
+        assert proc.poll() is None  # the supervisor was not interrupted
+        held.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)

@@ -287,16 +287,18 @@ def supervise(module: str, server: socket.socket) -> None:
         if _wake_commands[0] in readable:
             os.read(_wake_commands[0], 512)
         while _commands:
-            command, control = _commands.pop(0)
+            command, sender = _commands.pop(0)
             if command == HOLD:
-                hold = True
+                # The exit is reported to the connection that asked for the hold (an interrupt
+                # may come meanwhile on a connection of its own).
+                hold, control = True, sender
             elif command in (KILL, TERMINATE) and _child[0]:
                 os.kill(_child[0], signal.SIGKILL if command == KILL else signal.SIGTERM)
             elif command == INTERRUPT and _child[0]:
                 os.kill(_child[0], signal.SIGINT)
             elif command == START and not _child[0]:
                 spawn()
-                control.sendall(STARTED)
+                sender.sendall(STARTED)
         if _child[0]:
             pid, status = os.waitpid(_child[0], os.WNOHANG)
             if pid:
