@@ -304,9 +304,9 @@ class SwarmBackend(DockerBackend):
         return self.task_exits
 
     async def stopped_at(self, state: ContainerState) -> str:
-        """When the kernel's node left the swarm, taking it with it ("08:44:23"), else ""."""
-        if state.error.startswith("node ") and state.error.endswith("left the swarm"):
-            return state.finished_at[11:19]
+        """ "": the manager never stops a kernel by itself. A kernel whose node left the swarm
+        has that as its error ("node NAME left the swarm", swarm/tasks.py), which says more
+        than an engine's restart would (its node's engine may well still run)."""
         return ""
 
     # --- address and ports --------------------------------------------------------------
