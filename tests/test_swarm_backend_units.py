@@ -296,7 +296,7 @@ def test_a_kernel_whose_node_left_the_swarm_is_dead_with_that_reason(backend, ma
     assert run(backend.stopped_at(state)) == ""  # the error says it
     from jupyter_mlcontainer.core.diagnostics import ContainerExit
 
-    assert ContainerExit.from_state(state).reason() == f"failed: node {WORKER} left the swarm"
+    assert ContainerExit.from_state(state).reason == f"failed: node {WORKER} left the swarm"
     assert backend.exits().exit_code(service_id) == 0
     del manager.node_records[WORKER_ID]  # removed from the swarm by an admin
     assert run(backend.inspect(service_id)).error == f"node {WORKER_ID} left the swarm"
