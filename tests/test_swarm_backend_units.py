@@ -447,3 +447,31 @@ def test_a_removal_in_the_background_is_waited_for_by_drain(backend, manager):
     assert manager.service_records == {} and backend.kernel_host(service_id) == "10.214.9.2"
     backend.remove_soon(service_id)  # gone already: fine (logged, never raised)
     run(backend.drain())
+
+
+def test_what_a_starting_task_says():
+    from jupyter_mlcontainer.core.exceptions import EngineError, ImageNotFoundError, PortTaken
+    from jupyter_mlcontainer.swarm import services
+
+    def task(state: str, err: str = "", ran: bool = False) -> dict:
+        status: dict[str, Any] = {"State": state, "Err": err}
+        if ran:
+            status["ContainerStatus"] = {"ContainerID": "c1", "ExitCode": 1}
+        return {"Status": status}
+
+    assert services.task_outcome(None, 0, 3) == services.WAIT
+    assert services.task_outcome(task("preparing"), 0, 3) == services.WAIT
+    assert services.task_outcome(task("running"), 0, 3) == services.GO_ON
+    assert services.task_outcome(task("failed", "task: non-zero exit (1)", ran=True), 0, 3) == (
+        services.GO_ON  # it ran: its exit is read like any other
+    )
+    no_node = task("pending", "no suitable node (insufficient resources on 3 nodes)")
+    assert services.task_outcome(no_node, 1, 3) == services.WAIT  # not yet certain
+    with pytest.raises(Unschedulable):
+        services.task_outcome(no_node, 3, 3)
+    with pytest.raises(PortTaken):
+        services.task_outcome(task("pending", "host-mode port already in use on 3 nodes"), 3, 3)
+    with pytest.raises(ImageNotFoundError, match="every node"):
+        services.task_outcome(task("rejected", "No such image: img:1"), 0, 3)
+    with pytest.raises(EngineError, match="rejected"):
+        services.task_outcome(task("rejected", "invalid mount config"), 0, 3)

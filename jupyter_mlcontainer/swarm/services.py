@@ -166,6 +166,11 @@ def task_outcome(task: Mapping[str, Any] | None, pending_for: float, patience: f
     if state in ("ready", "starting"):
         return WAIT
     if state == "pending":
+        if err and "port" in err.lower() and pending_for >= patience:
+            # The scheduler avoids nodes where a host-mode port it publishes is taken
+            # ("host-mode port already in use on 3 nodes"): fresh ports, as on an engine.
+            msg = f"The kernel's ports are taken on every node: {err}"
+            raise PortTaken(msg)
         if err and pending_for >= patience:
             raise Unschedulable(unschedulable_message(err))
         return WAIT
