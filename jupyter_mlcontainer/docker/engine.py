@@ -389,13 +389,11 @@ class Engine:
             finally:
                 self.forget_exit(container_id)
 
-        self.in_background(
-            f"remove the kernel's container {container_id[:12]}",
-            remove,
-            on_error=lambda e: log.warning(
-                "Could not remove kernel container %s: %s", container_id[:12], e
-            ),
-        )
+        def failed(error: Exception) -> None:
+            log.warning("Could not remove kernel container %s: %s", container_id[:12], error)
+            self.forget_exit(container_id)  # also when the engine could not be reached
+
+        self.in_background(f"remove the kernel's container {container_id[:12]}", remove, failed)
 
     def in_background(
         self,
