@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -28,6 +29,8 @@ def on_the_swarm(swarm_cluster: SwarmCluster, policy, monkeypatch):
     """The test image on every node; the manager allowed (its API is plain TCP, reachable from
     this machine only; the kernels' traffic is still CurveZMQ-encrypted); no proxy for the
     swarm's addresses."""
+    if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode:
+        pytest.skip(f"test image missing ({IMAGE}): run scripts/images.sh")
     swarm_cluster.load(IMAGE)
     policy(allowed_engines=[swarm_cluster.manager_url], allow_unencrypted_remote=True)
     for name in ("NO_PROXY", "no_proxy"):
