@@ -161,3 +161,15 @@ async def test_a_refused_push_pins_the_new_version_by_its_image_id():
     pinned, pushed = await _pin(Refusing(), parent, "sha256:" + "3" * 64, "k" * 16, said.append)
     assert (pinned, pushed) == ("sha256:" + "3" * 64, False)
     assert "runs on this engine only" in said[-1] and "denied" in said[-1]
+
+
+def test_the_build_archive_is_a_file_owned_by_root(tmp_path):
+    import tarfile
+
+    from jupyter_mlcontainer.kernel.extend import _archive
+
+    archive = _archive("", ExtendRequest(apt=("graphviz",)), {}, tmp_path)
+    with tarfile.open(archive) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert set(members) == {"mlc-extend", "mlc-extend/lock.txt", "mlc-extend/wheels"}
+    assert all(m.uid == 0 and m.mode in (0o755, 0o644) for m in members.values())

@@ -290,7 +290,7 @@ async def test_a_user_install_goes_into_the_kernels_container_never_into_home(
             "import mlc_demo, os; print(mlc_demo.__file__); "
             "print(os.path.exists(os.path.expanduser('~/.local/lib')))",
         )
-        where, in_home = out.split()
+        *_, where, in_home = out.split()
         assert where.startswith("/tmp/mlc-user-site/") and in_home == "False", out
         assert (await km.provisioner.refresh_drift()).added == {"mlc-demo": "1.1.0"}
     async with running_kernel(name, notebook_dir) as (km, kc):

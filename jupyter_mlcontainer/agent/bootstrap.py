@@ -91,6 +91,24 @@ def use_runtime() -> None:
     sys.path.append(runtime)
 
 
+def user_site() -> None:
+    """Put the user-site folder (PYTHONUSERBASE: in the container) on sys.path before
+    anything is installed there: Python adds it only when it exists at startup, and a `pip
+    install --user` in the kernel should import at once."""
+    import site
+
+    if not os.environ.get("PYTHONUSERBASE") or not site.ENABLE_USER_SITE:
+        return
+    path = site.getusersitepackages()
+    if path in sys.path:
+        return
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return
+    site.addsitedir(path)
+
+
 def check_home() -> None:
     """A persistent HOME its user may not write would fail deep inside IPython: stop now."""
     home = os.environ.get("HOME") or "/"
@@ -318,6 +336,7 @@ def main() -> None:
     _wake_commands = os.pipe()
     use_runtime()
     check_home()
+    user_site()
     if os.environ.pop(ENV_ANNOUNCE, ""):
         try:
             announce()

@@ -26,6 +26,7 @@ import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .._version import __version__
@@ -247,14 +248,15 @@ class Backend(Protocol):
         parent: str,
         script: str,
         *,
-        archive: tuple[str, bytes],
+        archive: tuple[str, Path],
         labels: Mapping[str, str],
         network: bool,
         on_line: Callable[[str], None] | None = None,
     ) -> tuple[str | None, str]:
-        """Run ``sh -c script`` as root in a container of ``parent`` with ``archive`` (path,
-        tar) unpacked into it, and keep the result as an image labelled ``labels``: (its id, or
-        None when the script failed; the script's output)."""
+        """Run ``sh -c script`` as root in a container of ``parent`` with ``archive`` (where,
+        and a tar file here, streamed: it may hold large wheels) unpacked into it, and keep
+        the result as an image labelled ``labels``: (its id, or None when the script failed;
+        the script's output)."""
 
     async def find_image(self, label: str, value: str) -> dict[str, Any] | None:
         """The newest image labelled ``label=value`` (None: none)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..core.backend import (
@@ -179,7 +180,7 @@ class DockerBackend:
         parent: str,
         script: str,
         *,
-        archive: tuple[str, bytes],
+        archive: tuple[str, Path],
         labels: Mapping[str, str],
         network: bool,
         on_line: Callable[[str], None] | None = None,

@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import docker
@@ -36,7 +37,7 @@ async def derive(
     parent: str,
     script: str,
     *,
-    archive: tuple[str, bytes],
+    archive: tuple[str, Path],
     image_labels: Mapping[str, str],
     network: bool,
     timeout: float = 900,
@@ -64,7 +65,8 @@ async def derive(
         )
         container_id = created["Id"]
         try:
-            api.put_archive(container_id, archive[0], archive[1])
+            with open(archive[1], "rb") as tar:  # streamed, never read into memory whole
+                api.put_archive(container_id, archive[0], tar)
             api.start(container_id)
             lines: list[str] = []
             # A streamed log has no read timeout: a build that hangs is killed at the limit.

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
 import os
@@ -286,10 +285,23 @@ async def _build(
     say: Callable[[str], None],
 ) -> str:
     started = time.monotonic()
-    if lock.strip():  # downloads: off the event loop
-        archive = await asyncio.to_thread(_archive, lock, request, probe)
-    else:
-        archive = _tar({"lock.txt": b""})
+    with tempfile.TemporaryDirectory(prefix="mlc-extend-") as tmp:
+        archive = await asyncio.to_thread(_archive, lock, request, probe, Path(tmp))
+        image_id = await _derive(backend, current, request, lock, key, probe, archive, say)
+    say(f"Built {ks.short_id(image_id)} in {time.monotonic() - started:.1f} s")
+    return image_id
+
+
+async def _derive(
+    backend: Backend,
+    current: envs.Version,
+    request: ExtendRequest,
+    lock: str,
+    key: str,
+    probe: dict[str, Any],
+    archive: Path,
+    say: Callable[[str], None],
+) -> str:
     python = str(probe.get("python") or "python3")
     labels = {
         envs.PARENT: current.image,
@@ -311,7 +323,6 @@ async def _build(
     )
     if image_id is None:
         raise _build_failed(lock, request.apt, output)
-    say(f"Built {ks.short_id(image_id)} in {time.monotonic() - started:.1f} s")
     return image_id
 
 
@@ -337,39 +348,40 @@ def build_script(python: str, pip: bool, apt: Sequence[str]) -> str:
     return "\n".join(steps)
 
 
-def _archive(lock: str, request: ExtendRequest, probe: dict[str, Any]) -> bytes:
-    """A tar of ``mlc-extend/``: the lock and its wheels, downloaded (hashes checked) here."""
-    with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, "lock.txt").write_text(lock)
+def _archive(lock: str, request: ExtendRequest, probe: dict[str, Any], tmp: Path) -> Path:
+    """A tar file (in ``tmp``) of ``mlc-extend/``: the lock and its wheels, downloaded here
+    with their hashes checked."""
+    wheels = tmp / "wheels"
+    wheels.mkdir()
+    (tmp / "lock.txt").write_text(lock)
+    if lock.strip():
         version = ".".join(str(probe.get("python_version") or "3").split(".")[:2])
         machine = str(probe.get("machine") or "x86_64")
         command = [
             sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
             "--no-deps", "--require-hashes", "--only-binary", ":all:", "--python-version",
             version, "--platform", f"manylinux2014_{machine}", "--platform", "any",
-            "-r", str(Path(tmp, "lock.txt")), "--dest", str(Path(tmp, "wheels")),
+            "-r", str(tmp / "lock.txt"), "--dest", str(wheels),
             *(["--no-index", "--find-links", request.wheelhouse] if request.wheelhouse else []),
         ]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
             raise _download_failed(lock, done.stderr + done.stdout)
-        files = {"lock.txt": lock.encode()}
-        for wheel in sorted(Path(tmp, "wheels").iterdir()):
-            files[f"wheels/{wheel.name}"] = wheel.read_bytes()
-        return _tar(files)
+    folder = os.path.basename(BUILD_DIR)
+    archive = tmp / "extend.tar"
+    with tarfile.open(archive, mode="w") as tar:
+        tar.add(tmp, folder, recursive=False, filter=_readable)
+        tar.add(tmp / "lock.txt", f"{folder}/lock.txt", filter=_readable)
+        tar.add(wheels, f"{folder}/wheels", filter=_readable)  # with the folder itself
+    return archive
 
 
-def _tar(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        folder = tarfile.TarInfo(os.path.basename(BUILD_DIR))
-        folder.type, folder.mode = tarfile.DIRTYPE, 0o755
-        tar.addfile(folder)
-        for name, data in files.items():
-            info = tarfile.TarInfo(f"{os.path.basename(BUILD_DIR)}/{name}")
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+def _readable(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """Owned by root and readable by all in the build container, whoever made them here."""
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.mode = 0o755 if info.isdir() else 0o644
+    return info
 
 
 def _failing(lock: str, apt: Sequence[str], output: str) -> list[str]:
