@@ -310,6 +310,11 @@ def test_our_services_are_listed_as_their_tasks_say(backend, manager):
     by_id = {state.id: state for state in found}
     assert (by_id[first].status, by_id[first].node) == ("running", WORKER)
     assert by_id[second].status == "created"
+    # The kernel list and details (server/handlers.py) name the node only where there is one.
+    from jupyter_mlcontainer.server.handlers import placed
+
+    assert placed(by_id[first]) == {"node": WORKER}
+    assert placed(by_id[second]) == {}
     assert (
         run(backend.containers(labels.managed_filter(**{labels.KERNEL_ID: "k2"})))[0].id == second
     )

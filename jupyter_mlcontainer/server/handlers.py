@@ -224,6 +224,12 @@ def _summary(
     }
 
 
+def placed(state: ContainerState) -> dict[str, str]:
+    """Where a scheduled backend placed the kernel's container (``{"node": "sw-gpu"}``); {}
+    where the engine is the place (the key is absent, not empty)."""
+    return {"node": state.node} if state.node else {}
+
+
 def _container_kernels(handler: APIHandler) -> dict[str, MLContainerProvisioner]:
     """This server's kernels that run in containers, by kernel id."""
     kernel_manager = handler.kernel_manager
@@ -262,6 +268,7 @@ class KernelsHandler(MLContainerHandler):
             if container is not None:
                 summary["state"] = container.status
                 summary["status"] = container.description
+                summary.update(placed(container))
             else:
                 summary["state"] = "starting" if provisioner.container_id is None else "gone"
             out.append(summary)
@@ -315,6 +322,7 @@ class KernelHandler(MLContainerHandler):
             out["state_message"] = "the container is stopping"
         if state is not None:
             out["device_requests"] = list(state.device_requests)
+            out.update(placed(state))
             stats = await backend.stats(state.id)
             out["resources"] = self._resources(state.id, stats or {})
             out["log_tail"] = await backend.logs(state.id, tail=tail) if tail > 0 else ""

@@ -51,6 +51,11 @@ export function kernelImageName(
   return imageName(info.source ?? info.image);
 }
 
+/** Where a scheduled backend placed the kernel: "on sw-gpu"; '' where it has no node. */
+export function nodeSummary(info: Pick<IKernelContainer, 'node'>): string {
+  return info.node ? `on ${info.node}` : '';
+}
+
 /** What the kernel has of GPUs, in a few words. */
 export function gpuSummary(
   info: Pick<IKernelContainer, 'gpus_granted' | 'gpus_requested'>
@@ -111,7 +116,12 @@ export function probeSummary(probe: Record<string, string> | null): string {
 
 /** One line for a kernel in the sidebar, from what the kernel list reports. */
 export function kernelLine(info: IKernelContainer): string {
-  const parts = [info.status || info.state || '–'];
+  const status = info.status || info.state || '–';
+  const parts = [status];
+  // A swarm task's status may name its node already ("running on sw-gpu").
+  if (info.node && !status.includes(info.node)) {
+    parts.push(nodeSummary(info));
+  }
   if (info.mem_limit) {
     parts.push(`memory limit ${info.mem_limit}`);
   }
@@ -138,6 +148,7 @@ export function detailRows(info: IKernelContainer): [string, string][] {
     ['Image ID', details?.image_id ?? '–'],
     ['Inside', probeSummary(info.probe)],
     ['Container', `${info.container_name ?? '–'} (${info.state ?? '–'})`],
+    ...(info.node ? [['Node', info.node] as [string, string]] : []),
     [
       'GPUs',
       `${info.gpus_granted ?? '–'} (requested: ${String(info.gpus_requested)})`

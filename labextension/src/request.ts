@@ -137,6 +137,8 @@ export interface IKernelContainer {
   state?: string;
   /** The engine's words for the state, in the kernel list only: "Up 3 minutes". */
   status?: string;
+  /** The node a scheduled backend (Docker Swarm) placed it on; absent on a Docker engine. */
+  node?: string;
   resources?: {
     memory_bytes: number | null;
     memory_limit_bytes: number | null;

@@ -8,7 +8,12 @@ import { Widget } from '@lumino/widgets';
 
 import { showKernelDetails } from './details';
 import { el, errorText, message } from './dom';
-import { gpuSummary, kernelImageName, reclaimWarning } from './format';
+import {
+  gpuSummary,
+  kernelImageName,
+  nodeSummary,
+  reclaimWarning
+} from './format';
 import { ApiError, getKernel, IKernelContainer } from './request';
 
 const POLL_MS = 5000;
@@ -148,6 +153,10 @@ export class ContainerStatus extends Widget {
     this.node.appendChild(
       el('span', 'jp-mlcontainer-badge', gpuSummary(this.info))
     );
+    const where = nodeSummary(this.info);
+    if (where) {
+      this.node.appendChild(el('span', 'jp-mlcontainer-status-node', where));
+    }
     const state = this.info.state ?? this.watched?.kernelDisplayStatus ?? '';
     this.node.appendChild(el('span', 'jp-mlcontainer-status-state', state));
     this.warnOfReclaim(this.info);

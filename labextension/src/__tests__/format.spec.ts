@@ -4,6 +4,7 @@ import {
   gpuSummary,
   imageName,
   kernelLine,
+  nodeSummary,
   probeSummary
 } from '../format';
 import { kernel } from './kernel.fixture';
@@ -86,6 +87,25 @@ describe('kernelLine', () => {
     expect(
       kernelLine({ ...kernel, status: undefined, state: 'starting' })
     ).toBe('starting · CPU');
+  });
+});
+
+describe('the node of a kernel on a swarm', () => {
+  it('is shown only when the backend placed it', () => {
+    expect(nodeSummary(kernel)).toBe('');
+    expect(nodeSummary({ node: 'sw-gpu' })).toBe('on sw-gpu');
+    expect(Object.fromEntries(detailRows(kernel)).Node).toBeUndefined();
+    expect(
+      Object.fromEntries(detailRows({ ...kernel, node: 'sw-gpu' })).Node
+    ).toBe('sw-gpu');
+  });
+  it('joins the sidebar line unless the status names it already', () => {
+    expect(
+      kernelLine({ ...kernel, status: 'running', node: 'sw-worker' })
+    ).toBe('running · on sw-worker · CPU');
+    expect(
+      kernelLine({ ...kernel, status: 'running on sw-gpu', node: 'sw-gpu' })
+    ).toBe('running on sw-gpu · CPU');
   });
 });
 
