@@ -144,6 +144,8 @@ class FakeManager:
 
     def tasks(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
         self.calls.append("tasks")
+        if "service" not in filters:  # by desired state only
+            return [t for t in self.task_records if t["DesiredState"] == filters["desired-state"]]
         wanted = filters["service"]
         wanted = set(wanted if isinstance(wanted, list) else [wanted])
         return [t for t in self.task_records if t["ServiceID"] in wanted]
@@ -346,6 +348,73 @@ def test_facts_of_the_nodes(backend, manager):
     assert run(backend.gpu_support()).available
 
 
+def test_the_nodes_with_their_free_memory_and_gpus(backend, manager):
+    gpu_node = node("node-gpu", "sw-gpu", "10.214.9.4")
+    gpu_node["Description"]["Resources"]["GenericResources"] = [
+        {"NamedResourceSpec": {"Kind": "NVIDIA-GPU", "Value": "GPU-aaaa"}},
+        {"NamedResourceSpec": {"Kind": "NVIDIA-GPU", "Value": "GPU-bbbb"}},
+    ]
+    manager.node_records["node-gpu"] = gpu_node
+    manager.node_records["node-manager"]["Spec"]["Role"] = "manager"
+    manager.node_records[WORKER_ID]["Spec"]["Availability"] = "drain"
+    service_id = run(backend.create(a_plan()))  # 64m, on the worker
+    run(backend.start(service_id))
+    # A kernel of ours given GPU-bbbb on sw-gpu, a task of someone else's given GPU-aaaa, and
+    # an ended task of ours whose reservation no longer counts.
+    ours = manager.task_records[0]["Spec"]
+    for task_id, spec, gpu, state in (
+        ("t-ours", ours, "GPU-bbbb", "running"),
+        (
+            "t-other",
+            {"Resources": {"Reservations": {"MemoryBytes": 1 << 30}}},
+            "GPU-aaaa",
+            "running",
+        ),
+        ("t-ended", ours, "GPU-aaaa", "failed"),
+    ):
+        manager.task_records.append(
+            {
+                "ID": task_id,
+                "ServiceID": "elsewhere",
+                "NodeID": "node-gpu",
+                "DesiredState": "running",
+                "Spec": spec,
+                "Status": {"State": state},
+                "GenericResources": [{"NamedResourceSpec": {"Kind": "NVIDIA-GPU", "Value": gpu}}],
+            }
+        )
+    by_name = {n.name: n for n in run(backend.nodes())}
+    assert [n.name for n in run(backend.nodes())] == ["sw-manager", "sw-gpu", WORKER]
+    gpu = by_name["sw-gpu"]
+    assert gpu.gpus == ("GPU-aaaa", "GPU-bbbb")
+    assert (gpu.gpus_ours, gpu.gpus_held) == (("GPU-bbbb",), ("GPU-aaaa", "GPU-bbbb"))
+    assert gpu.memory_reserved == (1 << 30) + (64 << 20)
+    assert gpu.memory_free == (8 << 30) - (1 << 30) - (64 << 20)
+    worker = by_name[WORKER]
+    assert (worker.memory_reserved, worker.gpus, worker.schedulable) == (64 << 20, (), False)
+    assert by_name["sw-manager"].schedulable and by_name["sw-manager"].memory_reserved == 0
+
+    from jupyter_mlcontainer.cli.doctor import node_rows
+
+    rows = {label: (status, detail) for label, status, detail in node_rows(by_name.values())}
+    status, detail = rows["node sw-gpu"]
+    assert status == "ok"
+    assert "GPUs: 2 (GPU-aaaa, GPU-bbbb), 0 free" in detail
+    assert "held by our kernels: GPU-bbbb" in detail and "1 held by other tasks" in detail
+    assert detail.startswith("worker, 6.94 GiB free of 8 GiB")
+    status, detail = rows[f"node {WORKER}"]
+    assert status == "drain" and "places no kernel there" in detail and "GPU" not in detail
+    manager.node_records["node-manager"]["Status"]["State"] = "down"
+    [(_, status, _)] = node_rows([n for n in run(backend.nodes()) if n.name == "sw-manager"])
+    assert status == "down"
+    # A count of GPUs (NVIDIA-GPU=2) has no ids.
+    gpu_node["Description"]["Resources"]["GenericResources"] = [
+        {"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU", "Value": 2}}
+    ]
+    assert next(n for n in run(backend.nodes()) if n.name == "sw-gpu").gpus == ("", "")
+    assert run(DockerBackend(Engine(MANAGER_URL)).nodes()) == []
+
+
 def test_a_worker_cannot_run_kernels(backend, manager, monkeypatch):
     monkeypatch.setattr(
         manager, "info", lambda: {"Swarm": {"ControlAvailable": False, "LocalNodeState": "active"}}
@@ -480,3 +549,46 @@ def test_what_a_starting_task_says():
         services.task_outcome(task("rejected", "No such image: img:1"), 0, 3)
     with pytest.raises(EngineError, match="rejected"):
         services.task_outcome(task("rejected", "invalid mount config"), 0, 3)
+
+
+def test_doctor_lists_the_nodes_of_each_swarm_a_kernelspec_runs_on(monkeypatch):
+    from types import SimpleNamespace
+
+    from jupyter_mlcontainer.cli import doctor
+    from jupyter_mlcontainer.core.exceptions import EngineUnavailableError
+
+    specs = [
+        SimpleNamespace(is_container=True, backend="swarm", docker_host=MANAGER_URL),
+        SimpleNamespace(is_container=True, backend="swarm", docker_host=MANAGER_URL),
+        SimpleNamespace(is_container=True, backend="swarm", docker_host="tcp://gone:2375"),
+        SimpleNamespace(is_container=True, backend="docker", docker_host=""),
+    ]
+    monkeypatch.setattr(doctor, "installed_specs", lambda: specs)
+    asked = []
+
+    class Swarm:
+        def __init__(self, address: str) -> None:
+            self.address = address
+
+        async def nodes(self) -> list[seam.NodeInfo]:
+            if self.address == "tcp://gone:2375":
+                raise EngineUnavailableError("Cannot reach the manager at tcp://gone:2375")
+            return [
+                seam.NodeInfo("sw-manager", role="manager", state="ready", memory_total=8 << 30),
+                seam.NodeInfo("sw-worker", role="worker", state="down", memory_total=8 << 30),
+            ]
+
+    def connect(address: str | None = None, kind: str = "docker") -> Swarm:
+        asked.append((address, kind))
+        return Swarm(str(address))
+
+    monkeypatch.setattr(doctor.backends, "connect", connect)
+    rows: list[tuple[str, str, str]] = []
+    problems = run(doctor.DoctorApp()._swarms(lambda *row: rows.append(row)))
+    assert sorted(asked) == [(MANAGER_URL, "swarm"), ("tcp://gone:2375", "swarm")]
+    assert problems == 1  # the swarm that cannot be reached
+    by_label = {label: (status, detail) for label, status, detail in rows}
+    assert by_label[f"swarm {MANAGER_URL}"] == ("ok", "2 node(s), 1 taking kernels")
+    assert by_label["node sw-manager"] == ("ok", "manager, 8 GiB free of 8 GiB")
+    assert by_label["node sw-worker"][0] == "down"
+    assert by_label["swarm tcp://gone:2375"][0] == "FAIL"

@@ -1,17 +1,19 @@
-"""``jupyter mlcontainer doctor``: the engine, GPU support, the provisioner, every container
-kernel's image and the volumes, each with what to do when it is wrong."""
+"""``jupyter mlcontainer doctor``: the engine, GPU support, the nodes of the swarms that
+kernelspecs run on, the provisioner, every container kernel's image and the volumes, each with
+what to do when it is wrong."""
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from traitlets import TraitError
 
 from .._version import __version__
+from ..core import backend as backends
 from ..core import kernelspec as ks
-from ..core.backend import Backend, families
+from ..core.backend import Backend, NodeInfo, families
 from ..core.diagnostics import human_size
 from ..core.exceptions import MLContainerError
 from ..core.gpus import GPURequest, GPUSupport
@@ -126,6 +128,7 @@ class DoctorApp(Command):
                 ),
             )
             await self._gpu_holders(backend, report)
+        problems += await self._swarms(report)
         if ks.PROVISIONER_NAME in installed_provisioners():
             report(
                 "provisioner",
@@ -153,6 +156,34 @@ class DoctorApp(Command):
             problems += status not in ("ok",)
         if version is not None:
             await self._report_volumes(backend, specs, report)
+        return problems
+
+    async def _swarms(self, report: Callable[[str, str, str], None]) -> int:
+        """The nodes of each swarm a kernelspec runs on (``backend: swarm``): their state,
+        free memory and GPUs; a problem when no node can take a kernel."""
+        problems = 0
+        addresses = sorted(
+            {s.docker_host for s in installed_specs() if s.is_container and s.backend == "swarm"}
+        )
+        for address in addresses:
+            label = f"swarm {address or '(default)'}"
+            try:
+                nodes = await backends.connect(address or None, "swarm").nodes()
+            except MLContainerError as e:
+                report(label, "FAIL", str(e))
+                problems += 1
+                continue
+            rows = node_rows(nodes)
+            usable = sum(n.schedulable for n in nodes)
+            report(
+                label,
+                "ok" if usable else "FAIL",
+                f"{len(nodes)} node(s), {usable} taking kernels"
+                + ("" if usable else ": no node is ready and active, so no kernel can start"),
+            )
+            problems += not usable
+            for row in rows:
+                report(*row)
         return problems
 
     async def _check_kernel(
@@ -225,3 +256,35 @@ def _gpu_request(spec: InstalledSpec) -> GPURequest | None:
         return requested_gpus(ks.provisioner_config(spec.spec))
     except TraitError:
         return None
+
+
+def node_rows(nodes: Iterable[NodeInfo]) -> list[tuple[str, str, str]]:
+    """One doctor row per node: "node sw-gpu", "ok" (or its state: "down", "drain"...), and
+    "worker, 14.5 GiB free of 15.6 GiB, GPUs: 2 (1 held by our kernels: GPU-…aaaa)"."""
+    rows = []
+    for node in nodes:
+        status = (
+            "ok"
+            if node.schedulable
+            else (node.state if node.state != "ready" else node.availability)
+        )
+        detail = (
+            f"{node.role or 'node'}, {human_size(node.memory_free)} free of "
+            f"{human_size(node.memory_total)}"
+        )
+        if node.gpus:
+            named = [g for g in node.gpus if g]
+            free = len(node.gpus) - len(node.gpus_held)
+            detail += f", GPUs: {len(node.gpus)}"
+            if named:
+                detail += f" ({', '.join(named)})"
+            detail += f", {max(free, 0)} free"
+            if node.gpus_ours:
+                detail += f", held by our kernels: {', '.join(node.gpus_ours)}"
+            others = len(node.gpus_held) - len(node.gpus_ours)
+            if others > 0:
+                detail += f", {others} held by other tasks"
+        if not node.schedulable:
+            detail += f" — {node.state}/{node.availability}: the scheduler places no kernel there"
+        rows.append((f"node {node.name}", status, detail))
+    return rows

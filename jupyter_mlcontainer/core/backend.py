@@ -113,6 +113,38 @@ class ContainerState:
 
 
 @dataclass(frozen=True)
+class NodeInfo:
+    """One machine of a scheduled backend (a Swarm node), as ``doctor`` lists them."""
+
+    #: Its hostname (a Swarm node's name), and its id.
+    name: str
+    id: str = ""
+    #: "manager" or "worker".
+    role: str = ""
+    #: The backend's words: "ready", "down"...; "active", "pause", "drain".
+    state: str = ""
+    availability: str = ""
+    memory_total: int = 0
+    #: Memory that tasks running there reserved (what the scheduler counts as taken).
+    memory_reserved: int = 0
+    #: GPUs the node advertises (``NVIDIA-GPU`` generic resources): their ids, or as many
+    #: empty strings as a count declares.
+    gpus: tuple[str, ...] = ()
+    #: GPUs held by running kernels of ours there, and by any running task there.
+    gpus_ours: tuple[str, ...] = ()
+    gpus_held: tuple[str, ...] = ()
+
+    @property
+    def memory_free(self) -> int:
+        return max(self.memory_total - self.memory_reserved, 0)
+
+    @property
+    def schedulable(self) -> bool:
+        """Whether the scheduler places new tasks there."""
+        return self.state == "ready" and self.availability in ("", "active")
+
+
+@dataclass(frozen=True)
 class KernelNetwork:
     """A network kernels join: its id (what containers name), name and fixed subnet (None
     when it has none: kernels then get their address from the backend)."""
@@ -319,6 +351,10 @@ class Backend(Protocol):
     async def stopped_at(self, state: ContainerState) -> str:
         """When the backend itself stopped, taking this container with it ("08:44:23"), else
         ""."""
+
+    async def nodes(self) -> list[NodeInfo]:
+        """The machines a scheduler places kernels on, with their memory and GPUs; [] where
+        the backend is one engine (it is the place)."""
 
     # --- address and ports --------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from ..core.backend import (
     ExitEvents,
     KernelNetwork,
     Log,
+    NodeInfo,
     OnEvent,
     ProjectVolume,
 )
@@ -257,6 +258,9 @@ class DockerBackend:
 
     async def stopped_at(self, state: ContainerState) -> str:
         return await engine_stopped_at(self.engine, state)
+
+    async def nodes(self) -> list[NodeInfo]:
+        return []  # the engine is the place: doctor reports it as "engine"
 
     # --- address and ports --------------------------------------------------------------
 

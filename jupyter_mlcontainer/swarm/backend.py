@@ -23,7 +23,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from ..core import labels
-from ..core.backend import Backend, BackendKind, Capabilities, ContainerState, KernelNetwork, Log
+from ..core.backend import (
+    Backend,
+    BackendKind,
+    Capabilities,
+    ContainerState,
+    KernelNetwork,
+    Log,
+    NodeInfo,
+)
 from ..core.exceptions import EngineError, EngineUnavailableError, Unsupported
 from ..core.gpus import GPUSupport
 from ..core.ledger import GPUDevice, GPUHolder
@@ -34,7 +42,7 @@ from ..docker.backend import DockerBackend
 from ..docker.engine import Engine
 from . import services
 from .spec import GPU_KIND, service_spec
-from .tasks import task_state
+from .tasks import node_info, task_state
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -137,6 +145,17 @@ class SwarmBackend(DockerBackend):
             if (n.get("Status") or {}).get("State") == "ready"
             and (n.get("Spec") or {}).get("Availability", "active") == "active"
         ]
+
+    async def nodes(self) -> list[NodeInfo]:
+        """Every node the manager knows (ready or not), with what running tasks reserved and
+        hold there (two calls: ``GET /nodes``, ``GET /tasks`` of desired state running)."""
+
+        def read(api: Any) -> list[NodeInfo]:
+            tasks = api.tasks(filters={"desired-state": "running"})
+            return [node_info(n, tasks) for n in api.nodes()]
+
+        found = await self._call("list the swarm's nodes and their tasks", read)
+        return sorted(found, key=lambda n: (n.role != "manager", n.name))
 
     async def memory_total(self, max_age: float = 60) -> int:
         """The most memory one kernel can get: the largest node's."""

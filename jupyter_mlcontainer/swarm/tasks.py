@@ -13,10 +13,11 @@ swarm".
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..core.backend import ContainerState
+from ..core import labels
+from ..core.backend import ContainerState, NodeInfo
 from .spec import GPU_KIND
 
 #: Task states before the container runs (the seam's "created").
@@ -121,4 +122,58 @@ def task_state(
         if error and error not in description
         else description,
         node=name,
+    )
+
+
+def advertised_gpus(node: Mapping[str, Any]) -> tuple[str, ...]:
+    """The GPUs a node declares (``--node-generic-resource``): named ones by their ids, a
+    count (``NVIDIA-GPU=2``) as that many empty strings."""
+    found: list[str] = []
+    resources = (node.get("Description") or {}).get("Resources") or {}
+    for resource in resources.get("GenericResources") or []:
+        named = resource.get("NamedResourceSpec") or {}
+        discrete = resource.get("DiscreteResourceSpec") or {}
+        if named.get("Kind") == GPU_KIND:
+            found.append(str(named.get("Value") or ""))
+        elif discrete.get("Kind") == GPU_KIND:
+            found.extend([""] * int(discrete.get("Value") or 0))
+    return tuple(found)
+
+
+def holds_resources(task: Mapping[str, Any]) -> bool:
+    """Whether the scheduler counts the task's reservations as taken: it is meant to run and
+    has not ended."""
+    state = str((task.get("Status") or {}).get("State") or "")
+    return task.get("DesiredState") == "running" and state not in STOPPED | LOST
+
+
+def node_info(node: Mapping[str, Any], tasks: Iterable[Mapping[str, Any]]) -> NodeInfo:
+    """A node of ``GET /nodes`` with what the ``tasks`` that hold resources there reserved
+    (memory) and were given (GPUs); kernels of ours are those with our managed label."""
+    node_id = str(node.get("ID") or "")
+    here = [t for t in tasks if t.get("NodeID") == node_id and holds_resources(t)]
+    reserved = 0
+    held: list[str] = []
+    ours: list[str] = []
+    for task in here:
+        resources = ((task.get("Spec") or {}).get("Resources") or {}).get("Reservations") or {}
+        reserved += int(resources.get("MemoryBytes") or 0)
+        gpus = assigned_gpus(task)
+        held += gpus
+        container_labels = ((task.get("Spec") or {}).get("ContainerSpec") or {}).get("Labels")
+        if (container_labels or {}).get(labels.MANAGED) == "true":
+            ours += gpus
+    description = node.get("Description") or {}
+    spec = node.get("Spec") or {}
+    return NodeInfo(
+        name=node_name(node, node_id),
+        id=node_id,
+        role=str(spec.get("Role") or ""),
+        state=str((node.get("Status") or {}).get("State") or ""),
+        availability=str(spec.get("Availability") or ""),
+        memory_total=int((description.get("Resources") or {}).get("MemoryBytes") or 0),
+        memory_reserved=reserved,
+        gpus=advertised_gpus(node),
+        gpus_ours=tuple(sorted(ours)),
+        gpus_held=tuple(sorted(held)),
     )
