@@ -415,6 +415,15 @@ def test_the_nodes_with_their_free_memory_and_gpus(backend, manager):
     assert run(DockerBackend(Engine(MANAGER_URL)).nodes()) == []
 
 
+def test_a_docker_engine_refuses_a_placement():
+    with pytest.raises(Unsupported, match=r"one machine.*node\.hostname==sw-worker"):
+        run(
+            DockerBackend(Engine(MANAGER_URL)).create(
+                a_plan(placement=["node.hostname==sw-worker"])
+            )
+        )
+
+
 def test_a_worker_cannot_run_kernels(backend, manager, monkeypatch):
     monkeypatch.setattr(
         manager, "info", lambda: {"Swarm": {"ControlAvailable": False, "LocalNodeState": "active"}}

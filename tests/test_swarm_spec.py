@@ -139,6 +139,24 @@ def test_networks_and_placement_from_settings():
     assert "EndpointSpec" not in host
 
 
+def test_the_placement_setting_reaches_the_task_and_is_checked():
+    from traitlets import TraitError
+
+    from jupyter_mlcontainer.kernel.settings import ContainerKernelSettings
+
+    plan = build_plan(launch(publish_ip=ANYWHERE, placement=[" node.hostname==sw-worker "]))
+    assert plan.placement == ("node.hostname==sw-worker",)
+    spec = service_spec(plan, constraints=["node.labels.gpu==true"])
+    assert spec["TaskTemplate"]["Placement"] == {
+        "Constraints": ["node.labels.gpu==true", "node.hostname==sw-worker"]
+    }
+    settings = ContainerKernelSettings(placement=["node.role != manager", "node.labels.a==b"])
+    assert settings.launch_settings()["placement"] == ["node.role != manager", "node.labels.a==b"]
+    for bad in ("sw-worker", "node.hostname=sw-worker", "==x", "node.hostname=="):
+        with pytest.raises(TraitError, match="placement constraint"):
+            ContainerKernelSettings(placement=[bad])
+
+
 def test_a_fixed_address_is_refused():
     with pytest.raises(Unsupported, match="fixed address"):
         spec_of(address="10.0.0.9")

@@ -128,6 +128,8 @@ class KernelLaunch:
     #: The user namespace ("keep-id" on rootless Podman: the user's uid is the same inside,
     #: so files the kernel writes are the user's), or "" for the engine's default.
     userns: str = ""
+    #: Placement constraints for a scheduled backend (Swarm: ``node.hostname==gpu-3``).
+    placement: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,9 @@ class ContainerPlan:
     #: HostConfig fields the SDK's ``create_host_config`` refuses (``UsernsMode: keep-id``),
     #: set on its result as they are.
     raw_host_config: dict[str, Any] = field(default_factory=dict)
+    #: Where a scheduled backend may place the container (Swarm placement constraints); a
+    #: Docker engine refuses any.
+    placement: tuple[str, ...] = ()
 
 
 def container_command(
@@ -396,6 +401,7 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
         archive_path=posixpath.dirname(CONTAINER_DIR),
         notes=tuple(notes),
         raw_host_config={"UsernsMode": launch.userns} if launch.userns else {},
+        placement=tuple(c.strip() for c in launch.placement),
     )
 
 

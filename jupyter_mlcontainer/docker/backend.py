@@ -26,6 +26,7 @@ from ..core.backend import (
     OnEvent,
     ProjectVolume,
 )
+from ..core.exceptions import Unsupported
 from ..core.gpus import GPUSupport
 from ..core.ledger import GPUDevice, GPUHolder
 from ..core.plan import ContainerPlan
@@ -212,6 +213,13 @@ class DockerBackend:
     # --- place and create, files in, start ----------------------------------------------
 
     async def create(self, plan: ContainerPlan) -> str:
+        if plan.placement:
+            msg = (
+                f"A Docker engine is one machine: it cannot place a kernel by constraints "
+                f"({', '.join(plan.placement)}). Remove the placement setting, or set backend "
+                'to "swarm".'
+            )
+            raise Unsupported(msg)
         return await containers.create(
             self.engine, plan.create_args, plan.host_config, plan.raw_host_config
         )

@@ -22,6 +22,7 @@ see :mod:`jupyter_mlcontainer.kernel.schema` and ``docs/settings.md``. Tags:
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 from traitlets import (
@@ -52,6 +53,8 @@ from ..core.sizes import parse_bytes
 #: the admin policy.
 RESOLVED_AT_START = frozenset({"env", "uid", "gid", "gpus", "mounts", "mem_limit"})
 DEFAULT_PIDS_LIMIT = 4096
+#: A Swarm placement constraint: ``node.labels.gpu==true``, ``node.role != manager``.
+PLACEMENT = re.compile(r"\s*[A-Za-z][\w.-]*\s*(==|!=)\s*\S.*")
 DEFAULT_ENV_ALLOWLIST = ["LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "JPY_SESSION_NAME"]
 
 
@@ -264,6 +267,15 @@ class ContainerKernelSettings(HasTraits):
         kernel is interrupted through its in-container supervisor (see docs/backends.md).""",
     ).tag(config=True, add=True, rest=False)
 
+    placement = List(
+        Unicode(),
+        [],
+        help="""With ``backend="swarm"``: Swarm placement constraints the kernel's task must
+        meet, as ``docker service create --constraint`` takes them (``node.hostname==gpu-3``,
+        ``node.labels.gpu==true``, ``node.role!=manager``, ``node.platform.arch==x86_64``). []:
+        any node with room. A Docker engine is one machine: a constraint there is refused.""",
+    ).tag(config=True)
+
     remote_encryption = CaselessStrEnum(
         ["curve", "none"],
         default_value="curve",
@@ -391,6 +403,17 @@ class ContainerKernelSettings(HasTraits):
             msg = f"Invalid cpus {value!r}: use a positive number of CPUs such as 0.5 or 2."
             raise TraitError(msg)
         return value
+
+    @validate("placement")
+    def _validate_placement(self, proposal: dict[str, Any]) -> Any:
+        for constraint in proposal["value"]:
+            if not PLACEMENT.fullmatch(constraint):
+                msg = (
+                    f"Invalid placement constraint {constraint!r}: use ATTRIBUTE==VALUE or "
+                    "ATTRIBUTE!=VALUE, such as node.hostname==gpu-3 or node.labels.gpu==true."
+                )
+                raise TraitError(msg)
+        return proposal["value"]
 
     @validate("mounts")
     def _validate_mounts(self, proposal: dict[str, Any]) -> Any:

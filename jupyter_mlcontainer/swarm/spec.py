@@ -78,8 +78,9 @@ def service_spec(
 ) -> dict[str, Any]:
     """The service spec of one kernel's ``plan`` (a ``ContainerPlan``).
 
-    ``constraints`` are Swarm placement constraints from the settings (``node.labels.gpu==true``,
-    ``node.platform.arch==x86_64``); ``network`` the swarm network a bridge-mode kernel joins
+    ``constraints`` are Swarm placement constraints (``node.labels.gpu==true``,
+    ``node.platform.arch==x86_64``), before the plan's own (the ``placement`` setting);
+    ``network`` the swarm network a bridge-mode kernel joins
     (None: none, its ports are published on its node); ``api_version`` the manager's, which
     decides whether ``no-new-privileges`` can be asked for (API 1.46).
     """
@@ -91,8 +92,9 @@ def service_spec(
         "Resources": _resources(host),
         "RestartPolicy": {"Condition": "none", "MaxAttempts": 0},
     }
-    if constraints:
-        task["Placement"] = {"Constraints": list(constraints)}
+    placement = [*constraints, *plan.placement]
+    if placement:
+        task["Placement"] = {"Constraints": placement}
     networks = _networks(host, create, network)
     if networks:
         task["Networks"] = networks
