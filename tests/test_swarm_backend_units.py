@@ -550,7 +550,17 @@ def test_what_a_starting_task_says():
     )
     no_node = task("pending", "no suitable node (insufficient resources on 3 nodes)")
     assert services.task_outcome(no_node, 1, 3) == services.WAIT  # not yet certain
-    with pytest.raises(Unschedulable):
+    with pytest.raises(Unschedulable, match=r"3 nodes\)\)\. Free"):
+        services.task_outcome(no_node, 3, 3)
+    no_node["Spec"] = {
+        "Resources": {
+            "Reservations": {
+                "MemoryBytes": 512 << 20,
+                "GenericResources": [{"DiscreteResourceSpec": {"Kind": "NVIDIA-GPU", "Value": 1}}],
+            }
+        }
+    }
+    with pytest.raises(Unschedulable, match=r"it asks for 1 GPU \(NVIDIA-GPU\) and 512 MiB"):
         services.task_outcome(no_node, 3, 3)
     with pytest.raises(PortTaken):
         services.task_outcome(task("pending", "host-mode port already in use on 3 nodes"), 3, 3)

@@ -22,7 +22,9 @@ import docker
 import docker.errors
 
 from ..core import labels
+from ..core.diagnostics import human_size
 from ..core.exceptions import EngineError, ImageNotFoundError, PortTaken, Unschedulable
+from .spec import GPU_KIND
 
 #: Task errors of a task the scheduler cannot place (``Status.Err`` while ``pending``).
 NO_NODE = ("no suitable node",)
@@ -172,7 +174,7 @@ def task_outcome(task: Mapping[str, Any] | None, pending_for: float, patience: f
             msg = f"The kernel's ports are taken on every node: {err}"
             raise PortTaken(msg)
         if err and pending_for >= patience:
-            raise Unschedulable(unschedulable_message(err))
+            raise Unschedulable(unschedulable_message(err, reservations(task)))
         return WAIT
     if state == "running":
         return GO_ON
@@ -192,8 +194,27 @@ def task_outcome(task: Mapping[str, Any] | None, pending_for: float, patience: f
     raise EngineError(msg)
 
 
-def unschedulable_message(err: str) -> str:
+def reservations(task: Mapping[str, Any] | None) -> str:
+    """What the task reserves, in words: "1 GPU and 512 MiB of memory" ("" for nothing)."""
+    reserved = (((task or {}).get("Spec") or {}).get("Resources") or {}).get("Reservations") or {}
+    parts = []
+    gpus = sum(
+        int((r.get("DiscreteResourceSpec") or {}).get("Value") or 0)
+        for r in reserved.get("GenericResources") or []
+        if (r.get("DiscreteResourceSpec") or {}).get("Kind") == GPU_KIND
+    )
+    if gpus:
+        parts.append(f"{gpus} GPU{'s' if gpus > 1 else ''} ({GPU_KIND})")
+    if reserved.get("MemoryBytes"):
+        parts.append(f"{human_size(int(reserved['MemoryBytes']))} of memory")
+    return " and ".join(parts)
+
+
+def unschedulable_message(err: str, asked: str = "") -> str:
+    """Why no node takes the kernel, what it asks for (``asked``), and what to do."""
     reason = err.strip() or "no suitable node"
+    if asked:
+        reason += f"; it asks for {asked}"
     advice = (
         "Free what other kernels hold (stop one that uses a GPU or much memory), or ask for "
         "less: fewer GPUs (gpus), a smaller mem_limit or fewer cpus"
