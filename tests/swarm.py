@@ -270,6 +270,15 @@ class SwarmCluster:
         spec["Labels"] = {**(spec.get("Labels") or {}), **node_labels}
         api.update_node(record["ID"], record["Version"]["Index"], spec)
 
+    def set_availability(self, name: str, availability: str) -> None:
+        """``active``, ``pause`` (no new task placed there) or ``drain`` (its tasks moved
+        away), as an admin sets it (``docker node update --availability``)."""
+        api = self.manager_api()
+        record = self.node_record(name)
+        spec = dict(record["Spec"])
+        spec["Availability"] = availability
+        api.update_node(record["ID"], record["Version"]["Index"], spec)
+
     def stop_node(self, name: str, timeout: float = 30) -> None:
         """Stop a node's engine as an admin would (SIGTERM: it stops its containers)."""
         node = self.nodes[name]
