@@ -259,8 +259,9 @@ def _gpu_request(spec: InstalledSpec) -> GPURequest | None:
 
 
 def node_rows(nodes: Iterable[NodeInfo]) -> list[tuple[str, str, str]]:
-    """One doctor row per node: "node sw-gpu", "ok" (or its state: "down", "drain"...), and
-    "worker, 14.5 GiB free of 15.6 GiB, GPUs: 2 (1 held by our kernels: GPU-…aaaa)"."""
+    """One doctor row per node: "node sw-gpu", "ok" (else its state: "down", "drain"...), and
+    "worker, 6.94 GiB free of 8 GiB, GPUs: 2 (GPU-aaaa, GPU-bbbb), 0 free, held by our
+    kernels: GPU-bbbb, 1 held by other tasks" (free memory as the scheduler counts it)."""
     rows = []
     for node in nodes:
         status = (
