@@ -8,16 +8,12 @@ import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { KernelSpec } from '@jupyterlab/services';
 
 import { errorText } from './dom';
-import {
-  IRecordedEnvironment,
-  IVersions,
-  recordedDiffers
-} from './environments';
+import { IRecordedEnvironment, recordedDiffers } from './environments';
 import { showError } from './message';
 import {
-  ApiError,
   forgetAsRecorded,
   getVersions,
+  retryDropped,
   runAsRecorded
 } from './request';
 import { isContainerKernelSpec } from './statusbar';
@@ -56,7 +52,11 @@ async function check(
   }
   let differs;
   try {
-    differs = recordedDiffers(record, kernelName, await versionsOf(kernelName));
+    differs = recordedDiffers(
+      record,
+      kernelName,
+      await retryDropped(() => getVersions(kernelName))
+    );
   } catch (error) {
     console.debug('jupyter-mlcontainer: no versions of', kernelName, error);
     return; // not a kernelspec with versions: nothing to compare with
@@ -94,27 +94,6 @@ async function check(
   });
 }
 
-/**
- * The kernelspec's versions, asked again when the server could not be reached: a kernel's
- * container starting (a new network interface) can make the browser drop requests under way.
- */
-async function versionsOf(kernelName: string, tries = 4): Promise<IVersions> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await getVersions(kernelName);
-    } catch (error) {
-      if (
-        !(error instanceof ApiError) ||
-        error.status !== 0 ||
-        attempt >= tries
-      ) {
-        throw error;
-      }
-      await new Promise(resolve => setTimeout(resolve, 1000 * attempt));
-    }
-  }
-}
-
 /** The notebook's next kernel runs the recorded image: start it now. */
 async function asRecorded(
   panel: NotebookPanel,
@@ -122,9 +101,19 @@ async function asRecorded(
   image: string
 ): Promise<void> {
   try {
-    await runAsRecorded(panel.context.path, kernelName, image);
-    // A new kernel (a restart may reuse the container, and its image).
-    await panel.sessionContext.changeKernel({ name: kernelName });
+    await retryDropped(() =>
+      runAsRecorded(panel.context.path, kernelName, image)
+    );
+    // A new kernel (a restart may reuse the container, and its image). Through the session
+    // itself, so that a dropped request is tried again (the session's context would show
+    // "Failed to fetch" and leave the notebook without a kernel); the server shuts the old
+    // kernel down once the new one runs.
+    const session = panel.sessionContext.session;
+    if (session) {
+      await retryDropped(() => session.changeKernel({ name: kernelName }));
+    } else {
+      await panel.sessionContext.changeKernel({ name: kernelName });
+    }
   } catch (error) {
     await showError('Could not run as recorded', errorText(error));
   }

@@ -317,3 +317,29 @@ export async function forgetAsRecorded(
   const query = new URLSearchParams({ path, kernel_name: kernelName });
   await requestAPI(`as-recorded?${query.toString()}`, { method: 'DELETE' });
 }
+
+/**
+ * `request()`, tried again (up to `tries` times, waiting `pause` ms more each time) when the
+ * server could not be reached: a kernel's container starting (a new network interface) can
+ * make the browser drop requests under way. Errors the server answered are not retried.
+ */
+export async function retryDropped<T>(
+  request: () => Promise<T>,
+  tries = 4,
+  pause = 1000
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await request();
+    } catch (error) {
+      const networkError = ServerConnection.NetworkError;
+      const dropped =
+        (error instanceof ApiError && error.status === 0) ||
+        (networkError !== undefined && error instanceof networkError);
+      if (!dropped || attempt >= tries) {
+        throw error;
+      }
+      await new Promise(resolve => setTimeout(resolve, pause * attempt));
+    }
+  }
+}

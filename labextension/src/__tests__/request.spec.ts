@@ -2,6 +2,7 @@ const makeRequest = jest.fn();
 
 jest.mock('@jupyterlab/services', () => ({
   ServerConnection: {
+    NetworkError: class NetworkError extends TypeError {},
     makeSettings: () => ({ baseUrl: 'http://lab/base/' }),
     makeRequest: (...args: unknown[]) => makeRequest(...args)
   }
@@ -19,6 +20,7 @@ import {
   getVersions,
   listKernels,
   requestAPI,
+  retryDropped,
   rollbackTo,
   runAsRecorded,
   startExtend,
@@ -150,5 +152,30 @@ describe('forgetAsRecorded', () => {
       'http://lab/base/mlcontainer/as-recorded?path=dir%2Fa+b.ipynb&kernel_name=k'
     );
     expect(init).toEqual({ method: 'DELETE' });
+  });
+});
+
+describe('retryDropped', () => {
+  it('tries a request the browser dropped again, and only that', async () => {
+    const dropped = new ApiError('Failed to fetch', 0);
+    const flaky = jest
+      .fn()
+      .mockRejectedValueOnce(dropped)
+      .mockRejectedValueOnce(dropped)
+      .mockResolvedValue('kernel');
+    await expect(retryDropped(flaky, 4, 1)).resolves.toBe('kernel');
+    expect(flaky).toHaveBeenCalledTimes(3);
+
+    const refused = jest
+      .fn()
+      .mockRejectedValue(new ApiError('no such kernelspec', 404));
+    await expect(retryDropped(refused, 4, 1)).rejects.toThrow(
+      'no such kernelspec'
+    );
+    expect(refused).toHaveBeenCalledTimes(1);
+
+    const gone = jest.fn().mockRejectedValue(dropped);
+    await expect(retryDropped(gone, 3, 1)).rejects.toBe(dropped);
+    expect(gone).toHaveBeenCalledTimes(3);
   });
 });
