@@ -216,7 +216,9 @@ async def test_gpu_kernels_get_distinct_gpus_of_the_gpu_node_and_a_third_is_refu
     node rows show both held by our kernels; a third kernel has no GPU left and is refused
     with a message that names what it asks for; nothing is left."""
     cluster = on_the_swarm
-    name = swarm_kernelspec(kernelspec_file, cluster, "gpu-on-the-swarm", gpus=1)
+    name = swarm_kernelspec(
+        kernelspec_file, cluster, "gpu-on-the-swarm", gpus=1, mem_limit="1g"
+    )  # the default, a share of the largest node, would leave room for one kernel
     kernel_ids = []
     async with contextlib.AsyncExitStack() as stack:
         given = []
