@@ -21,6 +21,8 @@ from pathlib import Path
 
 import docker
 
+from . import subnets
+
 
 def stop_group(proc: subprocess.Popen[bytes] | None) -> None:
     """Stop a service started in a session of its own, and what it started (SIGTERM, then
@@ -85,8 +87,6 @@ class OwnEngine:
 
 
 class SecondEngine(OwnEngine):
-    #: Its bridge's address (each engine of the session has a subnet of its own).
-    bridge_address = "10.231.7.1/24"
     cgroup_parent = "mlc-second-engine"
     #: What its daemon finds on its PATH before the host's (None: the host's PATH).
     extra_path: Path | None = None
@@ -101,12 +101,14 @@ class SecondEngine(OwnEngine):
         self.log = self.root / "dockerd.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.bridge = f"mlc-e2-{self.root.name[-6:]}"
-        for cmd in (
-            ["ip", "link", "add", self.bridge, "type", "bridge"],
-            ["ip", "addr", "add", self.bridge_address, "dev", self.bridge],
-            ["ip", "link", "set", self.bridge, "up"],
-        ):
-            subprocess.run(cmd, check=True, capture_output=True)
+        # Each engine's bridge has a subnet of its own (test_compose's kernels use 10.231.97).
+        with subnets.claim("10.231.{}.", range(1, 90)) as n:
+            for cmd in (
+                ["ip", "link", "add", self.bridge, "type", "bridge"],
+                ["ip", "addr", "add", f"10.231.{n}.1/24", "dev", self.bridge],
+                ["ip", "link", "set", self.bridge, "up"],
+            ):
+                subprocess.run(cmd, check=True, capture_output=True)
 
     def start(self, timeout: float = 60) -> None:
         env = dict(os.environ)
@@ -178,7 +180,6 @@ class SimulatedGpuEngine(SecondEngine):
     (:attr:`nvidia_smi`) that lists four GPUs as the real one answers the ledger's query. It
     proves the plumbing (requests, the ledger, labels), not the hardware."""
 
-    bridge_address = "10.231.8.1/24"
     cgroup_parent = "mlc-gpu-engine"
 
     def __init__(self) -> None:
@@ -212,14 +213,12 @@ class SimulatedGpuEngine(SecondEngine):
 class RemoteEngine(OwnEngine):
     """A Docker engine on "another host": its own network namespace behind a veth pair, as a
     GPU server on the LAN would be, reached over TCP with TLS (certificates made here) and
-    over ssh (an sshd of its own in the namespace). Only its host address, 10.213.0.2, is
-    reachable from here: nothing it publishes appears on this machine's loopback.
+    over ssh (an sshd of its own in the namespace). Only its host address (:attr:`ip`, in a
+    free 10.213.N.0/30) is reachable from here: nothing it publishes appears on this machine's loopback.
 
     It shares this machine's filesystem (a namespace is not a machine), so tests give it
     folders of its own (``remote_dir``) and map to them, as they would map to an NFS share.
     """
-
-    HOST_IP, IP = "10.213.0.1", "10.213.0.2"
 
     def __init__(self) -> None:
         for tool in ("dockerd", "sshd", "openssl", "nsenter", "ssh-keygen"):
@@ -230,13 +229,14 @@ class RemoteEngine(OwnEngine):
         self.netns = f"mlc-r-{suffix}"
         self.veth = f"mlcr{suffix}"
         self.socket = self.socket_url = f"unix://{self.root}/docker.sock"
-        self.tcp_url = f"tcp://{self.IP}:2376"
+        self.host_ip = self.ip = ""  # set with the veth pair
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._netns()
+        self.tcp_url = f"tcp://{self.ip}:2376"
         self.certs = self.root / "certs"
         self.client_certs = self.root / "client"  # ca.pem cert.pem key.pem, as DOCKER_CERT_PATH
         self.ssh = self.root / "ssh"
         self.log = self.root / "dockerd.log"
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self._netns()
         self._certificates()
         self._ssh_keys()
 
@@ -252,13 +252,15 @@ class RemoteEngine(OwnEngine):
         self._run("ip", "netns", "add", self.netns)
         self._run("ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth-r")
         self._run("ip", "link", "set", "eth-r", "netns", self.netns)
-        self._run("ip", "addr", "add", f"{self.HOST_IP}/30", "dev", self.veth)
+        with subnets.claim("10.213.{}.", range(256)) as n:
+            self.host_ip, self.ip = f"10.213.{n}.1", f"10.213.{n}.2"
+            self._run("ip", "addr", "add", f"{self.host_ip}/30", "dev", self.veth)
         self._run("ip", "link", "set", self.veth, "up")
         inside = ("ip", "netns", "exec", self.netns, "ip")
-        self._run(*inside, "addr", "add", f"{self.IP}/30", "dev", "eth-r")
+        self._run(*inside, "addr", "add", f"{self.ip}/30", "dev", "eth-r")
         self._run(*inside, "link", "set", "eth-r", "up")
         self._run(*inside, "link", "set", "lo", "up")
-        self._run(*inside, "route", "add", "default", "via", self.HOST_IP)
+        self._run(*inside, "route", "add", "default", "via", self.host_ip)
 
     def _certificates(self) -> None:
         """A CA, the engine's certificate (for its IP) and a client certificate."""
@@ -270,7 +272,7 @@ class RemoteEngine(OwnEngine):
                   "-subj", "/CN=mlc-test-ca", "-keyout", str(c / "ca-key.pem"),
                   "-out", str(c / "ca.pem"))  # fmt: skip
         for name, ext in (
-            ("server", f"subjectAltName=IP:{self.IP}\nextendedKeyUsage=serverAuth\n"),
+            ("server", f"subjectAltName=IP:{self.ip}\nextendedKeyUsage=serverAuth\n"),
             ("client", "extendedKeyUsage=clientAuth\n"),
         ):
             (c / f"{name}.ext").write_text(ext)
@@ -289,7 +291,7 @@ class RemoteEngine(OwnEngine):
         self._run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.ssh / "user"))
         shutil.copy(self.ssh / "user.pub", self.ssh / "authorized_keys")
         (self.ssh / "sshd_config").write_text(
-            f"ListenAddress {self.IP}:22\nHostKey {self.ssh / 'host'}\n"
+            f"ListenAddress {self.ip}:22\nHostKey {self.ssh / 'host'}\n"
             f"PidFile {self.ssh / 'sshd.pid'}\nAuthorizedKeysFile {self.ssh / 'authorized_keys'}\n"
             "StrictModes no\nUsePAM no\nPermitRootLogin prohibit-password\n"
             f"SetEnv DOCKER_HOST={self.socket}\n"
@@ -300,10 +302,10 @@ class RemoteEngine(OwnEngine):
         address, the key, and the host key in known_hosts (paramiko trusts nothing else)."""
         (home / ".ssh").mkdir(mode=0o700, exist_ok=True)
         (home / ".ssh" / "config").write_text(
-            f"Host gpu-box\n  HostName {self.IP}\n  User root\n  IdentityFile {self.ssh / 'user'}\n"
+            f"Host gpu-box\n  HostName {self.ip}\n  User root\n  IdentityFile {self.ssh / 'user'}\n"
         )
         host_key = (self.ssh / "host.pub").read_text().split()
-        (home / ".ssh" / "known_hosts").write_text(f"{self.IP} {host_key[0]} {host_key[1]}\n")
+        (home / ".ssh" / "known_hosts").write_text(f"{self.ip} {host_key[0]} {host_key[1]}\n")
 
     def start(self, timeout: float = 60) -> None:
         enter = ["nsenter", f"--net=/run/netns/{self.netns}"]
@@ -324,7 +326,7 @@ class RemoteEngine(OwnEngine):
                         f"--tlscacert={c / 'ca.pem'}",
                         f"--tlscert={c / 'server.pem'}",
                         f"--tlskey={c / 'server-key.pem'}",
-                        "--bip=10.213.1.1/24",
+                        "--bip=192.168.213.1/24",  # inside its namespace only
                         "--cgroup-parent=mlc-remote-engine",
                     ],
                     stdout=log,

@@ -30,6 +30,8 @@ from typing import Any
 
 import docker
 
+from . import subnets
+
 #: The SIMULATED GPUs the GPU worker advertises (no such devices exist).
 SIMULATED_GPUS = ("GPU-simulated-0000-aaaa", "GPU-simulated-0000-bbbb")
 GPU_KIND = "NVIDIA-GPU"
@@ -59,15 +61,6 @@ def check_machine() -> None:
             raise SwarmUnavailable(f"{tool} is not installed (.ci/run installs docker.io)")
     if _run("ip", "netns", "list", check=False).returncode != 0:
         raise SwarmUnavailable("`ip netns` does not work here")
-
-
-def free_subnet() -> int:
-    """N of a 10.214.N.0/24 that no interface here uses."""
-    used = _run("ip", "-o", "-4", "addr", "show").stdout
-    for n in range(1, 250):
-        if f" 10.214.{n}." not in used:
-            return n
-    raise SwarmUnavailable("no free 10.214.N.0/24 subnet")
 
 
 @dataclass
@@ -111,11 +104,13 @@ class SwarmCluster:
 
     def __init__(self) -> None:
         check_machine()
-        self.subnet = free_subnet()
         self.root = Path(tempfile.mkdtemp(prefix="mlc-sw-", dir="/tmp"))  # short socket paths
         tag = self.root.name[-5:].lower().replace("_", "0")
         self.bridge = f"mlcsw{tag}"
-        self.host_address = f"10.214.{self.subnet}.1"
+        with subnets.claim("10.214.{}.", range(1, 200)) as self.subnet:
+            self.host_address = f"10.214.{self.subnet}.1"
+            _run("ip", "link", "add", self.bridge, "type", "bridge")
+            _run("ip", "addr", "add", f"{self.host_address}/24", "dev", self.bridge)
         self._forward_rule = ["FORWARD", "-i", self.bridge, "-o", self.bridge, "-j", "ACCEPT"]
         self._rule_added = False
         self.nodes: dict[str, Node] = {}
@@ -179,8 +174,6 @@ class SwarmCluster:
         self.label_node(GPU_WORKER, {"gpu": "true"})
 
     def _network(self) -> None:
-        _run("ip", "link", "add", self.bridge, "type", "bridge")
-        _run("ip", "addr", "add", f"{self.host_address}/24", "dev", self.bridge)
         _run("ip", "link", "set", self.bridge, "up")
         # The suite's engine sets FORWARD's policy to DROP: nodes must reach each other.
         _run("iptables", "-I", *self._forward_rule)

@@ -13,6 +13,7 @@ from jupyter_mlcontainer.core.ledger import (
     lost_gpus,
     parse_inventory,
     parse_mig_listing,
+    sortable_time,
 )
 
 SMI = """0, GPU-aaaa, NVIDIA H200, 143771 MiB
@@ -96,6 +97,17 @@ def test_two_servers_that_chose_one_gpu_at_once_agree_on_who_keeps_it():
     assert lost_gpus("a-second", ["GPU-aaaa"], both, sharing=2) == []
     # The earlier one did not see the later one: it keeps its GPU either way.
     assert lost_gpus("z-first", ["GPU-aaaa"], [first], sharing=1) == []
+
+
+def test_creation_times_are_ordered_as_times_not_as_text():
+    # Go drops a fraction's trailing zeros: as text, the earlier "…00.10375Z" sorts last.
+    first = held("alice", "GPU-aaaa", created="2026-12-02T10:00:00.10375Z", cid="z-first")
+    second = held("bob", "GPU-aaaa", created="2026-12-02T10:00:00.103754723Z", cid="a-second")
+    whole = held("carol", "GPU-aaaa", created="2026-12-02T10:00:00Z", cid="m-whole")
+    assert lost_gpus("a-second", ["GPU-aaaa"], [first, second], sharing=1) == ["GPU-aaaa"]
+    assert lost_gpus("z-first", ["GPU-aaaa"], [first, second], sharing=1) == []
+    assert lost_gpus("z-first", ["GPU-aaaa"], [first, whole], sharing=1) == ["GPU-aaaa"]
+    assert sortable_time("2026-12-02T10:00:00.5+01:00") == "2026-12-02T10:00:00.500000000+01:00"
 
 
 def test_mig_instances_are_read_from_the_listing():

@@ -116,7 +116,7 @@ async def test_full_lifecycle_on_a_remote_engine_over_tls(
     )
     async with running_kernel(name, notebook_dir) as (km, kc):
         info = km.get_connection_info()
-        assert info["ip"] == RemoteEngine.IP  # the engine's host, from the context
+        assert info["ip"] == remote.ip  # the engine's host, from the context
         assert info.get("curve_publickey") and info.get("curve_secretkey")
         container_id = km.provisioner.container_id
         [remote_container] = on_remote(remote, km.kernel_id)
@@ -154,7 +154,7 @@ async def test_full_lifecycle_on_a_remote_engine_over_tls(
         await kc.wait_for_ready(timeout=60)
         out, _ = await execute(kc, "print('x' in dir())")
         assert out.strip() == "False"
-        assert km.get_connection_info()["ip"] == RemoteEngine.IP
+        assert km.get_connection_info()["ip"] == remote.ip
         await execute(kc, "import sys; print('to the log', file=sys.__stderr__, flush=True)")
         logs = await containers.logs(Engine.for_url(TLS_CONTEXT), km.provisioner.container_id)
         assert "to the log" in logs  # the container's output, read over the remote API
@@ -168,7 +168,7 @@ async def test_a_kernel_over_ssh(remote, kernelspec, notebook_dir, remote_dir):
     )
     async with running_kernel(name, notebook_dir) as (km, kc):
         # gpu-box is an ssh alias: the kernel is reached at the HostName ~/.ssh/config gives.
-        assert km.get_connection_info()["ip"] == RemoteEngine.IP
+        assert km.get_connection_info()["ip"] == remote.ip
         out, _ = await execute(kc, "print(6 * 7)")
         assert out.strip() == "42"
         assert await plain_client_gets_no_reply(km)
@@ -214,8 +214,9 @@ async def test_clear_text_to_a_remote_kernel_needs_the_policy(
                       path_map=mapped)  # fmt: skip
     km, message = await start_fails(name, notebook_dir, ConfigurationError)
     assert "allow_unencrypted_remote" in message and "clear text" in message
-    plain = kernelspec("remote-plain-api", docker_host="tcp://10.213.0.2:2375", path_map=mapped)
-    policy(allowed_engines=["tcp://10.213.0.2:2375"])
+    plain_api = f"tcp://{remote.ip}:2375"
+    plain = kernelspec("remote-plain-api", docker_host=plain_api, path_map=mapped)
+    policy(allowed_engines=[plain_api])
     _, message = await start_fails(plain, notebook_dir, ConfigurationError)
     assert "without TLS" in message and "DOCKER_TLS_VERIFY" in message
     assert on_remote(remote, km.kernel_id) == []

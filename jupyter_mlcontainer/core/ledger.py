@@ -60,13 +60,27 @@ class GPUHolder:
     container_id: str
     kernel_id: str
     user: str
-    created: str  # the backend's creation time, ISO 8601 with nanoseconds: sortable
+    created: str  # the backend's creation time, RFC 3339 with nanoseconds (Go's form)
     uuids: tuple[str, ...]
 
     @property
     def rank(self) -> tuple[str, str]:
         """Earlier created first; the id settles a tie the same way for everyone."""
-        return (self.created, self.container_id)
+        return (sortable_time(self.created), self.container_id)
+
+
+_TIME = re.compile(r"^(?P<seconds>[^.]*T\d\d:\d\d:\d\d)(?:\.(?P<fraction>\d+))?(?P<zone>.*)$")
+
+
+def sortable_time(created: str) -> str:
+    """``created`` with its fraction of a second padded to nine digits. Go writes times
+    without a fraction's trailing zeros, so as text ``…:51.03875Z`` sorts after
+    ``…:51.038754723Z``, though it is earlier; padded, text order is time order."""
+    match = _TIME.match(created)
+    if match is None:
+        return created
+    fraction = (match["fraction"] or "").ljust(9, "0")
+    return f"{match['seconds']}.{fraction}{match['zone']}"
 
 
 def parse_inventory(text: str) -> tuple[GPUDevice, ...]:
