@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                     ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
                     check=False,
                 )
+        shutil.rmtree(work, ignore_errors=True)
     print(f"\n{args.repeats} runs of each, alternating; ratios against local (median of runs)")
     print(f"| figure | base {args.base} | head {args.head} | head / base |\n|---|---|---|---|")
     for key in found["base"][0]:

@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -124,11 +125,14 @@ def set_up_dockernel(image: str, where: Path) -> Path:
         f"FROM {image}\nUSER root\n"
         'CMD ["sh", "-c", "exec python3 -m ipykernel_launcher -f $DOCKERNEL_CONNECTION_FILE"]\n'
     )
-    subprocess.run(
-        ["docker", "build", "--quiet", "-t", DOCKERNEL_IMAGE, str(context)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    try:
+        subprocess.run(
+            ["docker", "build", "--quiet", "-t", DOCKERNEL_IMAGE, str(context)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
     return python
 
 
@@ -350,6 +354,8 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     finally:
         await bench.pool.stop()
         await bench.manager.shutdown_all(now=True)
+        for folder in (bench.cwd, bench.manager.connection_dir):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def table(medians: dict[str, dict[str, float]]) -> str:
@@ -422,7 +428,10 @@ def main(argv: list[str] | None = None) -> int:
     rules = {"allowed_networks": ["bridge", "host", "none"], "allow_root": True}
     (config / "mlcontainer_policy.json").write_text(json.dumps({"MLContainerPolicy": rules}))
     os.environ["JUPYTER_CONFIG_DIR"] = str(config)
-    medians = asyncio.run(run(args))
+    try:
+        medians = asyncio.run(run(args))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     print(
         f"{args.rounds} rounds, {args.trips} round trips each, {args.stream_mb} MB of output, "
         f"{args.concurrent} concurrent starts; image {args.image}; "

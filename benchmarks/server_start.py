@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import socket
 import statistics
 import subprocess
@@ -234,6 +235,7 @@ async def main_async(args: argparse.Namespace) -> int:
         times = await measure(server, args.rounds, args.gap)
     finally:
         server.stop()
+        shutil.rmtree(work, ignore_errors=True)
     print(table(times))
     if args.json:
         medians = {name: statistics.median(values) for name, values in times.items()}

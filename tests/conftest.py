@@ -42,6 +42,19 @@ KERNEL_ARGV = ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 TEST_UID, TEST_GID = 4321, 4322
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_temporary_files_left() -> Any:
+    """Nothing new named ``mlc-…`` in the temporary folder when the session ends (set up
+    first, so checked last: after the engines' own teardown); what is there is removed."""
+    before = leftovers.temporary_entries()
+    yield
+    left = sorted(leftovers.temporary_entries() - before)
+    for path in left:
+        leftovers.remove_entry(path)
+    if left:
+        pytest.fail(f"left in the temporary folder: {', '.join(str(p) for p in left)}")
+
+
 @pytest.fixture(scope="session")
 def docker_api() -> Any:
     """The real engine; the session's own containers must all be gone at the end."""

@@ -22,6 +22,7 @@ from pathlib import Path
 import docker
 
 from . import subnets
+from .leftovers import unmount_under
 
 
 def stop_group(proc: subprocess.Popen[bytes] | None) -> None:
@@ -160,7 +161,7 @@ class SecondEngine(OwnEngine):
             for volume in (api.volumes() or {}).get("Volumes") or []:
                 api.remove_volume(volume["Name"], force=True)
             self.stop()
-        subprocess.run(["umount", "-R", str(self.root / "exec")], capture_output=True, check=False)
+        unmount_under(self.root)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, check=False)
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -363,7 +364,7 @@ class RemoteEngine(OwnEngine):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
-        subprocess.run(["umount", "-R", str(self.root / "exec")], capture_output=True, check=False)
+        unmount_under(self.root)
         subprocess.run(["ip", "link", "del", self.veth], capture_output=True, check=False)
         subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, check=False)
         for cgroup in Path("/sys/fs/cgroup").glob("**/mlc-remote-engine"):
@@ -489,7 +490,5 @@ class RootfulPodman(OwnEngine):
                     api.remove_network(network["Id"])
         stop_group(self.proc)
         subprocess.run(self.podman("system", "reset", "--force"), capture_output=True, check=False)
-        subprocess.run(
-            ["umount", "-R", str(self.root / "storage")], capture_output=True, check=False
-        )
+        unmount_under(self.root)
         shutil.rmtree(self.root, ignore_errors=True)

@@ -1,16 +1,23 @@
-"""What a test session leaves on the engine besides containers: volumes, networks, images.
+"""What a test session leaves on the engine besides containers: volumes, networks, images;
+and on this machine: files, folders and mounts in the temporary folder.
 
 A snapshot is taken when the session starts; at its end, whatever is new was made by the
 session. The product's own caches (the kernels' network, HOME volumes, injected runtimes: all
 labelled ``org.jupyter-mlcontainer.managed``) are removed the way ``prune --all`` would, and
 reported; anything else new (an unlabelled volume, a test's image or network) is a leftover
-that fails the session: each test removes what it makes.
+that fails the session: each test removes what it makes. So does anything new named
+``mlc-…`` in the temporary folder (an engine's folder whose mount kept it, a connection file,
+a kernel's ipc folder); the CI's own work folder (``mlc-ci.…``) is not the session's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import docker.errors
@@ -91,3 +98,37 @@ def remove_leftovers(api: Any, before: Snapshot) -> None:
         if network["Id"] not in before.networks:
             with contextlib.suppress(docker.errors.APIError):
                 api.remove_network(network["Id"])
+
+
+def temporary_entries() -> set[Path]:
+    """Our names in the temporary folder (``mlc-…``), but the CI's own work folder."""
+    tmp = Path(tempfile.gettempdir())
+    return {p for p in tmp.glob("mlc-*") if not p.name.startswith("mlc-ci.")}
+
+
+def mounts_under(root: Path) -> list[str]:
+    """Mount points at or below ``root``, in mount order."""
+    prefix = str(root)
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if point == prefix or point.startswith(prefix + "/"):
+            found.append(point)
+    return found
+
+
+def unmount_under(root: Path) -> None:
+    """Unmount everything at or below ``root``, deepest last mounted first (an engine's exec
+    root keeps its network namespace mounted: ``umount -R`` of a folder that is not itself a
+    mount point leaves it, and its folder with it)."""
+    for point in reversed(mounts_under(root)):
+        if subprocess.run(["umount", point], capture_output=True, check=False).returncode:
+            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+
+
+def remove_entry(path: Path) -> None:
+    unmount_under(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

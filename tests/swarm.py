@@ -31,6 +31,7 @@ from typing import Any
 import docker
 
 from . import subnets
+from .leftovers import mounts_under, unmount_under
 
 #: The SIMULATED GPUs the GPU worker advertises (no such devices exist).
 SIMULATED_GPUS = ("GPU-simulated-0000-aaaa", "GPU-simulated-0000-bbbb")
@@ -327,9 +328,7 @@ class SwarmCluster:
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid), signal.SIGKILL)
-        for mount in reversed(mounts_under(node.root)):
-            if _run("umount", mount, check=False).returncode != 0:
-                _run("umount", "-l", mount, check=False)
+        unmount_under(node.root)
         _run("ip", "netns", "del", node.netns, check=False)
         _run("ip", "link", "del", node.veth, check=False)
         for cgroup in sorted(Path("/sys/fs/cgroup").glob(f"*/{node.cgroup_parent}"), reverse=True):
@@ -358,17 +357,6 @@ class SwarmCluster:
 
 def netns_names() -> set[str]:
     return {line.split()[0] for line in _run("ip", "netns", "list").stdout.splitlines() if line}
-
-
-def mounts_under(root: Path) -> list[str]:
-    """Mount points at or below ``root``, in mount order."""
-    prefix = str(root)
-    found = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4].replace("\\040", " ")
-        if point == prefix or point.startswith(prefix + "/"):
-            found.append(point)
-    return found
 
 
 def processes_mentioning(text: str) -> list[int]:

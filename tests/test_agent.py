@@ -141,6 +141,7 @@ def test_the_connection_file_is_written_from_the_environment(kernel_module, tmp_
     env = {
         p.ENV_CONNECTION: json.dumps(connection),
         "SHOW": "(open(sys.argv[2]).read(), oct(os.stat(sys.argv[2]).st_mode & 0o777))",
+        "TMPDIR": str(tmp_path),  # a container's /tmp
     }
     proc = bootstrap(kernel_module, "-f", p.CONTAINER_CONNECTION_FILE, env=env)
     out, err = proc.communicate(timeout=30)
@@ -148,6 +149,7 @@ def test_the_connection_file_is_written_from_the_environment(kernel_module, tmp_
     content, mode = shown(out)
     assert json.loads(content) == connection and mode == "0o600"
     assert p.CONTAINER_CONNECTION_FILE not in out.splitlines()[0]  # argv names the new file
+    assert len(list(tmp_path.glob("mlc-connection-*.json"))) == 1  # in TMPDIR, as in /tmp
 
 
 def test_a_kernel_whose_lease_is_not_renewed_stops(kernel_module, tmp_path):
