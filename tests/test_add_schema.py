@@ -35,7 +35,9 @@ def test_the_fields_are_the_tagged_traits():
     fields = {f.name: f for f in add_fields()}
     assert next(iter(fields)) == "image" and fields["image"].argument
     settings = [name for name, f in fields.items() if f.setting]
-    assert settings == ["image", "gpus", "shm_size", "mem_limit", "docker_host", "backend"]
+    assert settings == [
+        "image", "gpus", "shm_size", "mem_limit", "docker_host", "backend", "placement"
+    ]  # fmt: skip
     rest = [name for name, f in fields.items() if f.rest]
     assert sorted(rest) == sorted(
         ["image", "name", "display_name", "gpus", "shm_size", "mem_limit", "replace"]
@@ -73,6 +75,7 @@ def test_the_cli_options_are_derived_and_keep_their_names():
         "mem-limit": "AddApp.mem_limit",
         "docker-host": "AddApp.docker_host",
         "backend": "AddApp.kernel_backend",  # the command has a backend() of its own
+        "placement": "AddApp.placement",
     }
     from jupyter_core.application import JupyterApp
 
@@ -87,7 +90,7 @@ def test_the_cli_options_are_derived_and_keep_their_names():
 
 
 def test_the_cli_reads_its_options_into_a_request():
-    from jupyter_mlcontainer.cli.commands import AddApp
+    from jupyter_mlcontainer.cli.commands import AddApp, _option_name
 
     app = AddApp()
     try:
@@ -102,6 +105,18 @@ def test_the_cli_reads_its_options_into_a_request():
             True,
         )
         assert app.shm_size is None and app.user is True
+    finally:
+        AddApp.clear_instance()
+    app = AddApp()
+    try:
+        app.parse_command_line(
+            ["img:1", "--backend", "swarm", "--placement", "node.labels.gpu==true",
+             "--placement", "node.role!=manager"]
+        )  # fmt: skip
+        given = {f.name: getattr(app, _option_name(f)) for f in add_fields() if not f.argument}
+        request = AddRequest.from_fields({"image": "img:1", **given})
+        assert request.settings["backend"] == "swarm"
+        assert request.settings["placement"] == ["node.labels.gpu==true", "node.role!=manager"]
     finally:
         AddApp.clear_instance()
 
@@ -144,6 +159,11 @@ def test_kernel_json_records_the_settings_given_and_the_labelled_ones():
     }
     config = KernelspecConfig({"gpus": "1", "shm_size": "8g", "docker_host": None})
     assert config.config("img@sha256:x") == {"image": "img@sha256:x", "gpus": "1", "shm_size": "8g"}
+    swarm = KernelspecConfig({"backend": "swarm", "placement": ["node.labels.gpu==true"]})
+    assert swarm.config("i") == {  # a HOME volume is per node: none, unless asked for
+        "image": "i", "backend": "swarm", "placement": ["node.labels.gpu==true"],
+        "persistent_home": False,
+    }  # fmt: skip
     with pytest.raises(ValueError, match="Invalid mem_limit"):
         kernel_settings({"mem_limit": "lots"})
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from jupyter_mlcontainer.docker.engine import Engine
 from jupyter_mlcontainer.server.handlers import placed
 
 from .conftest import IMAGE, execute, running_kernel, start_fails, wait_for_stream
+from .servers import Server
 from .swarm import GPU_KIND, GPU_WORKER, MANAGER, SIMULATED_GPUS, WORKER, SwarmCluster
 
 pytestmark = [pytest.mark.engine, pytest.mark.swarm]
@@ -314,3 +316,31 @@ async def test_a_kernel_whose_node_leaves_is_reported_dead_and_restarts_on_anoth
         cluster.wait_node_state(WORKER, "ready", timeout=60)
     # The worker, back, finds its task's service removed and removes its container.
     nothing_left(cluster, kernel_id, timeout=90)
+
+
+def test_a_killed_servers_kernel_is_reaped_from_the_swarm_by_the_next_server(
+    on_the_swarm, kernelspec_file, notebook_dir, tmp_path
+):
+    """A server SIGKILLed under a running swarm kernel cleans nothing up: its service, secret
+    and container stay. The next server on this machine finds the dead server's lease and
+    removes them, on whichever node the task ran."""
+    cluster = on_the_swarm
+    name = swarm_kernelspec(kernelspec_file, cluster, "reaped-on-the-swarm")
+    runtime = tmp_path / "runtime"
+    server = Server(notebook_dir, runtime, tmp_path / "killed.log")
+    second = None
+    try:
+        kernel_id, kc = server.start_kernel(name)
+        kc.execute("1 + 1")
+        kc.stop_channels()
+        server.stop(signal.SIGKILL)
+        left = ours_on_the_swarm(cluster, kernel_id)
+        assert any(f.startswith("service ") for f in left), left  # nobody removed it
+        assert any(f.startswith("container ") for f in left), left
+        second = Server(notebook_dir, runtime, tmp_path / "next.log")
+        nothing_left(cluster, kernel_id, timeout=60)
+        assert "orphaned kernel service" in second.text(), second.text()[-2000:]
+    finally:
+        server.close()
+        if second is not None:
+            second.stop()

@@ -6,6 +6,7 @@ import io
 import logging
 import os
 import stat
+from typing import Any
 
 import docker.errors
 import pytest
@@ -484,3 +485,19 @@ def test_a_failed_run_is_described_in_one_clean_line(record, line):
 
     assert failure(record) == line
     assert "error" not in failure(record).split(":", 1)[0]  # start() says "error:" once
+
+
+def test_which_kernelspecs_a_warm_pool_fills_and_why_not():
+    from types import SimpleNamespace
+
+    from jupyter_mlcontainer.core.backend import Capabilities
+    from jupyter_mlcontainer.kernel.pool import not_pooled
+
+    def kernel(network: str = "bridge", remote: bool = False, scheduled: bool = False) -> Any:
+        backend = SimpleNamespace(remote=remote, capabilities=Capabilities(scheduled=scheduled))
+        return SimpleNamespace(network=network, container_backend=backend)
+
+    assert not_pooled(kernel()) == ""
+    assert "ipc sockets" in not_pooled(kernel(network="none"))
+    assert "CurveZMQ keys" in not_pooled(kernel(remote=True))
+    assert "Docker Swarm" in not_pooled(kernel(remote=True, scheduled=True))

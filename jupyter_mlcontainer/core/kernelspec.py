@@ -157,6 +157,9 @@ class KernelspecConfig:
 
     def config(self, image: str) -> dict[str, Any]:
         given = {name: value for name, value in self.settings.items() if value not in (None, "")}
+        if given.get("backend") == "swarm":
+            # A HOME volume is node-local and a swarm kernel may land on any node.
+            given.setdefault("persistent_home", False)
         return {"image": image, **given}
 
 

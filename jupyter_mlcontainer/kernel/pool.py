@@ -130,6 +130,7 @@ class MLContainerPool(LoggingConfigurable):
         self._waiting: set[Slot] = set()  # fills still in their delay (safe to cancel)
         self._owners: dict[Slot, Owner] = {}
         self._discarding: set[asyncio.Task[Any]] = set()
+        self._told: set[str] = set()  # kernelspecs whose reason for no pool was logged
         self._closed = False
 
     # --- the server's pool --------------------------------------------------------------
@@ -156,11 +157,11 @@ class MLContainerPool(LoggingConfigurable):
         granted = provisioner.granted_gpus
         if not self.gpu_kernels and (granted is None or granted.mode != "none"):
             return 0
-        if provisioner.network == "none":  # ipc sockets in a directory of each kernel's own
-            return 0
-        if (
-            provisioner.container_backend.remote
-        ):  # each kernel's own CurveZMQ keys, made at its start
+        why_not = not_pooled(provisioner)
+        if why_not:
+            if wanted > 0 and kernel_name not in self._told:
+                self._told.add(kernel_name)
+                self.log.info("Warm pool: %s is not pooled: %s", kernel_name, why_not)
             return 0
         return max(0, min(wanted, self.max_per_kernelspec))
 
@@ -402,3 +403,18 @@ async def move_in(info: dict[str, Any], cwd: str, env: dict[str, str | None]) ->
             raise KernelStartError(msg)
     finally:
         sock.close(linger=0)
+
+
+def not_pooled(provisioner: MLContainerProvisioner) -> str:
+    """Why this kernelspec's kernels are never started ahead ("" where they may be)."""
+    backend = provisioner.container_backend
+    if provisioner.network == "none":
+        return "its kernels talk through ipc sockets in a folder of each kernel's own"
+    if backend.capabilities.scheduled:
+        return (
+            "on a scheduler (Docker Swarm) a ready kernel would hold a node's memory and GPUs "
+            "before anyone asks, and be placed before the request says what it needs"
+        )
+    if backend.remote:
+        return "a kernel on a remote engine gets CurveZMQ keys of its own, made at its start"
+    return ""

@@ -274,7 +274,7 @@ class ContainerKernelSettings(HasTraits):
         meet, as ``docker service create --constraint`` takes them (``node.hostname==gpu-3``,
         ``node.labels.gpu==true``, ``node.role!=manager``, ``node.platform.arch==x86_64``). []:
         any node with room. A Docker engine is one machine: a constraint there is refused.""",
-    ).tag(config=True)
+    ).tag(config=True, add=True, rest=False)
 
     remote_encryption = CaselessStrEnum(
         ["curve", "none"],
