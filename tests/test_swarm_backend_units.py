@@ -209,7 +209,7 @@ def backend(manager: FakeManager) -> SwarmBackend:
 
 
 def a_plan(**kw: Any) -> Any:
-    return build_plan(launch(mem_limit="64m", publish_ip="0.0.0.0", **kw))
+    return build_plan(launch(mem_limit="64m", reserve_memory="64m", publish_ip="0.0.0.0", **kw))
 
 
 def run(coro: Any) -> Any:

@@ -218,9 +218,9 @@ async def test_gpu_kernels_get_distinct_gpus_of_the_gpu_node_and_a_third_is_refu
     node rows show both held by our kernels; a third kernel has no GPU left and is refused
     with a message that names what it asks for; nothing is left."""
     cluster = on_the_swarm
-    name = swarm_kernelspec(
-        kernelspec_file, cluster, "gpu-on-the-swarm", gpus=1, mem_limit="1g"
-    )  # the default, a share of the largest node, would leave room for one kernel
+    # No mem_limit: the policy's default (90 % of a node) is each kernel's limit, but not a
+    # reservation, which would leave room for one kernel per node.
+    name = swarm_kernelspec(kernelspec_file, cluster, "gpu-on-the-swarm", gpus=1)
     kernel_ids = []
     async with contextlib.AsyncExitStack() as stack:
         given = []
@@ -240,6 +240,11 @@ async def test_gpu_kernels_get_distinct_gpus_of_the_gpu_node_and_a_third_is_refu
             assert out.strip() == uuid, f"the kernel sees {out.strip()!r}, its task has {uuid}"
             assert km.get_connection_info()["ip"] == cluster.nodes[GPU_WORKER].address
         assert sorted(given) == sorted(SIMULATED_GPUS), f"not distinct GPUs: {given}"
+        resources = cluster.manager_api().inspect_service(km.provisioner.container_id)["Spec"][
+            "TaskTemplate"
+        ]["Resources"]
+        assert "MemoryBytes" not in resources.get("Reservations", {}), resources
+        assert resources["Limits"]["MemoryBytes"] > 0  # the policy's default, as a limit
 
         nodes = {n.name: n for n in await km.provisioner.container_backend.nodes()}
         assert sorted(nodes) == sorted([MANAGER, WORKER, GPU_WORKER])

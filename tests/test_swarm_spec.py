@@ -68,10 +68,18 @@ def test_no_new_privileges_only_where_the_manager_knows_it():
     assert new["Privileges"] == {"NoNewPrivileges": True}
 
 
-def test_memory_reservation_is_the_limit_and_cpus_pids_are_limits():
-    resources = spec_of(mem_limit="2g", cpus=1.5, pids_limit=512)["TaskTemplate"]["Resources"]
+def test_the_kernelspecs_memory_is_reserved_and_cpus_pids_are_limits():
+    resources = spec_of(mem_limit="2g", reserve_memory="2g", cpus=1.5, pids_limit=512)[
+        "TaskTemplate"
+    ]["Resources"]
     assert resources["Limits"] == {"MemoryBytes": 2 << 30, "NanoCPUs": 1_500_000_000, "Pids": 512}
     assert resources["Reservations"] == {"MemoryBytes": 2 << 30}
+
+
+def test_the_policys_default_memory_is_a_limit_not_a_reservation():
+    # 90 % of a node as every kernel's reservation would fit one kernel per node.
+    resources = spec_of(mem_limit="20g")["TaskTemplate"]["Resources"]
+    assert resources == {"Limits": {"MemoryBytes": 20 << 30}}
 
 
 def test_no_resources_when_none_are_set():

@@ -130,6 +130,10 @@ class KernelLaunch:
     userns: str = ""
     #: Placement constraints for a scheduled backend (Swarm: ``node.hostname==gpu-3``).
     placement: Sequence[str] = ()
+    #: Memory a scheduled backend reserves for the kernel on its node: the kernelspec's own
+    #: ``mem_limit``. The policy's default limit is a cap, not a claim: reserved, it would
+    #: give each kernel most of a node.
+    reserve_memory: str | int | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,9 @@ class ContainerPlan:
     #: Where a scheduled backend may place the container (Swarm placement constraints); a
     #: Docker engine refuses any.
     placement: tuple[str, ...] = ()
+    #: Bytes a scheduled backend reserves on the node (None: no reservation); a Docker
+    #: engine has nothing to reserve.
+    reserve_memory: int | None = None
 
 
 def container_command(
@@ -402,6 +409,9 @@ def build_plan(launch: KernelLaunch) -> ContainerPlan:
         notes=tuple(notes),
         raw_host_config={"UsernsMode": launch.userns} if launch.userns else {},
         placement=tuple(c.strip() for c in launch.placement),
+        reserve_memory=(
+            int(parse_bytes(launch.reserve_memory)) if launch.reserve_memory is not None else None
+        ),
     )
 
 

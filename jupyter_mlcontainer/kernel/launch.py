@@ -87,6 +87,7 @@ async def prepare_launch(p: MLContainerProvisioner, kwargs: dict[str, Any]) -> K
         mounts=[parse_mount(m) for m in p.mounts],
         ipc_dir=p.run.ipc_dir,
         mem_limit=mem_limit,
+        reserve_memory=p.mem_limit,  # the kernelspec's own, not the policy's default
         source_image=source,
         home_volume=home_volume,
         home_volume_is_new=home_volume_is_new,

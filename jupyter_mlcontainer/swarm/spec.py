@@ -89,7 +89,7 @@ def service_spec(
     container = _container_spec(create, host, api_version)
     task: dict[str, Any] = {
         "ContainerSpec": container,
-        "Resources": _resources(host),
+        "Resources": _resources(host, plan.reserve_memory),
         "RestartPolicy": {"Condition": "none", "MaxAttempts": 0},
     }
     placement = [*constraints, *plan.placement]
@@ -187,12 +187,15 @@ def _version(text: str) -> tuple[int, int]:
     return int(major), int(minor or 0)
 
 
-def _resources(host: Mapping[str, Any]) -> dict[str, Any]:
+def _resources(host: Mapping[str, Any], reserve_memory: int | None) -> dict[str, Any]:
+    """Limits as the plan sets them; reservations (what the scheduler places by): the
+    memory the kernelspec asked for, and GPUs."""
     limits: dict[str, Any] = {}
     reservations: dict[str, Any] = {}
     if host.get("mem_limit") is not None:
-        memory = int(parse_bytes(host["mem_limit"]))
-        limits["MemoryBytes"] = reservations["MemoryBytes"] = memory
+        limits["MemoryBytes"] = int(parse_bytes(host["mem_limit"]))
+    if reserve_memory:
+        reservations["MemoryBytes"] = reserve_memory
     if host.get("nano_cpus"):
         limits["NanoCPUs"] = int(host["nano_cpus"])
     if host.get("pids_limit"):
