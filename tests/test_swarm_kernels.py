@@ -90,12 +90,14 @@ async def test_a_kernel_on_the_swarm_runs_is_interrupted_restarts_and_leaves_not
         docker_host=cluster.manager_url,
         persistent_home=False,  # volumes are per node
         mount_cwd=False,  # the notebook folder is on this machine only
+        placement=["node.role!=manager"],  # on a worker
     )
     async with running_kernel(name, notebook_dir) as (km, kc), told_on_failure(cluster, km):
         service_id = km.provisioner.container_id
         api = cluster.manager_api()
         [task] = api.tasks(filters={"service": service_id})
         node = api.inspect_node(task["NodeID"])
+        assert node["Spec"]["Role"] == "worker", node["Description"]["Hostname"]
         # Reached at the node the scheduler chose, CurveZMQ-encrypted.
         info = km.get_connection_info()
         assert info["ip"] == node["Status"]["Addr"]
