@@ -68,6 +68,10 @@ class FakeManager:
         self.calls.append("version")
         return {"Version": "26.1.5", "ApiVersion": "1.45"}
 
+    def inspect_image(self, ref: str) -> dict[str, Any]:
+        self.calls.append(f"inspect_image {ref}")
+        return {"Id": "sha256:1d", "RepoDigests": []}  # loaded by hand on every node
+
     # --- nodes ------------------------------------------------------------------------------
 
     def nodes(self, filters: Any = None) -> list[dict[str, Any]]:
@@ -257,6 +261,8 @@ def test_a_kernel_is_created_given_its_files_started_read_and_removed(backend, m
     assert state.node == WORKER
     assert run(backend.logs(service_id)) == "line 1\nline 2\n"
 
+    image = manager.tasks(filters={"service": service_id})[0]["Spec"]["ContainerSpec"]["Image"]
+    assert image == "sha256:1d"  # never pulled by a tag
     run(backend.remove(service_id))
     assert manager.service_records == {} and manager.secret_records == {}
     run(backend.remove(service_id))  # twice is fine
@@ -264,6 +270,7 @@ def test_a_kernel_is_created_given_its_files_started_read_and_removed(backend, m
     assert run(backend.logs(service_id)) == ""
     verbs = [c for c in manager.calls if c not in ("info", "version", "tasks", "inspect_node")]
     assert verbs[: verbs.index("remove_service")] == [
+        "inspect_image img:1",  # the manager's record: the nodes run it by id
         "create_service",
         "inspect_service",  # inspect before the start
         "inspect_service",  # put_files: the service as it is

@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 
+from jupyter_mlcontainer.core import labels
 from jupyter_mlcontainer.core.backend import ContainerState
 from jupyter_mlcontainer.core.exceptions import Unsupported
 from jupyter_mlcontainer.core.gpus import GPURequest
@@ -303,3 +304,24 @@ def test_container_state_without_a_node_still_builds():
     """Existing callers (the Docker backend) do not pass ``node``."""
     state = ContainerState(id="c", name="n", image="i", image_id="", running=False, status="exited")
     assert state.node == ""
+
+
+def test_the_nodes_run_the_image_by_digest_or_id_never_by_a_tag():
+    from jupyter_mlcontainer.swarm.spec import node_image
+
+    record = {
+        "Id": "sha256:1d",
+        "RepoDigests": ["other/repo@sha256:aa", "registry.example.com/team/torch@sha256:bb"],
+    }
+    tag = "registry.example.com/team/torch:2.6"
+    assert node_image(tag, record) == "registry.example.com/team/torch@sha256:bb"
+    assert node_image("local/built:1", {"Id": "sha256:1d", "RepoDigests": []}) == "sha256:1d"
+    assert node_image("team/torch@sha256:cc", record) == "team/torch@sha256:cc"  # pinned
+    assert node_image(tag, None) == tag  # the manager lacks it: the nodes pull the tag
+    plan = build_plan(launch(publish_ip=ANYWHERE))
+    spec = service_spec(plan, image="sha256:1d")
+    assert spec["TaskTemplate"]["ContainerSpec"]["Image"] == "sha256:1d"
+    assert spec["Labels"][labels.IMAGE] == plan.create_args["image"]  # for the details
+    task = {"ServiceID": "s", "Status": {"State": "running"}, "Spec": spec["TaskTemplate"]}
+    state = task_state(task, None, {"Spec": spec})
+    assert (state.image, state.image_id) == (plan.create_args["image"], "sha256:1d")

@@ -33,6 +33,8 @@ RUNTIME_SEAL = f"{PREFIX}.runtime-sealed"
 #: The digest of a runtime's files when it was sealed (on the seal volume).
 RUNTIME_DIGEST = f"{PREFIX}.runtime-digest"
 PURPOSE = f"{PREFIX}.purpose"
+#: The image a kernel asked for, on a Swarm service whose task names it by digest or id.
+IMAGE = f"{PREFIX}.image"
 #: The GPUs a kernel's container holds (UUIDs, comma-separated): the GPU ledger's state
 #: (core/ledger.py) is the set of live containers with this label.
 GPUS = f"{PREFIX}.gpus"

@@ -41,7 +41,7 @@ from ..docker import endpoint, leases
 from ..docker.backend import DockerBackend
 from ..docker.engine import Engine
 from . import services
-from .spec import GPU_KIND, service_spec
+from .spec import GPU_KIND, node_image, service_spec
 from .tasks import node_info, task_state
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,12 @@ class SwarmBackend(DockerBackend):
     async def create(self, plan: ContainerPlan) -> str:
         await self._check_manager()
         version = await self.engine.version()
-        spec = service_spec(plan, api_version=str(version.get("ApiVersion") or "1.41"))
+        reference = str(plan.create_args["image"])
+        spec = service_spec(
+            plan,
+            api_version=str(version.get("ApiVersion") or "1.41"),
+            image=node_image(reference, await self.image(reference)),
+        )
 
         def made(api: Any) -> str:
             leases.hold()  # before anything exists that a crash could leave behind

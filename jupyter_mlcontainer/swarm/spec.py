@@ -21,7 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..core import labels
 from ..core.exceptions import Unsupported
+from ..core.reference import repository
 from ..core.sizes import parse_bytes
 
 if TYPE_CHECKING:
@@ -75,6 +77,7 @@ def service_spec(
     constraints: Sequence[str] = (),
     network: str | None = None,
     api_version: str = "1.41",
+    image: str = "",
 ) -> dict[str, Any]:
     """The service spec of one kernel's ``plan`` (a ``ContainerPlan``).
 
@@ -82,11 +85,16 @@ def service_spec(
     ``node.platform.arch==x86_64``), before the plan's own (the ``placement`` setting);
     ``network`` the swarm network a bridge-mode kernel joins
     (None: none, its ports are published on its node); ``api_version`` the manager's, which
-    decides whether ``no-new-privileges`` can be asked for (API 1.46).
+    decides whether ``no-new-privileges`` can be asked for (API 1.46); ``image`` the
+    reference the nodes run (:func:`node_image`; "": the plan's).
     """
     host, create = dict(plan.host_config), dict(plan.create_args)
     _refuse_unknown(host, create, plan.raw_host_config)
     container = _container_spec(create, host, api_version)
+    labels_: dict[str, str] = dict(create.get("labels") or {})
+    if image and image != create["image"]:
+        container["Image"] = image
+        labels_[labels.IMAGE] = str(create["image"])  # what the kernel details show
     task: dict[str, Any] = {
         "ContainerSpec": container,
         "Resources": _resources(host, plan.reserve_memory),
@@ -100,7 +108,7 @@ def service_spec(
         task["Networks"] = networks
     spec: dict[str, Any] = {
         "Name": plan.name,
-        "Labels": dict(create.get("labels") or {}),
+        "Labels": labels_,
         "TaskTemplate": task,
         "Mode": {"Replicated": {"Replicas": 1}},
     }
@@ -128,6 +136,23 @@ def _refuse_unknown(
             "Swarm service (use a Docker engine backend for it)."
         )
         raise Unsupported(msg)
+
+
+def node_image(reference: str, record: Mapping[str, Any] | None) -> str:
+    """The image reference a kernel's task names, from the manager's record of it (None:
+    the manager lacks it). A node pulls a tag at every start, to find the newest (with no
+    registry reachable it waits for the pull to fail, 20 s here, and then runs what it has);
+    a digest it skips where the image is present, and pulls where missing; an image id it
+    never pulls. So: the reference itself when it has a digest; else the record's digest of
+    the same repository (an image from a registry); else the image's id (one loaded on every
+    node: ids are the same everywhere); else the reference as it is."""
+    if "@" in reference or record is None:
+        return reference
+    wanted = repository(reference)
+    for pinned in record.get("RepoDigests") or []:
+        if repository(pinned) == wanted:
+            return str(pinned)
+    return str(record.get("Id") or reference)
 
 
 def _container_spec(

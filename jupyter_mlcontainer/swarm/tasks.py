@@ -98,14 +98,18 @@ def task_state(
     timestamp = str(status.get("Timestamp") or "")
     gpus = assigned_gpus(task)
     image = str(container.get("Image", ""))
+    # A task names its image by digest or id (swarm/spec.py node_image); its service, by
+    # the name the kernelspec gave.
+    asked = str((service_spec.get("Labels") or {}).get(labels.IMAGE) or "")
+    image_id = image if image.startswith("sha256:") else image.partition("@")[2]
     description = f"{state} on {name}" if name else state
     if status.get("Message") and status["Message"] != state:
         description += f": {status['Message']}"
     return ContainerState(
         id=str(task.get("ServiceID", "")),
         name=str(service_spec.get("Name", "")),
-        image=image,
-        image_id=image.partition("@")[2],
+        image=asked or image,
+        image_id=image_id,
         running=seam == "running",
         status=seam,
         exit_code=int(status.get("ContainerStatus", {}).get("ExitCode") or 0),
