@@ -351,3 +351,19 @@ def test_a_killed_servers_kernel_is_reaped_from_the_swarm_by_the_next_server(
         server.close()
         if second is not None:
             second.stop()
+
+
+async def test_braces_in_a_kernels_environment_reach_it_as_they_are(
+    on_the_swarm, kernelspec_file, notebook_dir
+):
+    """A task's environment is a Swarm template: "{{" (which a CurveZMQ key in the connection
+    info may hold) must arrive literally, not be refused or expanded."""
+    cluster = on_the_swarm
+    name = swarm_kernelspec(
+        kernelspec_file, cluster, "braces-on-the-swarm", env={"BRACES": "a{{.Node.ID}}b{{{c"}
+    )
+    async with running_kernel(name, notebook_dir) as (km, kc), told_on_failure(cluster, km):
+        out, _ = await execute(kc, "import os; print(os.environ['BRACES'])")
+        assert out.strip() == "a{{.Node.ID}}b{{{c"
+        kernel_id = km.kernel_id
+    nothing_left(cluster, kernel_id)

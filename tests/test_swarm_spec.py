@@ -325,3 +325,16 @@ def test_the_nodes_run_the_image_by_digest_or_id_never_by_a_tag():
     task = {"ServiceID": "s", "Status": {"State": "running"}, "Spec": spec["TaskTemplate"]}
     state = task_state(task, None, {"Spec": spec})
     assert (state.image, state.image_id) == (plan.create_args["image"], "sha256:1d")
+
+
+def test_environment_and_mounts_are_literal_text_not_swarm_templates():
+    from jupyter_mlcontainer.swarm.spec import literal
+
+    # A CurveZMQ key is Z85, which has braces: "{{" would start a Go template action.
+    assert literal('{"curve_publickey": "a{{b}}c{{{d"}') == (
+        '{"curve_publickey": "a{{"{{"}}b}}c{{"{{"}}{d"}'
+    )
+    assert literal("plain") == "plain"
+    plan = build_plan(launch(publish_ip=ANYWHERE, env={"KEY": "x{{.Node.ID}}"}))
+    env = service_spec(plan)["TaskTemplate"]["ContainerSpec"]["Env"]
+    assert 'KEY=x{{"{{"}}.Node.ID}}' in env

@@ -172,7 +172,7 @@ def _container_spec(
             container["Args"] = command
     env = create.get("environment") or {}
     if env:
-        container["Env"] = [f"{k}={v}" for k, v in env.items()]
+        container["Env"] = [literal(f"{k}={v}") for k, v in env.items()]
     for key, field in (("working_dir", "Dir"), ("user", "User")):
         if create.get(key):
             container[field] = str(create[key])
@@ -182,7 +182,10 @@ def _container_spec(
         container["Init"] = True
     if host.get("cap_drop"):
         container["CapabilityDrop"] = list(host["cap_drop"])
-    mounts = [dict(m) for m in host.get("mounts") or []]
+    mounts = [
+        {**m, **{k: literal(str(m[k])) for k in ("Source", "Target") if m.get(k)}}
+        for m in host.get("mounts") or []
+    ]
     if host.get("shm_size") is not None:
         size = int(parse_bytes(host["shm_size"]))
         mounts.append({"Target": SHM_PATH, "Type": "tmpfs", "TmpfsOptions": {"SizeBytes": size}})
@@ -190,6 +193,14 @@ def _container_spec(
         container["Mounts"] = mounts
     _security(container, host.get("security_opt") or (), api_version)
     return container
+
+
+def literal(text: str) -> str:
+    """``text`` as a Swarm template's literal text. A task's environment and mounts are Go
+    templates (``{{.Node.Hostname}}``): a kernel's connection info, whose CurveZMQ keys are
+    Z85 and may hold ``{{``, was refused ("function … not defined"). ``{{"{{"}}`` is a
+    literal ``{{``; ``}}`` outside an action is literal already."""
+    return text.replace("{{", '{{"{{"}}')
 
 
 def _security(container: dict[str, Any], options: Iterable[str], api_version: str) -> None:
