@@ -52,6 +52,7 @@ class FakeManager:
             WORKER_ID: node(WORKER_ID, WORKER, WORKER_ADDR),
         }
         self.placing = "run"
+        self.out_of_sequence = 0
         self._ids = 0
 
     def _id(self, prefix: str) -> str:
@@ -109,6 +110,10 @@ class FakeManager:
     def update_service(self, service_id: str, version: int, **changes: Any) -> None:
         self.calls.append("update_service")
         service = self.service_records[service_id]
+        if self.out_of_sequence:  # what a manager answered in CI, once in a while
+            self.out_of_sequence -= 1
+            service["Version"]["Index"] += 1
+            raise docker.errors.APIError("rpc error: code = Unknown desc = update out of sequence")
         assert version == service["Version"]["Index"], "updated at a stale version"
         assert changes.pop("fetch_current_spec") is True
         if "task_template" in changes:
@@ -618,3 +623,16 @@ def test_doctor_lists_the_nodes_of_each_swarm_a_kernelspec_runs_on(monkeypatch):
     assert by_label["node sw-manager"] == ("ok", "manager, 8 GiB free of 8 GiB")
     assert by_label["node sw-worker"][0] == "down"
     assert by_label["swarm tcp://gone:2375"][0] == "FAIL"
+
+
+def test_an_update_out_of_sequence_is_tried_again_at_the_current_version(backend, manager):
+    from jupyter_mlcontainer.core.exceptions import EngineError
+
+    service_id = run(backend.create(a_plan()))
+    manager.out_of_sequence = 2
+    run(backend.start(service_id))
+    assert manager.service_records[service_id]["Spec"]["Mode"]["Replicated"]["Replicas"] == 1
+    assert manager.calls.count("update_service") == 3
+    manager.out_of_sequence = 99  # it keeps refusing: the error is the manager's
+    with pytest.raises(EngineError, match="out of sequence"):
+        run(backend.start(service_id))

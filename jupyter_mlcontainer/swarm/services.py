@@ -79,15 +79,33 @@ def create(api: docker.APIClient, spec: Mapping[str, Any]) -> str:
     return str(created["ID"])
 
 
+#: Tries of an update the manager refuses as "update out of sequence".
+UPDATE_TRIES = 5
+
+
 def _update(api: docker.APIClient, service: Mapping[str, Any], **changes: Any) -> None:
     """``POST /services/{id}/update`` at the service's current version, the rest of its spec
-    as it is."""
-    api.update_service(
-        service["ID"],
-        service["Version"]["Index"],
-        fetch_current_spec=True,
-        **changes,
-    )
+    as it is. A manager may answer "update out of sequence" though nothing else writes the
+    kernel's service (seen in CI, right after the previous update): the version is read
+    again and the same change tried again, a few times."""
+    for attempt in range(UPDATE_TRIES):
+        try:
+            api.update_service(
+                service["ID"],
+                service["Version"]["Index"],
+                fetch_current_spec=True,
+                **changes,
+            )
+            return
+        except docker.errors.APIError as e:
+            if "out of sequence" not in str(e) or attempt == UPDATE_TRIES - 1:
+                raise
+        time.sleep(0.1 * (attempt + 1))
+        current = inspect_service(api, str(service["ID"]))
+        if current is None:
+            msg = f"The kernel's service {str(service['ID'])[:12]} is gone"
+            raise docker.errors.NotFound(msg)
+        service = current
 
 
 def secret_name(service_name: str, path: str, index: int) -> str:
