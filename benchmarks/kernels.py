@@ -77,13 +77,22 @@ def container_spec(image: str, **config: Any) -> dict[str, Any]:
     }
 
 
+def local_spec() -> dict[str, Any]:
+    """The baseline: an ipykernel of this Python, on this machine."""
+    return {"argv": [sys.executable, *ARGV[1:]], "display_name": "local", "language": "python"}
+
+
+def write_specs(root: Path, specs: dict[str, dict[str, Any]]) -> None:
+    """Each mode's kernelspec as ``bench-MODE`` under ``root/kernels``."""
+    for mode, spec in specs.items():
+        folder = root / "kernels" / f"bench-{mode}"
+        folder.mkdir(parents=True)
+        (folder / "kernel.json").write_text(json.dumps(spec))
+
+
 def write_kernelspecs(root: Path, image: str, modes: list[str], dockernel: Path | None) -> None:
     specs: dict[str, dict[str, Any]] = {
-        "local": {
-            "argv": [sys.executable, *ARGV[1:]],
-            "display_name": "local",
-            "language": "python",
-        },
+        "local": local_spec(),
         "bridge": container_spec(image, pool_size=0),
         "bridge-ports": container_spec(image, pool_size=0, bridge_access="ports"),
         "bridge-plain": container_spec(image, pool_size=0, local_encryption="none"),
@@ -104,10 +113,7 @@ def write_kernelspecs(root: Path, image: str, modes: list[str], dockernel: Path 
             "display_name": "dockernel",
             "language": "python",
         }
-    for mode in modes:
-        folder = root / "kernels" / f"bench-{mode}"
-        folder.mkdir(parents=True)
-        (folder / "kernel.json").write_text(json.dumps(specs[mode]))
+    write_specs(root, {mode: specs[mode] for mode in modes})
 
 
 def set_up_dockernel(image: str, where: Path) -> Path:
@@ -160,6 +166,28 @@ class Bench:
                 raise RuntimeError("the warm pool did not fill within 120 s")
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)  # let the pooled kernel's own start settle
+
+    async def interleaved(self, modes: list[str]) -> dict[str, dict[str, float]]:
+        """A warm-up start of each mode (the first start of anything pays for cold caches:
+        page cache, layers), then ``--rounds`` rounds of every mode, in an order that turns
+        each round so machine noise hits the modes alike; the medians of each metric."""
+        for mode in modes:
+            kernel_id, kc, _ = await self.start(mode)
+            await self.stop(kernel_id, kc)
+        samples: dict[str, dict[str, list[float]]] = {
+            m: {k: [] for k in ROUND_METRICS} for m in modes
+        }
+        for r in range(self.args.rounds):
+            for mode in modes[r % len(modes) :] + modes[: r % len(modes)]:
+                for key, value in (await self.one_round(mode)).items():
+                    samples[mode][key].append(value)
+        return {m: {k: statistics.median(v) for k, v in s.items()} for m, s in samples.items()}
+
+    async def close(self) -> None:
+        """Stop the pool and every kernel; remove the connection files' folder."""
+        await self.pool.stop()
+        await self.manager.shutdown_all(now=True)
+        shutil.rmtree(self.manager.connection_dir, ignore_errors=True)
 
     async def start(self, mode: str) -> tuple[str, Any, float]:
         if mode == "pooled":
@@ -333,18 +361,8 @@ def dockernel_container() -> str | None:
 async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     modes = ["local", *[m for m in args.modes if m != "local"]]
     bench = Bench(args, tempfile.mkdtemp(prefix="mlc-bench-cwd-"))
-    samples: dict[str, dict[str, list[float]]] = {m: {k: [] for k in ROUND_METRICS} for m in modes}
     try:
-        # Warm-up: the first start of anything pays for cold caches (page cache, layers).
-        for mode in modes:
-            kernel_id, kc, _ = await bench.start(mode)
-            await bench.stop(kernel_id, kc)
-        for r in range(args.rounds):
-            order = modes[r % len(modes) :] + modes[: r % len(modes)]
-            for mode in order:
-                for key, value in (await bench.one_round(mode)).items():
-                    samples[mode][key].append(value)
-        medians = {m: {k: statistics.median(v) for k, v in s.items()} for m, s in samples.items()}
+        medians = await bench.interleaved(modes)
         for mode in modes:
             medians[mode]["throughput"] = await bench.throughput(mode)
             medians[mode]["memory"] = await bench.memory(mode)
@@ -352,10 +370,8 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
                 medians[mode]["concurrent"] = await bench.concurrent(mode)
         return medians
     finally:
-        await bench.pool.stop()
-        await bench.manager.shutdown_all(now=True)
-        for folder in (bench.cwd, bench.manager.connection_dir):
-            shutil.rmtree(folder, ignore_errors=True)
+        await bench.close()
+        shutil.rmtree(bench.cwd, ignore_errors=True)
 
 
 def table(medians: dict[str, dict[str, float]]) -> str:
@@ -414,11 +430,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.ERROR)
-    root = Path(tempfile.mkdtemp(prefix="mlc-bench-"))
     dockernel = None
     if "dockernel" in args.modes:
         cache = Path(__file__).resolve().parent.parent / ".build"
         dockernel = set_up_dockernel(args.image, cache)
+    root = Path(tempfile.mkdtemp(prefix="mlc-bench-"))  # after what may fail before the run
     write_kernelspecs(root, args.image, ["local", *args.modes], dockernel)
     os.environ["JUPYTER_PATH"] = str(root)
     # The benchmark is the admin's own tool: its policy allows the network modes it compares,

@@ -30,7 +30,6 @@ import logging
 import os
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -38,21 +37,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/swarm.py
 
-from benchmarks.kernels import ROUND_METRICS, Bench, container_spec
+from benchmarks.kernels import ROUND_METRICS, Bench, container_spec, local_spec, write_specs
 from tests.swarm import SwarmCluster, SwarmUnavailable
 
 #: Ratios against the same kernel on this machine's engine (issue 21).
 TARGETS = {"start": 2.0, "kernel_info": 1.1, "execute": 1.1}
-MODES = ("local", "engine", "swarm")
+MODES = ["local", "engine", "swarm"]
 
 
 def write_kernelspecs(root: Path, image: str, manager_url: str) -> None:
     specs = {
-        "local": {
-            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "local",
-            "language": "python",
-        },
+        "local": local_spec(),
         "engine": container_spec(image, pool_size=0),
         "swarm": container_spec(
             image,
@@ -64,10 +59,7 @@ def write_kernelspecs(root: Path, image: str, manager_url: str) -> None:
             mount_cwd=False,  # the notebook folder is on this machine only
         ),
     }
-    for mode, spec in specs.items():
-        folder = root / "kernels" / f"bench-{mode}"
-        folder.mkdir(parents=True)
-        (folder / "kernel.json").write_text(json.dumps(spec))
+    write_specs(root, specs)
 
 
 def configure(root: Path, manager_url: str) -> None:
@@ -90,21 +82,10 @@ def configure(root: Path, manager_url: str) -> None:
 
 async def run(args: argparse.Namespace, cwd: str) -> dict[str, dict[str, float]]:
     bench = Bench(args, cwd)
-    samples: dict[str, dict[str, list[float]]] = {m: {k: [] for k in ROUND_METRICS} for m in MODES}
     try:
-        for mode in MODES:  # warm-up: the first start of anything pays for cold caches
-            kernel_id, kc, _ = await bench.start(mode)
-            await bench.stop(kernel_id, kc)
-        for r in range(args.rounds):
-            order = MODES[r % len(MODES) :] + MODES[: r % len(MODES)]
-            for mode in order:
-                for key, value in (await bench.one_round(mode)).items():
-                    samples[mode][key].append(value)
-        return {m: {k: statistics.median(v) for k, v in s.items()} for m, s in samples.items()}
+        return await bench.interleaved(MODES)
     finally:
-        await bench.pool.stop()
-        await bench.manager.shutdown_all(now=True)
-        shutil.rmtree(bench.manager.connection_dir, ignore_errors=True)
+        await bench.close()
 
 
 def table(medians: dict[str, dict[str, float]]) -> str:
