@@ -211,7 +211,7 @@ async def test_kernels_spread_over_the_nodes_by_memory_and_the_last_is_refused(
         nothing_left(cluster, kernel_id)
 
 
-async def test_gpu_kernels_get_distinct_gpus_of_the_gpu_node_and_a_third_is_refused(
+async def test_kernels_on_simulated_gpus_get_distinct_gpus_of_the_gpu_node_and_a_third_is_refused(
     on_the_swarm, kernelspec_file, notebook_dir
 ):
     """SIMULATED GPUs (tests/swarm.py): two kernels asking for one GPU each land on sw-gpu, the
