@@ -103,6 +103,9 @@ async def test_a_kernel_on_the_swarm_runs_is_interrupted_restarts_and_leaves_not
         assert info["ip"] == node["Status"]["Addr"]
         assert info.get("curve_publickey")
         assert api.inspect_service(service_id)["Spec"]["Labels"][labels.KERNEL_ID] == km.kernel_id
+        # By id (the test image was loaded on each node, never pushed): no node pulls a tag.
+        assert task["Spec"]["ContainerSpec"]["Image"].startswith("sha256:"), task["Spec"]
+        assert (await state_of(km)).image == IMAGE  # the details show the name asked for
 
         out, _ = await execute(kc, "print(1 + 1)")
         assert out.strip() == "2"
